@@ -1,0 +1,1 @@
+//! `type = "file"`: the embedded default backend (age-encrypted records in a directory).

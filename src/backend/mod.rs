@@ -1,0 +1,45 @@
+//! Secret stores. One small trait, one module per store; retries and timing live in wrappers.
+
+use crate::error::Result;
+use crate::record::{SlotRecord, Versioned};
+use async_trait::async_trait;
+
+pub mod file;
+
+/// What a backend can do beyond the contract of [`Backend`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BackendCapabilities {
+    /// Deleted entries can be recovered for a while (KV v2 soft delete, AWS recovery window).
+    pub soft_delete: bool,
+}
+
+/// A secret store holding one [`SlotRecord`] per slot.
+///
+/// Contract: every write is a compare-and-set against the version returned by [`Backend::read`]
+/// (or `None` for "must not exist yet"), and a lost race is `ErrorKind::Conflict`, never a
+/// silent overwrite. A write is atomic: after a crash a reader sees the old or the new record,
+/// never a mix.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// The inventory name of this backend instance (for messages).
+    fn name(&self) -> &str;
+
+    fn capabilities(&self) -> BackendCapabilities;
+
+    /// The slot's record and its version, or `None` when there is no entry.
+    /// An entry that exists but is not rekey's is `ErrorKind::Conflict`.
+    async fn read(&self, slot: &str) -> Result<Option<Versioned>>;
+
+    /// Stores `record` if the entry's version is still `expected` (`None`: the entry must not
+    /// exist). Returns the new version.
+    async fn write(&self, slot: &str, record: &SlotRecord, expected: Option<u64>) -> Result<u64>;
+
+    /// Removes the entry if its version is still `expected` (soft delete where the store has one).
+    async fn delete(&self, slot: &str, expected: u64) -> Result<()>;
+
+    /// Names of the slots whose entries rekey owns in this backend.
+    async fn list(&self) -> Result<Vec<String>>;
+
+    /// Proves the store is reachable and writable by us, changing nothing visible to consumers.
+    async fn check(&self) -> Result<()>;
+}

@@ -1,0 +1,128 @@
+//! The command line (DESIGN.md §6). Parsing only; commands live in their own modules.
+
+use crate::logging::LogFormat;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rekey",
+    version,
+    about = "Rotates SaaS API client credentials (Taegis XDR, Cisco XDR) into your vault, without ever losing one.",
+    long_about = "rekey reads an inventory of API clients (slots), creates, rotates or retires them at \
+their platform with a bootstrap credential, and stores each new CLIENT_ID/CLIENT_SECRET in a vault \
+backend. A new pair is stored before it is used, verified before it becomes current, and the old one \
+is deleted only after a grace period.\n\nExit codes: 0 success; 1 some slots failed or need attention; \
+2 bad configuration or usage; 3 another run holds a slot's lease; 4 a provider or backend was \
+unreachable before any change.",
+    after_help = "Try it with no setup:  rekey demo"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto, env = "REKEY_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// More log detail (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show what `apply` would do for each slot, and why. Changes nothing.
+    Plan(RunArgs),
+    /// Create, rotate, promote and retire credentials as the plan says.
+    Apply(RunArgs),
+    /// Each slot's age, state, generation and last result; exit 1 if any is overdue, stuck or failed.
+    Status(RunArgs),
+    /// Exchange every stored current pair for a token; exit 1 if any fails.
+    Verify(RunArgs),
+    /// Long-running scheduler: apply on a cron schedule (`--once` for one cycle).
+    Run(ScheduleArgs),
+    /// Print a slot's current CLIENT_ID/CLIENT_SECRET (the only command that prints a secret).
+    Get(GetArgs),
+    /// Generate an age identity for the file backend (written 0600).
+    Keygen(KeygenArgs),
+    /// The whole job on the embedded default: emulator, age file backend, sample inventory.
+    Demo(DemoArgs),
+    /// Run the Taegis-compatible API emulator on a loopback port.
+    #[cfg(feature = "emulator")]
+    Emulator(crate::emulator::EmulatorArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The inventory (TOML).
+    #[arg(short, long, env = "REKEY_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// Only slots whose name matches (exact name, or a glob with `*`). Repeatable.
+    #[arg(long, value_name = "SELECTOR")]
+    pub only: Vec<String>,
+
+    /// Rotate selected slots now, whatever their age.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// Slots worked on at once (default from the inventory, else 16).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ScheduleArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Run one cycle and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GetArgs {
+    /// The inventory (TOML).
+    #[arg(short, long, env = "REKEY_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Slot name.
+    pub slot: String,
+    /// `env` prints CLIENT_ID=... and CLIENT_SECRET=... lines; `json` one object.
+    #[arg(long, value_enum, default_value_t = GetFormat::Env)]
+    pub format: GetFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GetFormat {
+    Env,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeygenArgs {
+    /// Where to write the identity (refused if it exists).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Keep the demo's inventory, identity and store in DIR instead of a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}

@@ -1,0 +1,29 @@
+//! Test-only crash points: with the `test-hooks` feature, `REKEY_CRASH_AT=<point>` makes the
+//! process abort (like SIGKILL: no unwinding, no cleanup) when it reaches that named step of the
+//! rotation protocol. Without the feature this compiles to nothing.
+
+/// Every named step of the protocol, in the order a rotation passes them. Tests iterate this.
+pub const POINTS: &[&str] = &[
+    "after-lease",
+    "after-op-recorded",
+    "after-provider-create",
+    "after-pending-written",
+    "after-verify",
+    "after-promote",
+    "after-old-deleted",
+    "after-provider-rotate",
+    "after-retire-delete",
+];
+
+#[inline]
+pub fn point(name: &'static str) {
+    #[cfg(feature = "test-hooks")]
+    if let Ok(want) = std::env::var("REKEY_CRASH_AT") {
+        // `name` or `name@slot` or `name#N` (the N-th time this point is reached).
+        if want == name {
+            eprintln!("rekey: test crash point reached: {name}");
+            std::process::abort();
+        }
+    }
+    let _ = name;
+}

@@ -1,0 +1,17 @@
+//! rekey: a credential-rotation worker for SaaS security platforms.
+//!
+//! The binary is a thin shell around this library; see DESIGN.md for the architecture.
+
+pub mod backend;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crash;
+#[cfg(feature = "emulator")]
+pub mod emulator;
+pub mod error;
+pub mod http;
+pub mod logging;
+pub mod provider;
+pub mod record;
+pub mod secret;

@@ -1,0 +1,40 @@
+//! Logging setup: human on a terminal, JSON otherwise (or as asked).
+
+use std::io::IsTerminal;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human when stderr is a terminal, JSON otherwise.
+    Auto,
+    Human,
+    Json,
+}
+
+/// Installs the global subscriber. Logs go to stderr; stdout is for reports and `get`.
+/// `RUST_LOG` overrides the level given by `-v`/`-q`.
+pub fn init(format: LogFormat, verbosity: i8) {
+    let default = match verbosity {
+        i8::MIN..=-1 => "error",
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("rekey={default},warn")));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Human => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init()
+    };
+}

@@ -1,0 +1,1 @@
+//! `type = "taegis"`: Secureworks Taegis XDR.

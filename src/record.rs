@@ -1,0 +1,170 @@
+//! The slot record: what a backend stores per slot. It holds the credentials (current, pending,
+//! draining) and the rotation state (operation, phase, lease), so a crashed run can be resumed
+//! by the next one from the backend alone (DESIGN.md §4 rule 4).
+
+use crate::secret::{self, ClientPair, Secret};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Written into every record: entries without it are not rekey's and are never touched.
+pub const MANAGED_BY: &str = "rekey";
+pub const SCHEMA: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlotRecord {
+    pub schema: u32,
+    pub managed_by: String,
+    pub slot: String,
+    /// Inventory name of the provider and the tenant, so a slot removed from the inventory can
+    /// still be retired.
+    pub provider: String,
+    pub tenant: String,
+    /// Highest generation ever issued for this slot (a new credential gets `generation + 1`).
+    pub generation: u64,
+    /// What consumers use.
+    pub current: Option<StoredCredential>,
+    /// Issued and stored, not yet verified and promoted.
+    pub pending: Option<StoredCredential>,
+    /// Previous credentials still alive for their grace period.
+    #[serde(default)]
+    pub draining: Vec<Draining>,
+    /// The operation in flight, if any.
+    pub op: Option<Operation>,
+    /// Which run may act on this slot now. Taken and released by compare-and-set writes.
+    pub lease: Option<Lease>,
+    /// Outcome of the last operation that ended, for `status`.
+    pub last: Option<LastResult>,
+    /// Set when the slot is being retired; entry is removed once its clients are gone.
+    #[serde(default)]
+    pub retiring: Option<Retiring>,
+}
+
+impl SlotRecord {
+    pub fn new(slot: &str, provider: &str, tenant: &str) -> Self {
+        SlotRecord {
+            schema: SCHEMA,
+            managed_by: MANAGED_BY.to_string(),
+            slot: slot.to_string(),
+            provider: provider.to_string(),
+            tenant: tenant.to_string(),
+            generation: 0,
+            current: None,
+            pending: None,
+            draining: Vec::new(),
+            op: None,
+            lease: None,
+            last: None,
+            retiring: None,
+        }
+    }
+
+    pub fn is_managed(&self) -> bool {
+        self.managed_by == MANAGED_BY
+    }
+}
+
+/// One issued credential with what is needed to use it, prove it, and delete it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoredCredential {
+    pub generation: u64,
+    /// The CLIENT_ID consumers use.
+    pub client_id: String,
+    /// The provider's object id (Taegis client UUID); equals `client_id` where there is none.
+    pub object_id: String,
+    /// The client's name at the provider (`<prefix><slot>-g<generation>` when rekey made it).
+    pub name: String,
+    #[serde(with = "secret::expose")]
+    pub secret: Secret,
+    pub created_at: DateTime<Utc>,
+    pub verified_at: Option<DateTime<Utc>>,
+    /// True when rekey created this client and may delete it (DESIGN.md §4 rule 6).
+    pub owned: bool,
+}
+
+impl StoredCredential {
+    pub fn pair(&self) -> ClientPair {
+        ClientPair {
+            client_id: self.client_id.clone(),
+            secret: self.secret.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Draining {
+    pub credential: StoredCredential,
+    pub delete_after: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    /// First credential of a slot.
+    Create,
+    /// `alternate`: a new client next to the current one.
+    Rotate,
+    /// `in-place`: a new secret for the same client.
+    RotateInPlace,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// State written; the provider call may or may not have happened.
+    Creating,
+    /// In-place: state written (and, with caller-chosen secrets, the secret stored as pending);
+    /// the rotate call may or may not have happened.
+    Rotating,
+    /// A pending credential is stored and awaits verification.
+    Pending,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Operation {
+    pub id: Uuid,
+    pub kind: OpKind,
+    pub phase: Phase,
+    /// The generation this operation produces.
+    pub generation: u64,
+    pub started_at: DateTime<Utc>,
+    /// Failed verification attempts of the pending credential, across runs.
+    #[serde(default)]
+    pub verify_failures: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Lease {
+    pub run_id: Uuid,
+    pub host: String,
+    pub pid: u32,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Retiring {
+    pub since: DateTime<Utc>,
+    pub delete_after: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LastResult {
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+    /// What happened, for humans; never contains a secret.
+    pub message: String,
+}
+
+/// A record and the backend's version of it, the token for the next compare-and-set.
+#[derive(Clone, Debug)]
+pub struct Versioned {
+    pub record: SlotRecord,
+    pub version: u64,
+}
