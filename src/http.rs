@@ -1,2 +1,142 @@
-//! The HTTP layer shared by providers: one client per process (connection reuse), TLS by rustls,
-//! plain HTTP only to loopback, and parsing of `Retry-After`.
+//! The HTTP layer shared by providers: one client per process (so connections are reused),
+//! TLS by rustls with verification always on, plain HTTP only to loopback, bounded response
+//! sizes, transport-error classification, `Retry-After` parsing, and per-environment rate limits.
+
+use crate::error::{Error, ErrorKind, Result};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// Largest response body rekey reads; anything bigger is refused as malformed.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// The process-wide HTTP client. Per-request timeouts are set by each caller.
+pub fn client() -> reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(64)
+                // Redirects could carry the Authorization header elsewhere: never follow them.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("the HTTP client configuration is static and valid")
+        })
+        .clone()
+}
+
+/// Accepts `https://` URLs, and `http://` only when the host is loopback (the emulator, tests).
+pub fn check_url(url: &str) -> Result<()> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| Error::config(format!("invalid URL {url:?}: {e}")))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(parsed.host_str().unwrap_or("")) => Ok(()),
+        "http" => Err(Error::config(format!(
+            "refusing plain http:// to {url}: credentials would cross the network unencrypted (http is allowed only to loopback)"
+        ))),
+        other => Err(Error::config(format!("unsupported URL scheme {other:?} in {url}"))),
+    }
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+/// Maps a transport failure to an error kind. The URL stays in the message (it holds no
+/// secret); bodies never do.
+pub fn classify_transport(err: reqwest::Error, what: &str) -> Error {
+    let err = err.without_url();
+    if err.is_timeout() {
+        Error::new(ErrorKind::Timeout, format!("{what}: no answer in time")).with_source(err)
+    } else if err.is_connect() {
+        // The request never left: safe to resend even a mutation.
+        Error::new(ErrorKind::Unavailable, format!("{what}: cannot connect")).with_source(err).not_applied()
+    } else {
+        Error::new(ErrorKind::Unavailable, format!("{what}: connection failed")).with_source(err)
+    }
+}
+
+/// Parses `Retry-After`: delta-seconds or an HTTP date. Capped at 10 minutes.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let d = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let when = httpdate::parse_http_date(value).ok()?;
+        when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO)
+    };
+    Some(d.min(Duration::from_secs(600)))
+}
+
+pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after)
+}
+
+/// Reads a body, refusing more than [`MAX_BODY`] bytes.
+pub async fn read_body(mut resp: reqwest::Response, what: &str) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(Error::malformed(format!("{what}: response larger than {MAX_BODY} bytes")));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(classify_transport(e, what)),
+        }
+    }
+}
+
+/// Requests-per-second limiters shared by every provider instance talking to one API base, so
+/// two inventory entries for the same environment do not double the rate.
+pub fn limiter_for(base_url: &str, per_second: f64) -> Arc<DefaultDirectRateLimiter> {
+    static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>> = OnceLock::new();
+    let map = LIMITERS.get_or_init(Default::default);
+    let mut map = map.lock().expect("limiter map poisoned");
+    map.entry(base_url.to_string())
+        .or_insert_with(|| {
+            let period = Duration::from_secs_f64(1.0 / per_second.max(0.001));
+            // A small burst keeps throughput at the limit without bursting past a server's bucket.
+            let burst = NonZeroU32::new((per_second / 10.0).clamp(1.0, 20.0) as u32).unwrap_or(NonZeroU32::MIN);
+            let quota = Quota::with_period(period).expect("period is positive").allow_burst(burst);
+            Arc::new(RateLimiter::direct(quota))
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_may_use_plain_http() {
+        assert!(check_url("https://api.ctpx.secureworks.com").is_ok());
+        assert!(check_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_url("http://localhost:1").is_ok());
+        assert!(check_url("http://[::1]:1").is_ok());
+        let err = check_url("http://api.example.com").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(check_url("http://10.0.0.1").is_err());
+        assert!(check_url("ftp://127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        let future = std::time::SystemTime::now() + Duration::from_secs(30);
+        let d = parse_retry_after(&httpdate::fmt_http_date(future)).unwrap();
+        assert!(d <= Duration::from_secs(30) && d >= Duration::from_secs(28), "{d:?}");
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("99999"), Some(Duration::from_secs(600)));
+    }
+}

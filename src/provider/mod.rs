@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, RwLock};
 
+pub mod retry;
 pub mod taegis;
+pub mod token;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProviderCapabilities {
@@ -97,4 +99,14 @@ pub trait Provider: Send + Sync {
 
     /// Proves a pair works: a token exchange with it succeeds. `Unauthorized` when it does not.
     async fn verify(&self, tenant: &str, pair: &ClientPair) -> Result<()>;
+}
+
+/// Builds the provider an inventory entry describes, wrapped in retries.
+pub fn build(config: &crate::config::ProviderConfig, bootstrap: Bootstrap) -> Result<Arc<dyn Provider>> {
+    let inner: Arc<dyn Provider> = match &config.kind {
+        crate::config::ProviderKind::Taegis(t) => {
+            Arc::new(taegis::TaegisProvider::new(&config.name, t, bootstrap, config.rate_limit, config.timeout)?)
+        }
+    };
+    Ok(Arc::new(retry::RetryingProvider::new(inner, retry::RetryPolicy::default())))
 }

@@ -1,0 +1,118 @@
+//! Retries as a wrapper around any [`Provider`] (STYLE.md §5): only temporary errors are
+//! retried, with capped, jittered exponential backoff or the server's `Retry-After`; and a
+//! mutation that may already have taken effect is never resent blindly (the engine resumes it by
+//! looking the client up by its managed name instead).
+
+use crate::error::Result;
+use crate::provider::{ClientInfo, ClientSpec, IssuedClient, Provider, ProviderCapabilities};
+use crate::secret::{ClientPair, Secret};
+use async_trait::async_trait;
+use rand::Rng;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 8, base_delay: Duration::from_millis(200), max_delay: Duration::from_secs(30) }
+    }
+}
+
+impl RetryPolicy {
+    /// Full-jitter backoff for attempt `n` (1-based), or the server's wish plus a little jitter.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let mut rng = rand::rng();
+        match retry_after {
+            Some(wait) => (wait + wait.mul_f64(rng.random_range(0.0..0.1))).min(self.max_delay.max(wait)),
+            None => {
+                let ceiling = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
+                ceiling.mul_f64(rng.random_range(0.5..1.0))
+            }
+        }
+    }
+}
+
+pub struct RetryingProvider {
+    inner: Arc<dyn Provider>,
+    policy: RetryPolicy,
+}
+
+impl RetryingProvider {
+    pub fn new(inner: Arc<dyn Provider>, policy: RetryPolicy) -> Self {
+        RetryingProvider { inner, policy }
+    }
+
+    /// Runs `call` until it succeeds, fails permanently, or attempts run out. `idempotent`
+    /// calls are retried on any temporary error; others only when the request never landed.
+    async fn run<T, F, Fut>(&self, what: &str, idempotent: bool, call: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let retryable = e.is_temporary() && (idempotent || !e.maybe_applied());
+                    if !retryable || attempt >= self.policy.max_attempts {
+                        return Err(e);
+                    }
+                    let delay = self.policy.delay(attempt, e.retry_after());
+                    tracing::debug!(call = what, attempt, kind = %e.kind(), delay_ms = delay.as_millis() as u64, "retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for RetryingProvider {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn capabilities(&self) -> ProviderCapabilities {
+        self.inner.capabilities()
+    }
+    async fn create_client(&self, tenant: &str, spec: &ClientSpec) -> Result<IssuedClient> {
+        self.run("createClient", false, || self.inner.create_client(tenant, spec)).await
+    }
+    async fn rotate_secret(&self, tenant: &str, client: &str, chosen: Option<&Secret>) -> Result<IssuedClient> {
+        // With a caller-chosen secret, sending the same request twice ends in the same state.
+        self.run("rotateClientSecret", chosen.is_some(), || self.inner.rotate_secret(tenant, client, chosen)).await
+    }
+    async fn delete_client(&self, tenant: &str, client: &str) -> Result<()> {
+        self.run("deleteClient", true, || self.inner.delete_client(tenant, client)).await
+    }
+    async fn find_clients(&self, tenant: &str, name_prefix: &str) -> Result<Vec<ClientInfo>> {
+        self.run("clientsSearch", true, || self.inner.find_clients(tenant, name_prefix)).await
+    }
+    async fn verify(&self, tenant: &str, pair: &ClientPair) -> Result<()> {
+        self.run("token", true, || self.inner.verify(tenant, pair)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_honours_retry_after() {
+        let p = RetryPolicy::default();
+        for n in 1..20 {
+            assert!(p.delay(n, None) <= p.max_delay);
+        }
+        let d = p.delay(1, Some(Duration::from_secs(3)));
+        assert!(d >= Duration::from_secs(3) && d <= Duration::from_millis(3300), "{d:?}");
+    }
+}
