@@ -32,21 +32,27 @@ pub fn client() -> reqwest::Client {
 
 /// Accepts `https://` URLs, and `http://` only when the host is loopback (the emulator, tests).
 pub fn check_url(url: &str) -> Result<()> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| Error::config(format!("invalid URL {url:?}: {e}")))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| Error::config(format!("invalid URL {url:?}: {e}")))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(parsed.host_str().unwrap_or("")) => Ok(()),
         "http" => Err(Error::config(format!(
             "refusing plain http:// to {url}: credentials would cross the network unencrypted (http is allowed only to loopback)"
         ))),
-        other => Err(Error::config(format!("unsupported URL scheme {other:?} in {url}"))),
+        other => Err(Error::config(format!(
+            "unsupported URL scheme {other:?} in {url}"
+        ))),
     }
 }
 
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }
 
 /// Maps a transport failure to an error kind. The URL stays in the message (it holds no
@@ -57,7 +63,9 @@ pub fn classify_transport(err: reqwest::Error, what: &str) -> Error {
         Error::new(ErrorKind::Timeout, format!("{what}: no answer in time")).with_source(err)
     } else if err.is_connect() {
         // The request never left: safe to resend even a mutation.
-        Error::new(ErrorKind::Unavailable, format!("{what}: cannot connect")).with_source(err).not_applied()
+        Error::new(ErrorKind::Unavailable, format!("{what}: cannot connect"))
+            .with_source(err)
+            .not_applied()
     } else {
         Error::new(ErrorKind::Unavailable, format!("{what}: connection failed")).with_source(err)
     }
@@ -70,13 +78,17 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         Duration::from_secs(secs)
     } else {
         let when = httpdate::parse_http_date(value).ok()?;
-        when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO)
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)
     };
     Some(d.min(Duration::from_secs(600)))
 }
 
 pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after)
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
 }
 
 /// Reads a body, refusing more than [`MAX_BODY`] bytes.
@@ -86,7 +98,9 @@ pub async fn read_body(mut resp: reqwest::Response, what: &str) -> Result<Vec<u8
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > MAX_BODY {
-                    return Err(Error::malformed(format!("{what}: response larger than {MAX_BODY} bytes")));
+                    return Err(Error::malformed(format!(
+                        "{what}: response larger than {MAX_BODY} bytes"
+                    )));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -99,15 +113,19 @@ pub async fn read_body(mut resp: reqwest::Response, what: &str) -> Result<Vec<u8
 /// Requests-per-second limiters shared by every provider instance talking to one API base, so
 /// two inventory entries for the same environment do not double the rate.
 pub fn limiter_for(base_url: &str, per_second: f64) -> Arc<DefaultDirectRateLimiter> {
-    static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>> = OnceLock::new();
+    static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>> =
+        OnceLock::new();
     let map = LIMITERS.get_or_init(Default::default);
     let mut map = map.lock().expect("limiter map poisoned");
     map.entry(base_url.to_string())
         .or_insert_with(|| {
             let period = Duration::from_secs_f64(1.0 / per_second.max(0.001));
             // A small burst keeps throughput at the limit without bursting past a server's bucket.
-            let burst = NonZeroU32::new((per_second / 10.0).clamp(1.0, 20.0) as u32).unwrap_or(NonZeroU32::MIN);
-            let quota = Quota::with_period(period).expect("period is positive").allow_burst(burst);
+            let burst = NonZeroU32::new((per_second / 10.0).clamp(1.0, 20.0) as u32)
+                .unwrap_or(NonZeroU32::MIN);
+            let quota = Quota::with_period(period)
+                .expect("period is positive")
+                .allow_burst(burst);
             Arc::new(RateLimiter::direct(quota))
         })
         .clone()
@@ -134,8 +152,14 @@ mod tests {
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
         let future = std::time::SystemTime::now() + Duration::from_secs(30);
         let d = parse_retry_after(&httpdate::fmt_http_date(future)).unwrap();
-        assert!(d <= Duration::from_secs(30) && d >= Duration::from_secs(28), "{d:?}");
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert!(
+            d <= Duration::from_secs(30) && d >= Duration::from_secs(28),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("99999"), Some(Duration::from_secs(600)));
     }

@@ -2,16 +2,22 @@
 //!
 //! The binary is a thin shell around this library; see DESIGN.md for the architecture.
 
+pub mod app;
 pub mod backend;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crash;
 #[cfg(feature = "emulator")]
+pub mod demo;
+#[cfg(feature = "emulator")]
 pub mod emulator;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod logging;
+pub mod plan;
 pub mod provider;
 pub mod record;
+pub mod report;
 pub mod secret;

@@ -1,8 +1,29 @@
+//! The `rekey` binary: parse, set up logging, run, and print the one error (with its cause
+//! chain) before mapping it to a documented exit code.
+
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = rekey::cli::Cli::parse();
-    let _ = cli;
-    ExitCode::from(2)
+    let verbosity = if cli.quiet { -1 } else { cli.verbose as i8 };
+    rekey::logging::init(cli.log_format, verbosity);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rekey: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(rekey::app::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("rekey: {}", rekey::error::chain(&err));
+            ExitCode::from(rekey::app::exit_code_for(&err))
+        }
+    }
 }

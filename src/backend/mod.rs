@@ -43,3 +43,12 @@ pub trait Backend: Send + Sync {
     /// Proves the store is reachable and writable by us, changing nothing visible to consumers.
     async fn check(&self) -> Result<()>;
 }
+
+/// Opens the backend an inventory entry describes.
+pub fn build(config: &crate::config::BackendConfig) -> Result<std::sync::Arc<dyn Backend>> {
+    match config {
+        crate::config::BackendConfig::File(c) => {
+            Ok(std::sync::Arc::new(file::FileBackend::open(c)?))
+        }
+    }
+}

@@ -49,19 +49,28 @@ pub struct ClientInfo {
 }
 
 /// The privileged credential a provider acts with. Shared, so that after rekey rotates its own
-/// bootstrap credential the engine can swap in the new pair for the rest of the run.
+/// bootstrap credential the engine can swap in the new pair for the rest of the run. It may be
+/// unresolved (an unset environment variable): commands that never use it (`verify`) still work,
+/// and the first use reports why it is missing.
 #[derive(Clone)]
-pub struct Bootstrap(Arc<RwLock<ClientPair>>);
+pub struct Bootstrap(Arc<RwLock<std::result::Result<ClientPair, String>>>);
 
 impl Bootstrap {
     pub fn new(pair: ClientPair) -> Self {
-        Bootstrap(Arc::new(RwLock::new(pair)))
+        Bootstrap(Arc::new(RwLock::new(Ok(pair))))
     }
-    pub fn get(&self) -> ClientPair {
-        self.0.read().expect("bootstrap lock poisoned").clone()
+    pub fn unresolved(reason: impl Into<String>) -> Self {
+        Bootstrap(Arc::new(RwLock::new(Err(reason.into()))))
+    }
+    pub fn get(&self) -> Result<ClientPair> {
+        self.0
+            .read()
+            .expect("bootstrap lock poisoned")
+            .clone()
+            .map_err(crate::error::Error::config)
     }
     pub fn replace(&self, pair: ClientPair) {
-        *self.0.write().expect("bootstrap lock poisoned") = pair;
+        *self.0.write().expect("bootstrap lock poisoned") = Ok(pair);
     }
 }
 
@@ -102,11 +111,21 @@ pub trait Provider: Send + Sync {
 }
 
 /// Builds the provider an inventory entry describes, wrapped in retries.
-pub fn build(config: &crate::config::ProviderConfig, bootstrap: Bootstrap) -> Result<Arc<dyn Provider>> {
+pub fn build(
+    config: &crate::config::ProviderConfig,
+    bootstrap: Bootstrap,
+) -> Result<Arc<dyn Provider>> {
     let inner: Arc<dyn Provider> = match &config.kind {
-        crate::config::ProviderKind::Taegis(t) => {
-            Arc::new(taegis::TaegisProvider::new(&config.name, t, bootstrap, config.rate_limit, config.timeout)?)
-        }
+        crate::config::ProviderKind::Taegis(t) => Arc::new(taegis::TaegisProvider::new(
+            &config.name,
+            t,
+            bootstrap,
+            config.rate_limit,
+            config.timeout,
+        )?),
     };
-    Ok(Arc::new(retry::RetryingProvider::new(inner, retry::RetryPolicy::default())))
+    Ok(Arc::new(retry::RetryingProvider::new(
+        inner,
+        retry::RetryPolicy::default(),
+    )))
 }

@@ -22,7 +22,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 8, base_delay: Duration::from_millis(200), max_delay: Duration::from_secs(30) }
+        RetryPolicy {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+        }
     }
 }
 
@@ -31,9 +35,14 @@ impl RetryPolicy {
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let mut rng = rand::rng();
         match retry_after {
-            Some(wait) => (wait + wait.mul_f64(rng.random_range(0.0..0.1))).min(self.max_delay.max(wait)),
+            Some(wait) => {
+                (wait + wait.mul_f64(rng.random_range(0.0..0.1))).min(self.max_delay.max(wait))
+            }
             None => {
-                let ceiling = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
+                let ceiling = self
+                    .base_delay
+                    .saturating_mul(1u32 << attempt.min(16))
+                    .min(self.max_delay);
                 ceiling.mul_f64(rng.random_range(0.5..1.0))
             }
         }
@@ -85,20 +94,38 @@ impl Provider for RetryingProvider {
         self.inner.capabilities()
     }
     async fn create_client(&self, tenant: &str, spec: &ClientSpec) -> Result<IssuedClient> {
-        self.run("createClient", false, || self.inner.create_client(tenant, spec)).await
+        self.run("createClient", false, || {
+            self.inner.create_client(tenant, spec)
+        })
+        .await
     }
-    async fn rotate_secret(&self, tenant: &str, client: &str, chosen: Option<&Secret>) -> Result<IssuedClient> {
+    async fn rotate_secret(
+        &self,
+        tenant: &str,
+        client: &str,
+        chosen: Option<&Secret>,
+    ) -> Result<IssuedClient> {
         // With a caller-chosen secret, sending the same request twice ends in the same state.
-        self.run("rotateClientSecret", chosen.is_some(), || self.inner.rotate_secret(tenant, client, chosen)).await
+        self.run("rotateClientSecret", chosen.is_some(), || {
+            self.inner.rotate_secret(tenant, client, chosen)
+        })
+        .await
     }
     async fn delete_client(&self, tenant: &str, client: &str) -> Result<()> {
-        self.run("deleteClient", true, || self.inner.delete_client(tenant, client)).await
+        self.run("deleteClient", true, || {
+            self.inner.delete_client(tenant, client)
+        })
+        .await
     }
     async fn find_clients(&self, tenant: &str, name_prefix: &str) -> Result<Vec<ClientInfo>> {
-        self.run("clientsSearch", true, || self.inner.find_clients(tenant, name_prefix)).await
+        self.run("clientsSearch", true, || {
+            self.inner.find_clients(tenant, name_prefix)
+        })
+        .await
     }
     async fn verify(&self, tenant: &str, pair: &ClientPair) -> Result<()> {
-        self.run("token", true, || self.inner.verify(tenant, pair)).await
+        self.run("token", true, || self.inner.verify(tenant, pair))
+            .await
     }
 }
 
@@ -113,6 +140,9 @@ mod tests {
             assert!(p.delay(n, None) <= p.max_delay);
         }
         let d = p.delay(1, Some(Duration::from_secs(3)));
-        assert!(d >= Duration::from_secs(3) && d <= Duration::from_millis(3300), "{d:?}");
+        assert!(
+            d >= Duration::from_secs(3) && d <= Duration::from_millis(3300),
+            "{d:?}"
+        );
     }
 }

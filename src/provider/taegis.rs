@@ -9,7 +9,9 @@ use crate::config::TaegisSettings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{self, classify_transport, read_body, retry_after};
 use crate::provider::token::{Token, TokenCache};
-use crate::provider::{Bootstrap, ClientInfo, ClientSpec, IssuedClient, Provider, ProviderCapabilities};
+use crate::provider::{
+    Bootstrap, ClientInfo, ClientSpec, IssuedClient, Provider, ProviderCapabilities,
+};
 use crate::secret::{ClientPair, Secret};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -82,10 +84,16 @@ impl TaegisProvider {
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
             let detail = code.map(|c| format!(" ({c})")).unwrap_or_default();
             return Err(match status {
-                StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::new(
-                    ErrorKind::Unauthorized,
-                    format!("{what}: client {} was refused: HTTP {}{detail}", pair.client_id, status.as_u16()),
-                ),
+                StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    Error::new(
+                        ErrorKind::Unauthorized,
+                        format!(
+                            "{what}: client {} was refused: HTTP {}{detail}",
+                            pair.client_id,
+                            status.as_u16()
+                        ),
+                    )
+                }
                 _ => classify_status(status, wait, what, &detail),
             });
         }
@@ -102,8 +110,17 @@ impl TaegisProvider {
     /// Runs one GraphQL document in `tenant` with the bootstrap credential and returns
     /// `data.<field>`. A 401 (expired or revoked token) fetches a new token once. Text from the
     /// server is scrubbed of every secret in `scrub` before it can reach a message.
-    async fn graphql(&self, tenant: &str, document: &str, field: &str, scrub: &[&Secret]) -> Result<Value> {
-        let boot = self.bootstrap.get();
+    async fn graphql(
+        &self,
+        tenant: &str,
+        document: &str,
+        field: &str,
+        scrub: &[&Secret],
+    ) -> Result<Value> {
+        let boot = self
+            .bootstrap
+            .get()
+            .map_err(|e| e.context(format!("provider {}: bootstrap credential", self.name)))?;
         let mut refreshed = false;
         loop {
             let token = self
@@ -117,7 +134,10 @@ impl TaegisProvider {
                 .post(format!("{}/graphql", self.base_url))
                 .bearer_auth(token.expose())
                 .header("X-Tenant-Context", tenant)
-                .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/json; charset=utf-8",
+                )
                 .header(reqwest::header::ACCEPT, "application/json")
                 .body(serde_json::json!({ "query": document }).to_string())
                 .timeout(self.timeout)
@@ -138,7 +158,12 @@ impl TaegisProvider {
         }
     }
 
-    async fn search_page(&self, tenant: &str, name_prefix: &str, offset: usize) -> Result<(usize, Vec<ClientWire>)> {
+    async fn search_page(
+        &self,
+        tenant: &str,
+        name_prefix: &str,
+        offset: usize,
+    ) -> Result<(usize, Vec<ClientWire>)> {
         let doc = format!(
             "query {{ clientsSearch(filters: {{name: {}, pageOffset: {offset}, perPage: {PER_PAGE}, sortBy: NAME, sortOrder: ASC}}) {{ totalCount results {{ {CLIENT_FIELDS} }} }} }}",
             gql_string(&format!("{name_prefix}%"))
@@ -162,14 +187,24 @@ impl Provider for TaegisProvider {
     }
 
     fn capabilities(&self) -> ProviderCapabilities {
-        ProviderCapabilities { in_place_rotation: true, caller_chosen_secret: self.caller_chosen_secret }
+        ProviderCapabilities {
+            in_place_rotation: true,
+            caller_chosen_secret: self.caller_chosen_secret,
+        }
     }
 
     async fn create_client(&self, tenant: &str, spec: &ClientSpec) -> Result<IssuedClient> {
         let roles = if spec.roles.is_empty() {
             String::new()
         } else {
-            format!(", roles: [{}]", spec.roles.iter().map(|r| gql_string(r)).collect::<Vec<_>>().join(", "))
+            format!(
+                ", roles: [{}]",
+                spec.roles
+                    .iter()
+                    .map(|r| gql_string(r))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
         let doc = format!(
             "mutation {{ createClient(name: {}{roles}) {{ clientSecret client {{ {CLIENT_FIELDS} }} }} }}",
@@ -179,20 +214,34 @@ impl Provider for TaegisProvider {
         decode::<NewClientWire>(v, "createClient")?.issued()
     }
 
-    async fn rotate_secret(&self, tenant: &str, client: &str, chosen: Option<&Secret>) -> Result<IssuedClient> {
-        let secret_arg = chosen.map(|s| format!(", secret: {}", gql_string(s.expose()))).unwrap_or_default();
+    async fn rotate_secret(
+        &self,
+        tenant: &str,
+        client: &str,
+        chosen: Option<&Secret>,
+    ) -> Result<IssuedClient> {
+        let secret_arg = chosen
+            .map(|s| format!(", secret: {}", gql_string(s.expose())))
+            .unwrap_or_default();
         let doc = format!(
             "mutation {{ rotateClientSecret(id: {}{secret_arg}) {{ clientSecret client {{ {CLIENT_FIELDS} }} }} }}",
             gql_string(client)
         );
         let scrub: Vec<&Secret> = chosen.into_iter().collect();
-        let v = self.graphql(tenant, &doc, "rotateClientSecret", &scrub).await?;
+        let v = self
+            .graphql(tenant, &doc, "rotateClientSecret", &scrub)
+            .await?;
         decode::<NewClientWire>(v, "rotateClientSecret")?.issued()
     }
 
     async fn delete_client(&self, tenant: &str, client: &str) -> Result<()> {
-        let doc = format!("mutation {{ deleteClient(id: {}) {{ id clientID }} }}", gql_string(client));
-        self.graphql(tenant, &doc, "deleteClient", &[]).await.map(|_| ())
+        let doc = format!(
+            "mutation {{ deleteClient(id: {}) {{ id clientID }} }}",
+            gql_string(client)
+        );
+        self.graphql(tenant, &doc, "deleteClient", &[])
+            .await
+            .map(|_| ())
     }
 
     async fn find_clients(&self, tenant: &str, name_prefix: &str) -> Result<Vec<ClientInfo>> {
@@ -213,7 +262,10 @@ impl Provider for TaegisProvider {
                 }
             }
             let progressed = out.len() > before;
-            if out.len() >= total || got < PER_PAGE.min(total) && progressed || got == 0 && by_page_number {
+            if out.len() >= total
+                || got < PER_PAGE.min(total) && progressed
+                || got == 0 && by_page_number
+            {
                 break;
             }
             if !progressed {
@@ -288,12 +340,14 @@ impl NewClientWire {
 }
 
 fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|d| d.with_timezone(&Utc))
+    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.with_timezone(&Utc))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(v: Value, field: &str) -> Result<T> {
     // serde's message names the missing field, never a value.
-    serde_json::from_value(v).map_err(|e| Error::malformed(format!("{field}: unexpected answer shape: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| Error::malformed(format!("{field}: unexpected answer shape: {e}")))
 }
 
 /// HTTP status → error kind, for statuses that are not the GraphQL 200.
@@ -324,16 +378,26 @@ pub(crate) fn decode_graphql(
         .and_then(|e| e.as_array())
         .and_then(|a| a.first())
         .map(|e| {
-            let message = e.get("message").and_then(|m| m.as_str()).unwrap_or("unknown error");
-            let code = e.pointer("/extensions/code").and_then(|c| c.as_str()).unwrap_or("");
+            let message = e
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("unknown error");
+            let code = e
+                .pointer("/extensions/code")
+                .and_then(|c| c.as_str())
+                .unwrap_or("");
             (scrub_text(message, scrub), code.to_string())
         });
     if !status.is_success() {
-        let detail = first_error.map(|(m, _)| format!(": {m}")).unwrap_or_default();
+        let detail = first_error
+            .map(|(m, _)| format!(": {m}"))
+            .unwrap_or_default();
         return Err(classify_status(status, wait, field, &detail));
     }
     let Some(v) = parsed else {
-        return Err(Error::malformed(format!("{field}: the answer is not JSON (truncated?)")));
+        return Err(Error::malformed(format!(
+            "{field}: the answer is not JSON (truncated?)"
+        )));
     };
     if let Some((message, code)) = first_error {
         let lower = message.to_ascii_lowercase();
@@ -341,10 +405,18 @@ pub(crate) fn decode_graphql(
             "NOT_FOUND" => ErrorKind::NotFound,
             "UNAUTHENTICATED" => ErrorKind::Unauthorized,
             "FORBIDDEN" | "PERMISSION_DENIED" => ErrorKind::Forbidden,
-            _ if lower.contains("not found") || lower.contains("does not exist") => ErrorKind::NotFound,
-            _ if ["not authorized", "unauthorized", "forbidden", "permission", "access denied"]
-                .iter()
-                .any(|w| lower.contains(w)) =>
+            _ if lower.contains("not found") || lower.contains("does not exist") => {
+                ErrorKind::NotFound
+            }
+            _ if [
+                "not authorized",
+                "unauthorized",
+                "forbidden",
+                "permission",
+                "access denied",
+            ]
+            .iter()
+            .any(|w| lower.contains(w)) =>
             {
                 ErrorKind::Forbidden
             }
@@ -402,7 +474,14 @@ mod tests {
         let ok = br#"{"data":{"deleteClient":{"id":"1"}}}"#;
         assert!(decode_graphql(StatusCode::OK, None, ok, "deleteClient", &[]).is_ok());
 
-        let e = decode_graphql(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(3)), b"", "x", &[]).unwrap_err();
+        let e = decode_graphql(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(Duration::from_secs(3)),
+            b"",
+            "x",
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
         assert!(!e.maybe_applied());
@@ -412,25 +491,56 @@ mod tests {
         assert!(e.maybe_applied());
 
         let nf = br#"{"data":null,"errors":[{"message":"client not found"}]}"#;
-        assert_eq!(decode_graphql(StatusCode::OK, None, nf, "deleteClient", &[]).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            decode_graphql(StatusCode::OK, None, nf, "deleteClient", &[])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::NotFound
+        );
 
         let denied = br#"{"data":{"createClient":null},"errors":[{"message":"Not authorized to access tenant"}]}"#;
-        assert_eq!(decode_graphql(StatusCode::OK, None, denied, "createClient", &[]).unwrap_err().kind(), ErrorKind::Forbidden);
+        assert_eq!(
+            decode_graphql(StatusCode::OK, None, denied, "createClient", &[])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Forbidden
+        );
 
         let empty = br#"{"data":{"createClient":null}}"#;
-        assert_eq!(decode_graphql(StatusCode::OK, None, empty, "createClient", &[]).unwrap_err().kind(), ErrorKind::Malformed);
-        assert_eq!(decode_graphql(StatusCode::OK, None, b"{}", "f", &[]).unwrap_err().kind(), ErrorKind::Malformed);
-        assert_eq!(decode_graphql(StatusCode::OK, None, br#"{"data":{"f""#, "f", &[]).unwrap_err().kind(), ErrorKind::Malformed);
+        assert_eq!(
+            decode_graphql(StatusCode::OK, None, empty, "createClient", &[])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Malformed
+        );
+        assert_eq!(
+            decode_graphql(StatusCode::OK, None, b"{}", "f", &[])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Malformed
+        );
+        assert_eq!(
+            decode_graphql(StatusCode::OK, None, br#"{"data":{"f""#, "f", &[])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Malformed
+        );
 
-        let not_found_url = decode_graphql(StatusCode::NOT_FOUND, None, b"", "deleteClient", &[]).unwrap_err();
-        assert_eq!(not_found_url.kind(), ErrorKind::Invalid, "a 404 page must never mean 'client already deleted'");
+        let not_found_url =
+            decode_graphql(StatusCode::NOT_FOUND, None, b"", "deleteClient", &[]).unwrap_err();
+        assert_eq!(
+            not_found_url.kind(),
+            ErrorKind::Invalid,
+            "a 404 page must never mean 'client already deleted'"
+        );
     }
 
     #[test]
     fn server_messages_are_scrubbed_of_secrets() {
         let s = Secret::new("TOPSECRETVALUE123");
         let body = br#"{"errors":[{"message":"Argument secret has invalid value \"TOPSECRETVALUE123\""}]}"#;
-        let e = decode_graphql(StatusCode::OK, None, body, "rotateClientSecret", &[&s]).unwrap_err();
+        let e =
+            decode_graphql(StatusCode::OK, None, body, "rotateClientSecret", &[&s]).unwrap_err();
         assert!(!e.to_string().contains("TOPSECRETVALUE123"), "{e}");
         assert!(e.to_string().contains("[redacted]"));
     }

@@ -21,7 +21,10 @@ pub struct Token {
 impl Token {
     /// A token valid for `lifetime` from now.
     pub fn valid_for(value: Secret, lifetime: Duration) -> Token {
-        Token { value, expires_at: Instant::now() + lifetime }
+        Token {
+            value,
+            expires_at: Instant::now() + lifetime,
+        }
     }
 }
 
@@ -35,7 +38,10 @@ impl Token {
             .unwrap_or(Duration::from_secs(300));
         // Short-lived tokens are refreshed when 10% of their life is left, long ones a minute early.
         let margin = REFRESH_MARGIN.min(lifetime / 10);
-        Token { value: Secret::new(access_token), expires_at: Instant::now() + lifetime - margin }
+        Token {
+            value: Secret::new(access_token),
+            expires_at: Instant::now() + lifetime - margin,
+        }
     }
 
     /// `expires_at` already has the refresh margin taken off.
@@ -52,7 +58,9 @@ pub fn jwt_exp(jwt: &str) -> Option<i64> {
 
 pub fn jwt_claims(jwt: &str) -> Option<serde_json::Value> {
     let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -66,7 +74,11 @@ pub struct TokenCache {
 impl TokenCache {
     fn key(pair: &ClientPair) -> String {
         // The secret is part of the key so a rotated bootstrap secret never reuses an old token.
-        format!("{}:{}", pair.client_id, crate::secret::fingerprint(pair.secret.expose().as_bytes()))
+        format!(
+            "{}:{}",
+            pair.client_id,
+            crate::secret::fingerprint(pair.secret.expose().as_bytes())
+        )
     }
 
     fn slot(&self, pair: &ClientPair) -> Slot {
@@ -107,7 +119,11 @@ mod tests {
 
     fn jwt_with_exp(exp: i64) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("{}.{}.sig", e.encode(br#"{"alg":"HS256"}"#), e.encode(format!(r#"{{"exp":{exp}}}"#)))
+        format!(
+            "{}.{}.sig",
+            e.encode(br#"{"alg":"HS256"}"#),
+            e.encode(format!(r#"{{"exp":{exp}}}"#))
+        )
     }
 
     #[test]
@@ -123,7 +139,10 @@ mod tests {
     fn expired_or_nearly_expired_tokens_are_not_fresh() {
         let exp = chrono::Utc::now().timestamp() + 30;
         let t = Token::from_response(jwt_with_exp(exp), None);
-        assert!(t.fresh(), "a 30 s token is used until 10% of its life is left");
+        assert!(
+            t.fresh(),
+            "a 30 s token is used until 10% of its life is left"
+        );
         assert!(t.expires_at <= Instant::now() + Duration::from_secs(27));
         let past = chrono::Utc::now().timestamp() - 10;
         assert!(!Token::from_response(jwt_with_exp(past), None).fresh());
@@ -135,13 +154,19 @@ mod tests {
     #[tokio::test]
     async fn one_fetch_serves_many_callers() {
         let cache = TokenCache::default();
-        let pair = ClientPair { client_id: "c".into(), secret: Secret::new("s") };
+        let pair = ClientPair {
+            client_id: "c".into(),
+            secret: Secret::new("s"),
+        };
         let fetches = std::sync::atomic::AtomicU32::new(0);
         for _ in 0..5 {
             cache
                 .get(&pair, || async {
                     fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    Ok(Token::valid_for(Secret::new("t"), Duration::from_secs(3600)))
+                    Ok(Token::valid_for(
+                        Secret::new("t"),
+                        Duration::from_secs(3600),
+                    ))
                 })
                 .await
                 .unwrap();
@@ -151,7 +176,10 @@ mod tests {
         cache
             .get(&pair, || async {
                 fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                Ok(Token::valid_for(Secret::new("t2"), Duration::from_secs(3600)))
+                Ok(Token::valid_for(
+                    Secret::new("t2"),
+                    Duration::from_secs(3600),
+                ))
             })
             .await
             .unwrap();

@@ -1,0 +1,378 @@
+//! The commands: each turns parsed arguments into engine calls and a report, and returns the
+//! process exit code. `main` only parses, sets up logging and prints the one error.
+
+use crate::cli::{Cli, Command, GetArgs, GetFormat, OutputFormat, RunArgs};
+use crate::clock::Clock;
+use crate::config;
+use crate::engine::{Engine, Options, OutcomeKind};
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{fmt_age, is_locked};
+use crate::report::{self, Table};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Documented exit codes (DESIGN.md §6).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const ATTENTION: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const LOCKED: u8 = 3;
+    pub const UNREACHABLE: u8 = 4;
+}
+
+/// The exit code for an error that ended a command.
+pub fn exit_code_for(err: &Error) -> u8 {
+    match err.kind() {
+        ErrorKind::Config | ErrorKind::Invalid => exit::USAGE,
+        ErrorKind::Locked => exit::LOCKED,
+        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::RateLimited => exit::UNREACHABLE,
+        _ => exit::ATTENTION,
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Plan(args) => plan(&args).await,
+        Command::Apply(args) => apply(&args).await,
+        Command::Status(args) => status(&args).await,
+        Command::Verify(args) => verify(&args).await,
+        Command::Run(args) if args.once => apply(&args.run).await,
+        Command::Run(_) => Err(Error::config(
+            "the long-running scheduler is not built yet; use `rekey run --once` or `rekey apply` from a CronJob",
+        )),
+        Command::Get(args) => get(&args).await,
+        Command::Keygen(args) => {
+            let recipient = crate::backend::file::generate_identity(&args.output)?;
+            eprintln!(
+                "wrote a new age identity to {} (mode 0600)",
+                args.output.display()
+            );
+            println!("{recipient}");
+            Ok(exit::OK)
+        }
+        #[cfg(feature = "emulator")]
+        Command::Demo(args) => crate::demo::run(&args).await,
+        #[cfg(not(feature = "emulator"))]
+        Command::Demo(_) => Err(Error::config(
+            "this rekey was built without the `emulator` feature; the demo needs it",
+        )),
+        #[cfg(feature = "emulator")]
+        Command::Emulator(args) => crate::emulator::run(args).await.map(|()| exit::OK),
+    }
+}
+
+/// Loads the inventory and builds the engine (no network yet).
+pub async fn engine(args: &RunArgs, clock: Arc<dyn Clock>) -> Result<Arc<Engine>> {
+    let inventory = config::load(&args.config)?;
+    let options = Options {
+        force: args.force,
+        only: args.only.clone(),
+        concurrency: args.concurrency,
+    };
+    Ok(Arc::new(Engine::build(inventory, clock, options).await?))
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::from(crate::clock::from_env())
+}
+
+pub async fn plan(args: &RunArgs) -> Result<u8> {
+    let engine = engine(args, clock()).await?;
+    let rows = engine.plan().await?;
+    match args.output {
+        OutputFormat::Table => print!("{}", report::plan_table(&rows)),
+        OutputFormat::Json => print!("{}", report::json(&rows)),
+    }
+    Ok(exit::OK)
+}
+
+pub async fn apply(args: &RunArgs) -> Result<u8> {
+    let engine = engine(args, clock()).await?;
+    let outcomes = engine.apply().await?;
+    match args.output {
+        OutputFormat::Table => print!("{}", report::apply_table(&outcomes)),
+        OutputFormat::Json => print!("{}", report::json(&outcomes)),
+    }
+    Ok(apply_exit_code(&outcomes))
+}
+
+pub fn apply_exit_code(outcomes: &[crate::engine::SlotOutcome]) -> u8 {
+    if outcomes.iter().any(|o| o.result == OutcomeKind::Failed) {
+        exit::ATTENTION
+    } else if outcomes.iter().any(|o| o.result == OutcomeKind::Skipped) {
+        exit::LOCKED
+    } else {
+        exit::OK
+    }
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct StatusRow {
+    pub slot: String,
+    pub provider: String,
+    pub tenant: String,
+    /// ok, overdue, missing, in-progress, interrupted, failed, retiring, retired, orphaned
+    pub state: String,
+    pub generation: Option<u64>,
+    pub age_seconds: Option<i64>,
+    pub draining: usize,
+    pub last_result: Option<String>,
+    /// Overdue, missing, interrupted or failed: someone should look.
+    pub attention: bool,
+}
+
+pub async fn status_rows(engine: &Engine) -> Result<Vec<StatusRow>> {
+    let now = engine.clock.now();
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let alive = move |l: &crate::record::Lease| {
+        l.host != host || l.pid == std::process::id() || pid_alive(l.pid)
+    };
+    let ctx = crate::plan::Context {
+        now,
+        force_before: None,
+        run_id: engine.run_id,
+        holder_alive: &alive,
+    };
+    let mut rows = Vec::new();
+    for t in engine.targets().await? {
+        let stored = engine.backends[&t.backend]
+            .read(&t.name)
+            .await
+            .map_err(|e| e.context(format!("slot {}", t.name)))?;
+        let rec = stored.as_ref().map(|v| &v.record);
+        let (provider, tenant) = match (&t.config, rec) {
+            (Some(c), _) => (c.provider.clone(), c.tenant.clone()),
+            (None, Some(r)) => (r.provider.clone(), r.tenant.clone()),
+            _ => (String::new(), String::new()),
+        };
+        let current = rec.and_then(|r| r.current.as_ref());
+        let age = current.map(|c| now - c.created_at);
+        let last_failed = rec.and_then(|r| r.last.as_ref()).is_some_and(|l| !l.ok);
+        let state = match (&t.config, rec) {
+            (None, Some(r)) if r.retiring.is_some() => "retiring",
+            (None, _) => "orphaned",
+            (Some(c), None) if c.retired => "retired",
+            (Some(_), None) => "missing",
+            (Some(_), Some(r)) if r.retiring.is_some() => "retiring",
+            (Some(_), Some(r)) if r.op.is_some() && is_locked(r.lease.as_ref(), &ctx) => {
+                "in-progress"
+            }
+            (Some(_), Some(r)) if r.op.is_some() => "interrupted",
+            (Some(_), Some(_)) if last_failed => "failed",
+            (Some(c), Some(_)) if current.is_none() && !c.retired => "missing",
+            (Some(c), Some(_))
+                if age.is_some_and(|a| a.to_std().unwrap_or_default() >= c.max_age) =>
+            {
+                "overdue"
+            }
+            (Some(c), Some(_)) if c.retired => "retiring",
+            _ => "ok",
+        };
+        let attention = matches!(state, "overdue" | "missing" | "interrupted" | "failed");
+        rows.push(StatusRow {
+            slot: t.name.clone(),
+            provider,
+            tenant,
+            state: state.to_string(),
+            generation: current.map(|c| c.generation),
+            age_seconds: age.map(|a| a.num_seconds()),
+            draining: rec.map(|r| r.draining.len()).unwrap_or(0),
+            last_result: rec.and_then(|r| r.last.as_ref()).map(|l| l.message.clone()),
+            attention,
+        });
+    }
+    Ok(rows)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+pub fn status_table(rows: &[StatusRow]) -> String {
+    let mut t = Table::new(vec![
+        "SLOT",
+        "PROVIDER",
+        "TENANT",
+        "STATE",
+        "GEN",
+        "AGE",
+        "DRAINING",
+        "LAST RESULT",
+    ]);
+    for r in rows {
+        t.row(vec![
+            r.slot.clone(),
+            r.provider.clone(),
+            r.tenant.clone(),
+            if r.attention {
+                r.state.to_uppercase()
+            } else {
+                r.state.clone()
+            },
+            r.generation
+                .map(|g| format!("g{g}"))
+                .unwrap_or_else(|| "-".into()),
+            r.age_seconds
+                .map(|s| fmt_age(chrono::Duration::seconds(s)))
+                .unwrap_or_else(|| "-".into()),
+            r.draining.to_string(),
+            r.last_result.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let n = rows.iter().filter(|r| r.attention).count();
+    format!(
+        "{}\n{} slot{}, {n} need{} attention\n",
+        t.render(),
+        rows.len(),
+        report::plural(rows.len()),
+        if n == 1 { "s" } else { "" }
+    )
+}
+
+pub async fn status(args: &RunArgs) -> Result<u8> {
+    let engine = engine(args, clock()).await?;
+    let rows = status_rows(&engine).await?;
+    match args.output {
+        OutputFormat::Table => print!("{}", status_table(&rows)),
+        OutputFormat::Json => print!("{}", report::json(&rows)),
+    }
+    Ok(if rows.iter().any(|r| r.attention) {
+        exit::ATTENTION
+    } else {
+        exit::OK
+    })
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct VerifyRow {
+    pub slot: String,
+    pub client_id: String,
+    pub generation: u64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+pub async fn verify_rows(engine: &Engine) -> Result<Vec<VerifyRow>> {
+    let mut rows = Vec::new();
+    for t in engine.targets().await? {
+        let Some(stored) = engine.backends[&t.backend]
+            .read(&t.name)
+            .await
+            .map_err(|e| e.context(format!("slot {}", t.name)))?
+        else {
+            continue;
+        };
+        let Some(current) = stored.record.current.as_ref() else {
+            continue;
+        };
+        let Some(entry) = engine.providers.get(&stored.record.provider) else {
+            rows.push(VerifyRow {
+                slot: t.name.clone(),
+                client_id: current.client_id.clone(),
+                generation: current.generation,
+                ok: false,
+                detail: format!(
+                    "provider {} is not in the inventory",
+                    stored.record.provider
+                ),
+            });
+            continue;
+        };
+        let result = entry
+            .provider
+            .verify(&stored.record.tenant, &current.pair())
+            .await;
+        rows.push(VerifyRow {
+            slot: t.name.clone(),
+            client_id: current.client_id.clone(),
+            generation: current.generation,
+            ok: result.is_ok(),
+            detail: match result {
+                Ok(()) => "token exchange ok".into(),
+                Err(e) => crate::error::chain(&e),
+            },
+        });
+    }
+    Ok(rows)
+}
+
+pub fn verify_table(rows: &[VerifyRow]) -> String {
+    let mut t = Table::new(vec!["SLOT", "GEN", "CLIENT_ID", "RESULT", "DETAIL"]);
+    for r in rows {
+        t.row(vec![
+            r.slot.clone(),
+            format!("g{}", r.generation),
+            r.client_id.clone(),
+            if r.ok { "ok".into() } else { "FAILED".into() },
+            r.detail.clone(),
+        ]);
+    }
+    let bad = rows.iter().filter(|r| !r.ok).count();
+    format!(
+        "{}\n{} pair{} checked, {bad} failed\n",
+        t.render(),
+        rows.len(),
+        report::plural(rows.len())
+    )
+}
+
+pub async fn verify(args: &RunArgs) -> Result<u8> {
+    let engine = engine(args, clock()).await?;
+    let rows = verify_rows(&engine).await?;
+    match args.output {
+        OutputFormat::Table => print!("{}", verify_table(&rows)),
+        OutputFormat::Json => print!("{}", report::json(&rows)),
+    }
+    Ok(if rows.iter().all(|r| r.ok) {
+        exit::OK
+    } else {
+        exit::ATTENTION
+    })
+}
+
+/// `rekey get`: the one place a secret is printed, because the operator asked for it.
+pub async fn get(args: &GetArgs) -> Result<u8> {
+    let inventory = config::load(&args.config)?;
+    let slot = inventory
+        .slots
+        .iter()
+        .find(|s| s.name == args.slot)
+        .ok_or_else(|| {
+            Error::config(format!(
+                "slot {} is not in {}",
+                args.slot,
+                args.config.display()
+            ))
+        })?;
+    let backend = crate::backend::build(&inventory.backends[&slot.backend])?;
+    let stored = backend.read(&slot.name).await?;
+    let current = stored
+        .as_ref()
+        .and_then(|v| v.record.current.as_ref())
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "slot {} has no current credential yet (run `rekey apply`)",
+                slot.name
+            ))
+        })?;
+    match args.format {
+        GetFormat::Env => {
+            println!("CLIENT_ID={}", current.client_id);
+            println!("CLIENT_SECRET={}", current.secret.expose());
+        }
+        GetFormat::Json => {
+            let v = serde_json::json!({
+                "slot": slot.name,
+                "tenant": slot.tenant,
+                "generation": current.generation,
+                "client_id": current.client_id,
+                "client_secret": current.secret.expose(),
+                "rotated_at": current.created_at,
+            });
+            println!("{v}");
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,1189 @@
+//! Carries plans out: per slot, a reconcile loop over the steps of `plan::decide`, following the
+//! rotation protocol of DESIGN.md §4. Every state change is a compare-and-set write to the slot's
+//! backend record *before* the provider call it prepares, so a crash anywhere leaves a record the
+//! next run can resume from.
+
+use crate::backend::Backend;
+use crate::clock::Clock;
+use crate::config::{BootstrapConfig, Inventory, SlotConfig, Strategy};
+use crate::crash;
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{self, Decision, Step};
+use crate::provider::{self, Bootstrap, ClientSpec, IssuedClient, Provider};
+use crate::record::{
+    Draining, LastResult, Lease, OpKind, Operation, Phase, Retiring, SlotRecord, StoredCredential,
+    Versioned,
+};
+use crate::secret::{ClientPair, Secret};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Length of secrets rekey chooses itself (in-place rotation with `in_place_secret = "caller"`).
+const CHOSEN_SECRET_LEN: usize = 64;
+/// Steps one slot may take in one run (resume, delete-old, rotate, ... ); a guard against loops.
+const MAX_STEPS: usize = 8;
+
+pub struct ProviderEntry {
+    pub provider: Arc<dyn Provider>,
+    pub bootstrap: Bootstrap,
+    /// The slot holding this provider's own credential, if rekey rotates it.
+    pub bootstrap_slot: Option<String>,
+}
+
+/// A slot to look at: from the inventory, or only in a backend (removed from the inventory).
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub name: String,
+    pub config: Option<SlotConfig>,
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Rotate selected slots whatever their age.
+    pub force: bool,
+    /// Slot selectors (exact names or `*` globs); empty = all.
+    pub only: Vec<String>,
+    /// Overrides `settings.concurrency`.
+    pub concurrency: Option<usize>,
+}
+
+pub struct Engine {
+    pub inventory: Arc<Inventory>,
+    pub backends: BTreeMap<String, Arc<dyn Backend>>,
+    pub providers: BTreeMap<String, ProviderEntry>,
+    pub clock: Arc<dyn Clock>,
+    pub run_id: Uuid,
+    pub started: DateTime<Utc>,
+    host: String,
+    pid: u32,
+    options: Options,
+}
+
+/// What happened to one slot in a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlotOutcome {
+    pub slot: String,
+    pub provider: String,
+    pub tenant: String,
+    /// `ok`, `failed`, or `skipped` (another run holds the slot).
+    pub result: OutcomeKind,
+    /// What was done, in order (`created g1`, `promoted g2`, `deleted g1`...); empty = nothing.
+    pub actions: Vec<String>,
+    /// Why, or what went wrong (never a secret).
+    pub detail: String,
+    pub generation: Option<u64>,
+    pub client_id: Option<String>,
+    /// Fingerprint of the current secret (first 8 hex of SHA-256), for correlation.
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+/// A slot's plan line.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanRow {
+    pub slot: String,
+    pub provider: String,
+    pub tenant: String,
+    pub action: String,
+    pub reason: String,
+    #[serde(skip)]
+    pub decision: Decision,
+}
+
+impl Engine {
+    /// Opens the backends and builds the providers. Bootstrap credentials that cannot be resolved
+    /// are kept as errors and reported when first used, so `plan`, `status` and `verify` work
+    /// without them.
+    pub async fn build(
+        inventory: Inventory,
+        clock: Arc<dyn Clock>,
+        options: Options,
+    ) -> Result<Engine> {
+        let mut backends: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
+        for (name, cfg) in &inventory.backends {
+            backends.insert(name.clone(), crate::backend::build(cfg)?);
+        }
+        let mut providers = BTreeMap::new();
+        for (name, cfg) in &inventory.providers {
+            let (bootstrap, bootstrap_slot) = match &cfg.bootstrap {
+                BootstrapConfig::Static(pair) => (resolve_pair(pair, name), None),
+                BootstrapConfig::Slot { slot, seed } => {
+                    let slot_cfg = inventory
+                        .slots
+                        .iter()
+                        .find(|s| &s.name == slot)
+                        .ok_or_else(|| {
+                            Error::config(format!(
+                                "provider {name}: bootstrap slot {slot} is not in the inventory"
+                            ))
+                        })?;
+                    let caller_chosen = matches!(&cfg.kind, crate::config::ProviderKind::Taegis(t) if t.caller_chosen_secret);
+                    if slot_cfg.strategy == Strategy::InPlace && !caller_chosen {
+                        // The new secret could not be stored before the old one dies (rule 7).
+                        return Err(Error::config(format!(
+                            "slot {slot}: a bootstrap slot rotated in place needs in_place_secret = \"caller\" on provider {name} (or strategy = \"alternate\")"
+                        )));
+                    }
+                    let backend = &backends[&slot_cfg.backend];
+                    let stored = backend
+                        .read(slot)
+                        .await
+                        .map_err(|e| e.context(format!("bootstrap slot {slot}")))?;
+                    match (stored.and_then(|v| v.record.current), seed) {
+                        (Some(current), _) => (Bootstrap::new(current.pair()), Some(slot.clone())),
+                        (None, Some(seed)) => (resolve_pair(seed, name), Some(slot.clone())),
+                        (None, None) => (
+                            Bootstrap::unresolved(format!(
+                                "provider {name}: bootstrap slot {slot} holds no credential yet and no seed is configured"
+                            )),
+                            Some(slot.clone()),
+                        ),
+                    }
+                }
+            };
+            let provider = provider::build(cfg, bootstrap.clone())?;
+            providers.insert(
+                name.clone(),
+                ProviderEntry {
+                    provider,
+                    bootstrap,
+                    bootstrap_slot,
+                },
+            );
+        }
+        let now = clock.now();
+        Ok(Engine {
+            inventory: Arc::new(inventory),
+            backends,
+            providers,
+            clock,
+            run_id: Uuid::now_v7(),
+            started: now,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            pid: std::process::id(),
+            options,
+        })
+    }
+
+    /// The slots this run looks at: selected inventory slots, then entries rekey owns in a
+    /// backend that the inventory no longer lists (sorted by name).
+    pub async fn targets(&self) -> Result<Vec<Target>> {
+        let mut targets: Vec<Target> = self
+            .inventory
+            .slots
+            .iter()
+            .filter(|s| self.selected(&s.name))
+            .map(|s| Target {
+                name: s.name.clone(),
+                config: Some(s.clone()),
+                backend: s.backend.clone(),
+            })
+            .collect();
+        let known: BTreeSet<&str> = self
+            .inventory
+            .slots
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        for (bname, backend) in &self.backends {
+            for name in backend
+                .list()
+                .await
+                .map_err(|e| e.context(format!("backend {bname}: listing slots")))?
+            {
+                if !known.contains(name.as_str()) && self.selected(&name) {
+                    targets.push(Target {
+                        name,
+                        config: None,
+                        backend: bname.clone(),
+                    });
+                }
+            }
+        }
+        Ok(targets)
+    }
+
+    fn selected(&self, name: &str) -> bool {
+        self.options.only.is_empty() || self.options.only.iter().any(|sel| glob_match(sel, name))
+    }
+
+    fn context<'a>(&self, alive: &'a dyn Fn(&Lease) -> bool) -> plan::Context<'a> {
+        plan::Context {
+            now: self.clock.now(),
+            force_before: self.options.force.then_some(self.started),
+            run_id: self.run_id,
+            holder_alive: alive,
+        }
+    }
+
+    /// The plan: one row per target, from backend records only. Changes nothing.
+    pub async fn plan(&self) -> Result<Vec<PlanRow>> {
+        let mut rows = Vec::new();
+        let host = self.host.clone();
+        let alive = move |l: &Lease| lease_holder_alive(l, &host);
+        for t in self.targets().await? {
+            let stored = self.backends[&t.backend]
+                .read(&t.name)
+                .await
+                .map_err(|e| e.context(format!("slot {}", t.name)))?;
+            let record = stored.as_ref().map(|v| &v.record);
+            let decision = plan::decide(
+                t.config.as_ref(),
+                record,
+                self.inventory.settings.prune,
+                &self.context(&alive),
+            );
+            let (provider, tenant) = describe(&t, record);
+            let action = if decision.locked {
+                "locked".to_string()
+            } else {
+                decision
+                    .step
+                    .as_ref()
+                    .map(|s| s.name().to_string())
+                    .unwrap_or_else(|| "nothing".into())
+            };
+            rows.push(PlanRow {
+                slot: t.name,
+                provider,
+                tenant,
+                action,
+                reason: decision.reason.clone(),
+                decision,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Checks every backend, and every provider's bootstrap credential, that this run needs.
+    /// Unreachable ones fail the run before any change (exit code 4).
+    pub async fn preflight(&self, targets: &[Target]) -> Result<()> {
+        let backends: BTreeSet<&str> = targets.iter().map(|t| t.backend.as_str()).collect();
+        for name in backends {
+            self.backends[name]
+                .check()
+                .await
+                .map_err(|e| e.context(format!("backend {name}")))?;
+        }
+        let providers: BTreeSet<&str> = targets
+            .iter()
+            .filter_map(|t| t.config.as_ref())
+            .map(|c| c.provider.as_str())
+            .collect();
+        for name in providers {
+            let entry = &self.providers[name];
+            let pair = entry.bootstrap.get()?;
+            let tenant = self.inventory.providers[name]
+                .tenant
+                .clone()
+                .unwrap_or_default();
+            entry.provider.verify(&tenant, &pair).await.map_err(|e| {
+                let kind = if e.is_temporary() {
+                    e.kind()
+                } else {
+                    ErrorKind::Unauthorized
+                };
+                Error::new(
+                    kind,
+                    format!(
+                        "provider {name}: the bootstrap credential {} cannot get a token: {e}",
+                        pair.client_id
+                    ),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs the plan: ordinary slots concurrently (bounded), then each provider's bootstrap slot,
+    /// last and alone (DESIGN.md §4 rule 7).
+    pub async fn apply(self: &Arc<Self>) -> Result<Vec<SlotOutcome>> {
+        let targets = self.targets().await?;
+        self.preflight(&targets).await?;
+        let bootstrap_slots: BTreeSet<String> = self
+            .providers
+            .values()
+            .filter_map(|p| p.bootstrap_slot.clone())
+            .collect();
+        let (last, first): (Vec<Target>, Vec<Target>) = targets
+            .into_iter()
+            .partition(|t| bootstrap_slots.contains(&t.name));
+
+        let concurrency = self
+            .options
+            .concurrency
+            .unwrap_or(self.inventory.settings.concurrency)
+            .max(1);
+        let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, target) in first.into_iter().enumerate() {
+            let engine = Arc::clone(self);
+            let permits = Arc::clone(&permits);
+            set.spawn(async move {
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closed");
+                (i, engine.reconcile(target).await)
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(pair) => outcomes.push(pair),
+                Err(e) => return Err(Error::internal(format!("a slot task panicked: {e}"))),
+            }
+        }
+        outcomes.sort_by_key(|(i, _)| *i);
+        let mut outcomes: Vec<SlotOutcome> = outcomes.into_iter().map(|(_, o)| o).collect();
+        for target in last {
+            outcomes.push(self.reconcile(target).await);
+        }
+        Ok(outcomes)
+    }
+
+    /// Moves one slot as far as it can go in this run.
+    pub async fn reconcile(&self, target: Target) -> SlotOutcome {
+        let mut run = SlotRun::new(self, &target);
+        let result = run.drive().await;
+        run.finish(result).await
+    }
+}
+
+/// The work on one slot within one run.
+struct SlotRun<'a> {
+    engine: &'a Engine,
+    target: &'a Target,
+    backend: &'a dyn Backend,
+    stored: Option<Versioned>,
+    actions: Vec<String>,
+    detail: String,
+    skipped: bool,
+}
+
+impl<'a> SlotRun<'a> {
+    fn new(engine: &'a Engine, target: &'a Target) -> Self {
+        SlotRun {
+            engine,
+            target,
+            backend: engine.backends[&target.backend].as_ref(),
+            stored: None,
+            actions: Vec::new(),
+            detail: String::new(),
+            skipped: false,
+        }
+    }
+
+    fn slot(&self) -> &str {
+        &self.target.name
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.engine.clock.now()
+    }
+
+    fn settings(&self) -> &crate::config::Settings {
+        &self.engine.inventory.settings
+    }
+
+    fn record(&self) -> Result<&SlotRecord> {
+        self.stored
+            .as_ref()
+            .map(|v| &v.record)
+            .ok_or_else(|| Error::internal("no record loaded"))
+    }
+
+    fn op(&self) -> Result<Operation> {
+        self.record()?
+            .op
+            .clone()
+            .ok_or_else(|| Error::internal("no operation in flight"))
+    }
+
+    fn my_lease(&self) -> Lease {
+        let ttl = chrono::Duration::from_std(self.settings().lease_ttl)
+            .unwrap_or(chrono::Duration::minutes(10));
+        Lease {
+            run_id: self.engine.run_id,
+            host: self.engine.host.clone(),
+            pid: self.engine.pid,
+            expires_at: self.now() + ttl,
+        }
+    }
+
+    fn provider_name(&self) -> Result<String> {
+        match (&self.target.config, &self.stored) {
+            (Some(c), _) => Ok(c.provider.clone()),
+            (None, Some(v)) => Ok(v.record.provider.clone()),
+            (None, None) => Err(Error::internal("slot without config or record")),
+        }
+    }
+
+    fn tenant(&self) -> Result<String> {
+        match (&self.target.config, &self.stored) {
+            (Some(c), _) => Ok(c.tenant.clone()),
+            (None, Some(v)) => Ok(v.record.tenant.clone()),
+            (None, None) => Err(Error::internal("slot without config or record")),
+        }
+    }
+
+    fn provider(&self) -> Result<&'a ProviderEntry> {
+        let name = self.provider_name()?;
+        self.engine.providers.get(&name).ok_or_else(|| {
+            Error::config(format!(
+                "slot {}: provider {name} is not in the inventory any more",
+                self.slot()
+            ))
+        })
+    }
+
+    fn config(&self) -> Result<&'a SlotConfig> {
+        self.target
+            .config
+            .as_ref()
+            .ok_or_else(|| Error::internal("slot not in the inventory"))
+    }
+
+    fn managed_name(&self, generation: u64) -> String {
+        managed_name(&self.settings().name_prefix, self.slot(), generation)
+    }
+
+    async fn load(&mut self) -> Result<()> {
+        self.stored = self.backend.read(self.slot()).await?;
+        Ok(())
+    }
+
+    /// Compare-and-set write of `record` over the version we hold, renewing our lease. Temporary
+    /// backend errors are retried for a while: the record may hold the only copy of a secret.
+    async fn save(&mut self, mut record: SlotRecord) -> Result<()> {
+        if record
+            .lease
+            .as_ref()
+            .is_some_and(|l| l.run_id == self.engine.run_id)
+        {
+            record.lease = Some(self.my_lease());
+        }
+        let expected = self.stored.as_ref().map(|v| v.version);
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.backend.write(self.slot(), &record, expected).await {
+                Ok(version) => {
+                    self.stored = Some(Versioned { record, version });
+                    return Ok(());
+                }
+                Err(e) if e.is_temporary() && attempt < 8 => {
+                    tracing::warn!(slot = self.slot(), error = %e, "backend write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(e.context("writing the slot record")),
+            }
+        }
+    }
+
+    /// Claims the slot for this run. False when another run won the race (record re-read).
+    async fn acquire(&mut self) -> Result<bool> {
+        let Some(v) = &self.stored else {
+            // No entry yet: the write that creates it claims it (expected version "none").
+            return Ok(true);
+        };
+        if v.record
+            .lease
+            .as_ref()
+            .is_some_and(|l| l.run_id == self.engine.run_id)
+        {
+            return Ok(true);
+        }
+        let mut rec = v.record.clone();
+        rec.lease = Some(self.my_lease());
+        match self.save(rec).await {
+            Ok(()) => {
+                crash::point("after-lease");
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                self.load().await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn drive(&mut self) -> Result<()> {
+        self.load().await?;
+        if let Some(v) = &self.stored
+            && (!v.record.is_managed() || v.record.slot != self.slot())
+        {
+            return Err(Error::conflict(
+                "the backend entry is not managed by rekey for this slot; leaving it alone",
+            ));
+        }
+        let host = self.engine.host.clone();
+        let alive = move |l: &Lease| lease_holder_alive(l, &host);
+        for _ in 0..MAX_STEPS {
+            let decision = plan::decide(
+                self.target.config.as_ref(),
+                self.stored.as_ref().map(|v| &v.record),
+                self.settings().prune,
+                &self.engine.context(&alive),
+            );
+            self.detail = decision.reason.clone();
+            if decision.locked {
+                self.skipped = true;
+                return Ok(());
+            }
+            let Some(step) = decision.step else {
+                return Ok(());
+            };
+            if !self.acquire().await? {
+                continue;
+            }
+            tracing::info!(slot = self.slot(), step = step.name(), reason = %decision.reason, "step");
+            match step {
+                Step::Create => self.start(OpKind::Create).await?,
+                Step::Rotate {
+                    strategy: Strategy::Alternate,
+                } => self.start(OpKind::Rotate).await?,
+                Step::Rotate {
+                    strategy: Strategy::InPlace,
+                } => self.start(OpKind::RotateInPlace).await?,
+                Step::Resume { .. } => {
+                    self.actions
+                        .push(format!("resumed op {}", short_id(&self.op()?.id)));
+                    self.advance().await?
+                }
+                Step::DeleteOld { .. } => self.delete_old().await?,
+                Step::Retire => self.retire().await?,
+            }
+        }
+        Err(Error::internal("the slot did not settle within one run"))
+    }
+
+    /// Records a new operation (before any provider call), then carries it out.
+    async fn start(&mut self, kind: OpKind) -> Result<()> {
+        let cfg = self.config()?;
+        let mut rec = match &self.stored {
+            Some(v) => v.record.clone(),
+            None => {
+                let mut r = SlotRecord::new(self.slot(), &cfg.provider, &cfg.tenant);
+                r.lease = Some(self.my_lease());
+                r
+            }
+        };
+        let generation = rec.generation + 1;
+        let phase = if kind == OpKind::RotateInPlace {
+            if !self.provider()?.provider.capabilities().in_place_rotation {
+                return Err(Error::config(format!(
+                    "strategy in-place: provider {} cannot rotate a secret in place",
+                    cfg.provider
+                )));
+            }
+            Phase::Rotating
+        } else {
+            Phase::Creating
+        };
+        rec.generation = generation;
+        rec.op = Some(Operation {
+            id: Uuid::now_v7(),
+            kind,
+            phase,
+            generation,
+            started_at: self.now(),
+            verify_failures: 0,
+        });
+        if kind == OpKind::RotateInPlace
+            && self
+                .provider()?
+                .provider
+                .capabilities()
+                .caller_chosen_secret
+        {
+            // Store the secret we are about to set before setting it (DESIGN.md §4, in-place).
+            let current = rec
+                .current
+                .clone()
+                .ok_or_else(|| Error::internal("in-place rotation without a current credential"))?;
+            rec.pending = Some(StoredCredential {
+                generation,
+                secret: Secret::generate(CHOSEN_SECRET_LEN),
+                created_at: self.now(),
+                verified_at: None,
+                ..current
+            });
+        }
+        self.save(rec).await?;
+        crash::point("after-op-recorded");
+        self.advance_fresh(true).await
+    }
+
+    async fn advance(&mut self) -> Result<()> {
+        self.advance_fresh(false).await
+    }
+
+    /// Carries the operation in flight through its remaining phases.
+    async fn advance_fresh(&mut self, fresh: bool) -> Result<()> {
+        let op = self.op()?;
+        match op.phase {
+            Phase::Creating => {
+                self.issue_new_client(&op, fresh).await?;
+                self.verify_and_promote().await
+            }
+            Phase::Rotating => {
+                self.rotate_in_place(&op).await?;
+                self.verify_and_promote().await
+            }
+            Phase::Pending => self.verify_and_promote().await,
+        }
+    }
+
+    /// `creating`: makes sure exactly one client with this generation's managed name exists and
+    /// we hold a secret for it, then stores it as pending.
+    async fn issue_new_client(&mut self, op: &Operation, fresh: bool) -> Result<()> {
+        let cfg = self.config()?;
+        let entry = self.provider()?;
+        let provider = entry.provider.as_ref();
+        let tenant = cfg.tenant.clone();
+        let name = self.managed_name(op.generation);
+        let spec = ClientSpec {
+            name: name.clone(),
+            roles: cfg.roles.clone(),
+        };
+        // A fresh operation has made no provider call yet; a resumed one may have.
+        let mut look_up = !fresh;
+        let mut attempts = 0;
+        let issued: IssuedClient = loop {
+            attempts += 1;
+            let result = if look_up {
+                self.reclaim_or_create(provider, &tenant, &spec).await
+            } else {
+                provider.create_client(&tenant, &spec).await
+            };
+            match result {
+                Ok(c) => break c,
+                // The call may have created the client even though we got no usable answer.
+                Err(e)
+                    if attempts < 3
+                        && (e.maybe_applied()
+                            && (e.is_temporary() || e.kind() == ErrorKind::Malformed)) =>
+                {
+                    tracing::warn!(slot = self.slot(), error = %e, "create may have gone through; looking the client up");
+                    look_up = true;
+                }
+                Err(e) => return Err(e.context(format!("creating client {name}"))),
+            }
+        };
+        crash::point("after-provider-create");
+        let mut rec = self.record()?.clone();
+        rec.pending = Some(StoredCredential {
+            generation: op.generation,
+            client_id: issued.client_id,
+            object_id: issued.object_id,
+            name,
+            secret: issued.secret,
+            created_at: self.now(),
+            verified_at: None,
+            owned: true,
+        });
+        rec.op.as_mut().expect("op checked").phase = Phase::Pending;
+        self.save(rec).await?;
+        crash::point("after-pending-written");
+        self.actions.push(format!("created g{}", op.generation));
+        Ok(())
+    }
+
+    /// Resume rule for `creating`: if a client with the managed name exists (an earlier run died,
+    /// or the answer to createClient was lost), take it over with a fresh secret (Taegis) or
+    /// delete and re-create it (no in-place rotation); duplicates are deleted. Never orphaned.
+    async fn reclaim_or_create(
+        &self,
+        provider: &dyn Provider,
+        tenant: &str,
+        spec: &ClientSpec,
+    ) -> Result<IssuedClient> {
+        let found: Vec<_> = provider
+            .find_clients(tenant, &spec.name)
+            .await?
+            .into_iter()
+            .filter(|c| c.name == spec.name)
+            .collect();
+        let Some((keep, extra)) = found.split_first() else {
+            return provider.create_client(tenant, spec).await;
+        };
+        for dup in extra {
+            ignore_not_found(provider.delete_client(tenant, &dup.object_id).await)?;
+        }
+        if provider.capabilities().in_place_rotation {
+            provider.rotate_secret(tenant, &keep.object_id, None).await
+        } else {
+            ignore_not_found(provider.delete_client(tenant, &keep.object_id).await)?;
+            provider.create_client(tenant, spec).await
+        }
+    }
+
+    /// `rotating` (in-place): gives the current client a new secret and stores it as pending.
+    async fn rotate_in_place(&mut self, op: &Operation) -> Result<()> {
+        let entry = self.provider()?;
+        let provider = entry.provider.as_ref();
+        let tenant = self.tenant()?;
+        let rec = self.record()?.clone();
+        let current = rec
+            .current
+            .clone()
+            .ok_or_else(|| Error::internal("in-place rotation without a current credential"))?;
+        let mut rec = rec;
+        if let Some(pending) = rec.pending.clone() {
+            // Caller-chosen secret, stored before the call: maybe the call already went through.
+            if provider.verify(&tenant, &pending.pair()).await.is_err() {
+                provider
+                    .rotate_secret(&tenant, &current.object_id, Some(&pending.secret))
+                    .await
+                    .map_err(|e| e.context("rotating the secret in place"))?;
+            }
+        } else {
+            let mut attempts = 0;
+            let issued = loop {
+                attempts += 1;
+                match provider
+                    .rotate_secret(&tenant, &current.object_id, None)
+                    .await
+                {
+                    Ok(c) => break c,
+                    // A lost answer: the secret we never saw is useless; a new rotation heals it.
+                    Err(e)
+                        if attempts < 3
+                            && e.maybe_applied()
+                            && (e.is_temporary() || e.kind() == ErrorKind::Malformed) =>
+                    {
+                        tracing::warn!(slot = self.slot(), error = %e, "rotation answer lost; rotating again");
+                    }
+                    Err(e) => return Err(e.context("rotating the secret in place")),
+                }
+            };
+            rec.pending = Some(StoredCredential {
+                generation: op.generation,
+                secret: issued.secret,
+                created_at: self.now(),
+                verified_at: None,
+                ..current
+            });
+            if let Some(slot) = &entry.bootstrap_slot
+                && slot == self.slot()
+            {
+                // Our own credential's old secret is dead now; use the new one at once.
+                entry
+                    .bootstrap
+                    .replace(rec.pending.as_ref().expect("just set").pair());
+            }
+        }
+        crash::point("after-provider-rotate");
+        rec.op.as_mut().expect("op checked").phase = Phase::Pending;
+        self.save(rec).await?;
+        crash::point("after-pending-written");
+        self.actions
+            .push(format!("rotated g{} in place", op.generation));
+        Ok(())
+    }
+
+    /// `pending`: a token exchange with the new pair (retried for propagation delay), then
+    /// promotion in one write: pending becomes current, the old current starts its grace.
+    async fn verify_and_promote(&mut self) -> Result<()> {
+        let entry = self.provider()?;
+        let tenant = self.tenant()?;
+        let op = self.op()?;
+        let pending = self
+            .record()?
+            .pending
+            .clone()
+            .ok_or_else(|| Error::internal("pending phase without a pending credential"))?;
+        let attempts = self.settings().verify_attempts.max(1);
+        let mut last_err = None;
+        for attempt in 1..=attempts {
+            match entry.provider.verify(&tenant, &pending.pair()).await {
+                Ok(()) => {
+                    last_err = None;
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::Unauthorized || e.is_temporary() => {
+                    last_err = Some(e);
+                    if attempt < attempts {
+                        tokio::time::sleep(self.settings().verify_delay).await;
+                    }
+                }
+                Err(e) => {
+                    last_err = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(err) = last_err {
+            return self.verification_failed(op, pending, err).await;
+        }
+        crash::point("after-verify");
+
+        let now = self.now();
+        let mut rec = self.record()?.clone();
+        let mut promoted = pending;
+        promoted.verified_at = Some(now);
+        if let Some(old) = rec.current.take()
+            && op.kind != OpKind::RotateInPlace
+        {
+            let grace = self
+                .target
+                .config
+                .as_ref()
+                .map(|c| c.grace)
+                .unwrap_or_default();
+            let grace = chrono::Duration::from_std(grace).unwrap_or_default();
+            rec.draining.push(Draining {
+                credential: old,
+                delete_after: now + grace,
+            });
+        }
+        let fingerprint = promoted.secret.fingerprint();
+        let pair = promoted.pair();
+        rec.current = Some(promoted);
+        rec.pending = None;
+        rec.op = None;
+        rec.last = Some(LastResult {
+            at: now,
+            ok: true,
+            message: format!("g{} verified and promoted", op.generation),
+        });
+        self.save(rec).await?;
+        crash::point("after-promote");
+        if entry.bootstrap_slot.as_deref() == Some(self.slot()) {
+            entry.bootstrap.replace(pair);
+            self.actions.push("switched bootstrap".into());
+        }
+        tracing::info!(
+            slot = self.slot(),
+            generation = op.generation,
+            fingerprint,
+            "promoted"
+        );
+        self.actions.push(format!("promoted g{}", op.generation));
+        Ok(())
+    }
+
+    /// A pending pair that does not work: counted across runs, and after `max_verify_failures`
+    /// runs discarded (its client deleted; the next run issues a new generation). In-place
+    /// pendings are never discarded: the old secret is already dead, the pending one is all we have.
+    async fn verification_failed(
+        &mut self,
+        op: Operation,
+        pending: StoredCredential,
+        err: Error,
+    ) -> Result<()> {
+        let mut rec = self.record()?.clone();
+        let failures = op.verify_failures + 1;
+        let max = self.settings().max_verify_failures;
+        let now = self.now();
+        if failures >= max && op.kind != OpKind::RotateInPlace {
+            let entry = self.provider()?;
+            ignore_not_found(
+                entry
+                    .provider
+                    .delete_client(&rec.tenant, &pending.object_id)
+                    .await,
+            )?;
+            rec.pending = None;
+            rec.op = None;
+            let msg = format!(
+                "g{} failed verification in {failures} runs and was discarded: {err}",
+                op.generation
+            );
+            rec.last = Some(LastResult {
+                at: now,
+                ok: false,
+                message: msg.clone(),
+            });
+            self.save(rec).await?;
+            self.actions.push(format!("discarded g{}", op.generation));
+            return Err(Error::new(err.kind(), msg));
+        }
+        rec.op.as_mut().expect("op checked").verify_failures = failures;
+        let msg = format!(
+            "g{} does not work yet ({failures}/{max}): {err}",
+            op.generation
+        );
+        rec.last = Some(LastResult {
+            at: now,
+            ok: false,
+            message: msg.clone(),
+        });
+        self.save(rec).await?;
+        Err(Error::new(err.kind(), msg))
+    }
+
+    /// Deletes previous generations whose grace is over (only clients rekey made).
+    async fn delete_old(&mut self) -> Result<()> {
+        let entry = self.provider()?;
+        let tenant = self.tenant()?;
+        let now = self.now();
+        let rec = self.record()?.clone();
+        let (due, keep): (Vec<Draining>, Vec<Draining>) = rec
+            .draining
+            .iter()
+            .cloned()
+            .partition(|d| d.delete_after <= now);
+        for d in &due {
+            if d.credential.owned {
+                ignore_not_found(
+                    entry
+                        .provider
+                        .delete_client(&tenant, &d.credential.object_id)
+                        .await,
+                )
+                .map_err(|e| {
+                    e.context(format!(
+                        "deleting g{} ({})",
+                        d.credential.generation, d.credential.client_id
+                    ))
+                })?;
+                crash::point("after-old-deleted");
+                self.actions
+                    .push(format!("deleted g{}", d.credential.generation));
+            } else {
+                self.actions.push(format!(
+                    "released g{} (not created by rekey; left at the provider)",
+                    d.credential.generation
+                ));
+            }
+        }
+        let mut rec = rec;
+        rec.draining = keep;
+        self.save(rec).await
+    }
+
+    /// Retires the slot: marks it (grace starts if it was in use), then deletes its clients at
+    /// the provider and finally its backend entry.
+    async fn retire(&mut self) -> Result<()> {
+        let now = self.now();
+        let mut rec = self.record()?.clone();
+        if rec.retiring.is_none() {
+            let grace = self
+                .target
+                .config
+                .as_ref()
+                .map(|c| c.grace)
+                .unwrap_or_default();
+            let in_use = rec.current.is_some() && !grace.is_zero();
+            let delete_after = if in_use {
+                now + chrono::Duration::from_std(grace).unwrap_or_default()
+            } else {
+                now
+            };
+            rec.retiring = Some(Retiring {
+                since: now,
+                delete_after,
+            });
+            self.save(rec.clone()).await?;
+            self.actions.push("retiring".into());
+            if delete_after > now {
+                return Ok(());
+            }
+        }
+        let entry = self.provider()?;
+        let tenant = rec.tenant.clone();
+        let mut doomed: Vec<StoredCredential> = Vec::new();
+        doomed.extend(rec.current.iter().cloned());
+        doomed.extend(rec.pending.iter().cloned());
+        doomed.extend(rec.draining.iter().map(|d| d.credential.clone()));
+        let mut deleted = BTreeSet::new();
+        for c in doomed.iter().filter(|c| c.owned) {
+            if deleted.insert(c.object_id.clone()) {
+                ignore_not_found(entry.provider.delete_client(&tenant, &c.object_id).await)?;
+            }
+        }
+        // Clients with this slot's managed names that the record lost track of (a crash between
+        // createClient and the write): ours by name, and nobody holds their secret.
+        let prefix = format!("{}{}-g", self.settings().name_prefix, self.slot());
+        for c in entry.provider.find_clients(&tenant, &prefix).await? {
+            let is_ours = c
+                .name
+                .strip_prefix(&prefix)
+                .is_some_and(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()));
+            if is_ours && deleted.insert(c.object_id.clone()) {
+                ignore_not_found(entry.provider.delete_client(&tenant, &c.object_id).await)?;
+            }
+        }
+        crash::point("after-retire-delete");
+        let version = self
+            .stored
+            .as_ref()
+            .map(|v| v.version)
+            .ok_or_else(|| Error::internal("no record"))?;
+        self.backend
+            .delete(self.slot(), version)
+            .await
+            .map_err(|e| e.context("deleting the slot entry"))?;
+        self.stored = None;
+        self.actions.push(format!(
+            "retired ({} client{} deleted)",
+            deleted.len(),
+            if deleted.len() == 1 { "" } else { "s" }
+        ));
+        Ok(())
+    }
+
+    /// Releases the lease and turns the run's result into the slot's outcome.
+    async fn finish(mut self, result: Result<()>) -> SlotOutcome {
+        if let Err(e) = &result {
+            tracing::error!(slot = self.slot(), kind = %e.kind(), error = %crate::error::chain(e), "slot failed");
+        }
+        if let Some(v) = &self.stored
+            && v.record
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.run_id == self.engine.run_id)
+        {
+            let mut rec = v.record.clone();
+            rec.lease = None;
+            if let Err(e) = &result
+                && rec.last.as_ref().is_none_or(|l| l.ok)
+            {
+                rec.last = Some(LastResult {
+                    at: self.now(),
+                    ok: false,
+                    message: e.to_string(),
+                });
+            }
+            if let Err(e) = self.save(rec).await {
+                tracing::warn!(slot = self.slot(), error = %e, "could not release the lease; it expires by itself");
+            }
+        }
+        let record = self.stored.as_ref().map(|v| &v.record);
+        let (provider, tenant) = describe(self.target, record);
+        let current = record.and_then(|r| r.current.as_ref());
+        let (kind, detail) = match &result {
+            Err(e) => (OutcomeKind::Failed, crate::error::chain(e)),
+            Ok(()) if self.skipped => (OutcomeKind::Skipped, self.detail.clone()),
+            Ok(()) => (OutcomeKind::Ok, self.detail.clone()),
+        };
+        SlotOutcome {
+            slot: self.target.name.clone(),
+            provider,
+            tenant,
+            result: kind,
+            actions: std::mem::take(&mut self.actions),
+            detail,
+            generation: current.map(|c| c.generation),
+            client_id: current.map(|c| c.client_id.clone()),
+            fingerprint: current.map(|c| c.secret.fingerprint()),
+        }
+    }
+}
+
+fn describe(t: &Target, record: Option<&SlotRecord>) -> (String, String) {
+    match (&t.config, record) {
+        (Some(c), _) => (c.provider.clone(), c.tenant.clone()),
+        (None, Some(r)) => (r.provider.clone(), r.tenant.clone()),
+        (None, None) => (String::new(), String::new()),
+    }
+}
+
+fn resolve_pair(pair: &crate::config::PairRef, provider: &str) -> Bootstrap {
+    match (pair.client_id.resolve(), pair.client_secret.resolve()) {
+        (Ok(id), Ok(secret)) => Bootstrap::new(ClientPair {
+            client_id: id.expose().to_string(),
+            secret,
+        }),
+        (Err(e), _) => Bootstrap::unresolved(format!(
+            "provider {provider}: bootstrap client_id ({}): {e}",
+            pair.client_id
+        )),
+        (_, Err(e)) => Bootstrap::unresolved(format!(
+            "provider {provider}: bootstrap client_secret ({}): {e}",
+            pair.client_secret
+        )),
+    }
+}
+
+fn ignore_not_found(r: Result<()>) -> Result<()> {
+    match r {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// `<prefix><slot>-g<generation>`: the names that prove a client is rekey's (DESIGN.md §4 rule 6).
+pub fn managed_name(prefix: &str, slot: &str, generation: u64) -> String {
+    format!("{prefix}{slot}-g{generation}")
+}
+
+fn short_id(id: &Uuid) -> String {
+    id.to_string()[..8].to_string()
+}
+
+/// Whether the run holding `lease` may still be working. On this host we can tell for sure
+/// (its process is gone after a crash); elsewhere only the lease's expiry tells.
+fn lease_holder_alive(lease: &Lease, this_host: &str) -> bool {
+    if lease.host != this_host {
+        return true;
+    }
+    if lease.pid == std::process::id() {
+        return true;
+    }
+    // SAFETY: kill with signal 0 sends nothing; it only asks whether the process exists.
+    let rc = unsafe { libc::kill(lease.pid as libc::pid_t, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// `*` matches any run of characters; everything else is literal.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let mut rest = name;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            let Some(pos) = rest.find(part) else {
+                return false;
+            };
+            rest = &rest[pos + part.len()..];
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("siem-*", "siem-acme"));
+        assert!(glob_match("*-acme", "siem-acme"));
+        assert!(glob_match("s*m*e", "siem-acme"));
+        assert!(!glob_match("siem-*", "edr-acme"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exactly"));
+    }
+
+    #[test]
+    fn managed_names() {
+        assert_eq!(managed_name("rekey-", "siem", 3), "rekey-siem-g3");
+    }
+}
