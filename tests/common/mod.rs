@@ -1,0 +1,266 @@
+//! Shared test world: a real emulator (in this process), a temp directory with an age identity,
+//! bootstrap secret files and an inventory, and the real `rekey` binary run as a subprocess.
+//! Checks read the platform through its own HTTP API (token exchange, the emulator's client
+//! listing), not through rekey's provider code.
+
+#![allow(dead_code)]
+
+use rekey::backend::Backend;
+use rekey::emulator::{self, EmulatorConfig, EmulatorHandle, Faults, Seed, SeedClient, SeedTenant};
+use rekey::record::SlotRecord;
+use rekey::secret::Secret;
+use std::collections::BTreeSet;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+pub const ADMIN_ROLE: &str = "ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068";
+
+pub struct Tenant {
+    pub id: String,
+    pub admin_id: String,
+    pub admin_secret: String,
+}
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub emu: EmulatorHandle,
+    pub tenants: Vec<Tenant>,
+    /// Every secret this world made or saw stored, for leak checks on output.
+    pub known_secrets: std::sync::Mutex<Vec<String>>,
+}
+
+pub fn random_alnum(n: usize) -> String {
+    use rand::Rng;
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..n).map(|_| A[rng.random_range(0..A.len())] as char).collect()
+}
+
+fn write_private(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+impl World {
+    pub async fn new(tenants: usize) -> World {
+        Self::with_state_file(tenants, false).await
+    }
+
+    pub async fn with_state_file(tenants: usize, state_file: bool) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seed = Seed::default();
+        let mut ts = Vec::new();
+        use rand::Rng;
+        let base: u32 = rand::rng().random_range(10_000..90_000);
+        for i in 0..tenants {
+            let t = Tenant { id: (base + i as u32).to_string(), admin_id: random_alnum(32), admin_secret: Secret::generate(64).expose().to_string() };
+            write_private(&dir.path().join(format!("boot-{i}.id")), &t.admin_id);
+            write_private(&dir.path().join(format!("boot-{i}.secret")), &t.admin_secret);
+            seed.tenants.push(SeedTenant {
+                id: t.id.clone(),
+                parent: None,
+                clients: vec![SeedClient { client_id: t.admin_id.clone(), secret: t.admin_secret.clone(), name: format!("admin-{i}"), roles: vec![ADMIN_ROLE.into()] }],
+            });
+            ts.push(t);
+        }
+        let state = state_file.then(|| dir.path().join("emulator-state.json"));
+        let config = EmulatorConfig { seed, faults: Faults::default(), state_file: state, token_ttl: Duration::from_secs(3600) };
+        let emu = emulator::start(config, "127.0.0.1:0".parse().unwrap()).await.expect("emulator starts");
+        rekey::backend::file::generate_identity(&dir.path().join("rekey.key")).unwrap();
+        let known = ts.iter().map(|t| t.admin_secret.clone()).collect();
+        World { dir, emu, tenants: ts, known_secrets: std::sync::Mutex::new(known) }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The inventory header: settings, the file backend, one provider `p<i>` per tenant.
+    pub fn header(&self) -> String {
+        let mut s = String::from(
+            "[settings]\nverify_delay = \"50ms\"\nverify_attempts = 3\n\n[defaults]\nbackend = \"local\"\n\n\
+             [backends.local]\ntype = \"file\"\npath = \"store\"\nidentity = { file = \"rekey.key\" }\n",
+        );
+        for (i, t) in self.tenants.iter().enumerate() {
+            s.push_str(&format!(
+                "\n[providers.p{i}]\ntype = \"taegis\"\nurl = \"{}\"\ntenant = \"{}\"\nrate_limit = 1000\ntimeout = \"5s\"\n\
+                 bootstrap = {{ client_id = {{ file = \"boot-{i}.id\" }}, client_secret = {{ file = \"boot-{i}.secret\" }} }}\n",
+                self.emu.url(),
+                t.id
+            ));
+        }
+        s
+    }
+
+    /// Writes `inventory.toml` = header + `slots`, returns its path.
+    pub fn inventory(&self, slots: &str) -> PathBuf {
+        self.inventory_raw(&format!("{}\n{slots}", self.header()))
+    }
+
+    pub fn inventory_raw(&self, text: &str) -> PathBuf {
+        let p = self.path().join("inventory.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub async fn rekey(&self, args: &[&str]) -> Run {
+        self.rekey_env(args, &[]).await
+    }
+
+    /// Runs the real binary in the world's directory. Logs as JSON at debug level by default.
+    pub async fn rekey_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rekey"));
+        cmd.args(args).current_dir(self.path()).env("REKEY_LOG_FORMAT", "json").env("RUST_LOG", "rekey=debug");
+        cmd.env_remove("REKEY_CRASH_AT").env_remove("REKEY_TEST_CLOCK_OFFSET");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await.expect("rekey finished in time").unwrap();
+        Run::from(out)
+    }
+
+    pub async fn apply(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["apply", "-c", "inventory.toml"];
+        args.extend_from_slice(extra);
+        self.rekey(&args).await
+    }
+
+    fn backend(&self) -> rekey::backend::file::FileBackend {
+        let cfg = rekey::config::FileBackendConfig {
+            name: "local".into(),
+            path: self.path().join("store"),
+            identity: rekey::config::ValueRef::File(self.path().join("rekey.key")),
+            recipients: vec![],
+        };
+        rekey::backend::file::FileBackend::open(&cfg).unwrap()
+    }
+
+    pub async fn record(&self, slot: &str) -> Option<SlotRecord> {
+        let r = self.backend().read(slot).await.unwrap().map(|v| v.record);
+        if let Some(rec) = &r {
+            let mut known = self.known_secrets.lock().unwrap();
+            for c in rec.current.iter().chain(rec.pending.iter()).chain(rec.draining.iter().map(|d| &d.credential)) {
+                known.push(c.secret.expose().to_string());
+            }
+        }
+        r
+    }
+
+    pub async fn records(&self) -> Vec<SlotRecord> {
+        let mut out = Vec::new();
+        for name in self.backend().list().await.unwrap() {
+            if let Some(r) = self.record(&name).await {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// A token exchange straight against the emulator (not through rekey's provider).
+    pub async fn token_ok(&self, client_id: &str, secret: &str) -> bool {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/auth/api/v2/auth/token", self.emu.url()))
+            .basic_auth(client_id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        resp.status().is_success()
+    }
+
+    /// The clients the platform holds in a tenant: (name, clientID, object id).
+    pub async fn platform_clients(&self, tenant: &str) -> Vec<(String, String, String)> {
+        let v: serde_json::Value = reqwest::get(format!("{}/_emulator/tenants/{tenant}/clients", self.emu.url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let list = v.as_array().cloned().or_else(|| v.get("clients").and_then(|c| c.as_array()).cloned()).expect("client list");
+        list.iter()
+            .map(|c| {
+                let s = |k: &str| c.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+                (s("name"), s("clientID").max(s("client_id")), s("id").max(s("object_id")))
+            })
+            .collect()
+    }
+
+    /// Every slot's current pair works; every rekey-named client at the platform is one the
+    /// store knows (current, pending or draining): nothing lost, nothing orphaned.
+    pub async fn assert_consistent(&self, expect_slots: &[&str]) {
+        let records = self.records().await;
+        let names: BTreeSet<&str> = records.iter().map(|r| r.slot.as_str()).collect();
+        for s in expect_slots {
+            assert!(names.contains(s), "slot {s} has no record; have {names:?}");
+        }
+        let mut referenced = BTreeSet::new();
+        for r in &records {
+            let cur = r.current.as_ref().unwrap_or_else(|| panic!("slot {} has no current pair: {r:?}", r.slot));
+            assert!(self.token_ok(&cur.client_id, cur.secret.expose()).await, "slot {}: current pair g{} does not work", r.slot, cur.generation);
+            assert!(r.op.is_none(), "slot {} still has an operation in flight: {:?}", r.slot, r.op);
+            for c in r.current.iter().chain(r.pending.iter()).chain(r.draining.iter().map(|d| &d.credential)) {
+                referenced.insert(c.client_id.clone());
+            }
+        }
+        for t in &self.tenants {
+            for (name, client_id, _) in self.platform_clients(&t.id).await {
+                if name.starts_with("rekey-") {
+                    assert!(referenced.contains(&client_id), "orphaned client {name} ({client_id}) in tenant {}", t.id);
+                }
+            }
+        }
+    }
+
+    pub async fn managed_clients(&self, tenant: &str, slot: &str) -> Vec<String> {
+        let prefix = format!("rekey-{slot}-g");
+        self.platform_clients(tenant).await.into_iter().map(|c| c.0).filter(|n| n.starts_with(&prefix)).collect()
+    }
+
+    /// Fails if any secret this world knows appears in `text`.
+    pub fn assert_no_secrets(&self, text: &str) {
+        for s in self.known_secrets.lock().unwrap().iter() {
+            assert!(!text.contains(s.as_str()), "a secret appeared in output");
+        }
+    }
+
+    pub async fn set_faults(&self, f: Faults) {
+        self.emu.set_faults(f).await;
+    }
+}
+
+pub struct Run {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        Run {
+            code: o.status.code(),
+            signal: o.status.signal(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    /// The apply report as JSON (`--output json`).
+    pub fn outcomes(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
+    }
+}
