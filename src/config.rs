@@ -1653,7 +1653,7 @@ impl Checker {
             let Some(i) = slots.iter().position(|s| &s.name == sname) else {
                 let own = slots
                     .iter()
-                    .filter(|s| &s.provider == pname)
+                    .filter(|s| &s.provider == pname && !s.name.is_empty())
                     .map(|s| &s.name);
                 self.err(
                     *line,
