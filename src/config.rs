@@ -608,7 +608,9 @@ fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn is_valid_slot_name(name: &str) -> bool {
+/// Whether `name` is a valid slot name: `[a-z0-9][a-z0-9._-]{0,99}`. Slot names become file
+/// names and parts of client names, so backends may rely on this.
+pub fn is_valid_slot_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
         && name.len() <= 100
