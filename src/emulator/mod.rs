@@ -1,59 +1,554 @@
-//! A Taegis-compatible API emulator (and, later, Cisco): the test server and the demo's platform.
-//! (Placeholder on this branch; the real implementation lands from the `emu` branch.)
+//! A Taegis-compatible API emulator (and, later, Cisco): the test server and the demo's platform
+//! (DESIGN.md §8). The official Python SDK works against it unchanged.
+//!
+//! - `auth`: the OAuth2 token endpoint and the JWTs it mints.
+//! - `taegis`: the clients GraphQL API (async-graphql), and operation naming.
+//! - `state`: tenants, clients, roles; persistence to the state file.
+//! - `faults`: latency, rate limits, 5xx, drops, hangs, truncation; request statistics.
+//! - `admin`: `/_emulator/` endpoints for tests.
+//!
+//! The server runs its own accept loop on hyper (not `axum::serve`) so that a handler can
+//! close its own connection without an answer: that is how "commit, then drop the response"
+//! is made to look like a network failure to the client.
 
+mod admin;
+mod auth;
+mod faults;
+mod state;
+mod taegis;
+
+pub use admin::ClientSummary;
+pub use faults::{FaultAction, Faults, OneShot, Stats};
+pub use state::{ROLES, TENANT_ADMIN_ROLE, TENANT_ANALYST_ROLE};
+
+use crate::error::{Error, Result};
+use axum::Router;
+use axum::routing::{get, post};
+use faults::{ConnControl, FaultEngine};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub(crate) const GRAPHQL_PATH: &str = "/graphql";
+
+const SEED_HELP: &str = "JSON seed: tenants and clients created at start.
+
+  {\"tenants\": [
+     {\"id\": \"11772\", \"clients\": [
+        {\"client_id\": \"...\", \"secret\": \"...\", \"name\": \"admin\",
+         \"roles\": [\"ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068\"]}]},
+     {\"id\": \"11773\", \"parent\": \"11772\"}]}
+
+`parent` makes a tenant a child: clients of the parent may act in it through X-Tenant-Context. \
+`roles` are role ids; empty means Tenant Analyst. Known roles: Tenant Admin \
+ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068 (may manage clients), Tenant Analyst \
+a4903f9a-2d5a-4c1e-9b7e-3f6c1d2e8a40, Tenant Responder e1b1a8f2-6f0b-4d55-9c3a-7a2f1c9b5d61, \
+Tenant Auditor c7d2e3f4-8a9b-4c0d-8e1f-2a3b4c5d6e7f. With --state-file, clients already in the \
+state file are kept as they are (their secret may have been rotated since).";
+
+const ABOUT: &str = "Serves the Taegis XDR API-client endpoints on loopback: \
+POST /auth/api/v2/auth/token (client credentials) and POST /graphql (createClient, \
+rotateClientSecret, forceRotateClientSecret, deleteClient, client, clientsSearch, clients; \
+full introspection). Point the official SDK at it with \
+GraphQLService(environment=\"local\", environments={\"local\": \"http://127.0.0.1:8484\"}) and \
+OAUTHLIB_INSECURE_TRANSPORT=1.
+
+Behaviour where the real service is undocumented: rotateClientSecret(secret:) sets that exact \
+secret; the old secret and every earlier token stop working at once (rotation and deletion); \
+duplicate client names are allowed; clientsSearch pageOffset counts results to skip, perPage \
+defaults to 100 (max 1000), sorted by name.
+
+Test endpoints (no auth): GET/PUT /_emulator/faults, GET /_emulator/stats, POST \
+/_emulator/tenants, GET /_emulator/tenants/{id}/clients, GET /_emulator/health.";
 
 /// `rekey emulator` options.
 #[derive(clap::Args, Debug, Clone)]
+#[command(long_about = ABOUT)]
 pub struct EmulatorArgs {
     /// Address to listen on (loopback only).
     #[arg(long, default_value = "127.0.0.1:8484")]
     pub listen: SocketAddr,
+
+    /// JSON seed file with tenants and clients (see --help for the format).
+    #[arg(long, value_name = "FILE", long_help = SEED_HELP)]
+    pub seed: Option<PathBuf>,
+
+    /// Create a tenant (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub tenant: Vec<String>,
+
+    /// A Tenant Admin client in TENANT whose secret is read from the environment variable
+    /// SECRET_ENV_VAR, never from the command line (repeatable; creates the tenant).
+    #[arg(long, value_name = "TENANT:CLIENT_ID:SECRET_ENV_VAR")]
+    pub bootstrap: Vec<String>,
+
+    /// Keep state (clients, secret hashes, the token key) in FILE across restarts (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+
+    /// Lifetime of issued tokens.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub token_ttl: u64,
+
+    /// Fault: delay every request this long.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+
+    /// Fault: add a uniform random delay of up to this long.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_jitter_ms: u64,
+
+    /// Fault: answer 429 beyond this many requests per second (token bucket, all requests).
+    #[arg(long, value_name = "RPS")]
+    pub rate_limit: Option<f64>,
+
+    /// Fault: send 429s with Retry-After as an HTTP date instead of seconds.
+    #[arg(long)]
+    pub retry_after_http_date: bool,
+
+    /// Fault: send 429s without Retry-After.
+    #[arg(long)]
+    pub omit_retry_after: bool,
+
+    /// Fault: answer this fraction of requests 500/502/503 before doing anything.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0)]
+    pub error_rate: f64,
+
+    /// Fault: apply this fraction of mutations, then close the connection without an answer.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0)]
+    pub drop_after_commit_rate: f64,
+
+    /// Seed for the random faults, for reproducible runs.
+    #[arg(long, value_name = "N")]
+    pub fault_seed: Option<u64>,
 }
 
-pub async fn run(args: EmulatorArgs) -> crate::error::Result<()> {
-    let _ = args;
-    Err(crate::error::Error::config("the emulator is not built yet"))
-}
-
+/// Tenants and clients to create at start.
 #[derive(Serialize, Deserialize, Clone, Default, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct Seed {
+    #[serde(default)]
     pub tenants: Vec<SeedTenant>,
 }
-#[derive(Serialize, Deserialize, Clone, Default, Debug)]
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct SeedTenant {
     pub id: String,
+    /// The parent tenant; its clients may act in this one.
+    #[serde(default)]
     pub parent: Option<String>,
+    #[serde(default)]
     pub clients: Vec<SeedClient>,
 }
-#[derive(Serialize, Deserialize, Clone, Default, Debug)]
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct SeedClient {
     pub client_id: String,
     pub secret: String,
+    /// Defaults to the client_id.
+    #[serde(default)]
     pub name: String,
+    /// Role ids; empty means Tenant Analyst.
+    #[serde(default)]
     pub roles: Vec<String>,
 }
-#[derive(Serialize, Deserialize, Clone, Default, Debug)]
-pub struct Faults {}
+
+impl std::fmt::Debug for SeedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedClient")
+            .field("client_id", &self.client_id)
+            .field("secret", &"[redacted]")
+            .field("name", &self.name)
+            .field("roles", &self.roles)
+            .finish()
+    }
+}
+
+impl Seed {
+    pub fn from_file(path: &std::path::Path) -> Result<Seed> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!("cannot read seed file {}", path.display())).with_source(e)
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::config(format!("seed file {} is not valid", path.display())).with_source(e)
+        })
+    }
+
+    fn tenant_mut(&mut self, id: &str) -> &mut SeedTenant {
+        if let Some(i) = self.tenants.iter().position(|t| t.id == id) {
+            &mut self.tenants[i]
+        } else {
+            self.tenants.push(SeedTenant {
+                id: id.to_string(),
+                parent: None,
+                clients: Vec::new(),
+            });
+            let last = self.tenants.len() - 1;
+            &mut self.tenants[last]
+        }
+    }
+}
+
+/// Everything [`start`] needs.
+#[derive(Clone, Debug)]
 pub struct EmulatorConfig {
     pub seed: Seed,
     pub faults: Faults,
     pub state_file: Option<PathBuf>,
     pub token_ttl: Duration,
 }
-pub struct EmulatorHandle;
-impl EmulatorHandle {
-    pub fn url(&self) -> String {
-        String::new()
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            seed: Seed::default(),
+            faults: Faults::default(),
+            state_file: None,
+            token_ttl: Duration::from_secs(3600),
+        }
     }
-    pub async fn shutdown(self) {}
 }
-pub async fn start(
-    _config: EmulatorConfig,
-    _listen: SocketAddr,
-) -> crate::error::Result<EmulatorHandle> {
-    Err(crate::error::Error::config("the emulator is not built yet"))
+
+impl EmulatorConfig {
+    /// Builds the configuration from `rekey emulator` flags: reads the seed file and the
+    /// bootstrap secrets from their environment variables.
+    pub fn from_args(args: &EmulatorArgs) -> Result<Self> {
+        let mut seed = match &args.seed {
+            Some(path) => Seed::from_file(path)?,
+            None => Seed::default(),
+        };
+        for t in &args.tenant {
+            if t.is_empty() {
+                return Err(Error::config("--tenant needs a tenant id"));
+            }
+            seed.tenant_mut(t);
+        }
+        for spec in &args.bootstrap {
+            let parts: Vec<&str> = spec.splitn(3, ':').collect();
+            let [tenant, client_id, var] = parts[..] else {
+                return Err(Error::config(format!(
+                    "--bootstrap {spec:?}: expected TENANT:CLIENT_ID:SECRET_ENV_VAR"
+                )));
+            };
+            if tenant.is_empty() || client_id.is_empty() || var.is_empty() {
+                return Err(Error::config(format!(
+                    "--bootstrap {spec:?}: expected TENANT:CLIENT_ID:SECRET_ENV_VAR"
+                )));
+            }
+            let secret = std::env::var(var).unwrap_or_default();
+            if secret.is_empty() {
+                return Err(Error::config(format!(
+                    "--bootstrap {client_id}: environment variable {var} is not set or empty"
+                )));
+            }
+            seed.tenant_mut(tenant).clients.push(SeedClient {
+                client_id: client_id.to_string(),
+                secret,
+                name: format!("bootstrap-{client_id}"),
+                roles: vec![TENANT_ADMIN_ROLE.to_string()],
+            });
+        }
+        let faults = Faults {
+            latency_ms: args.latency_ms,
+            latency_jitter_ms: args.latency_jitter_ms,
+            rate_limit_per_sec: args.rate_limit,
+            omit_retry_after: args.omit_retry_after,
+            retry_after_http_date: args.retry_after_http_date,
+            error_rate: args.error_rate,
+            drop_after_commit_rate: args.drop_after_commit_rate,
+            fail_next: Vec::new(),
+            fault_seed: args.fault_seed,
+        };
+        faults.validate().map_err(Error::config)?;
+        if args.token_ttl == 0 {
+            return Err(Error::config("--token-ttl must be at least 1 second"));
+        }
+        Ok(EmulatorConfig {
+            seed,
+            faults,
+            state_file: args.state_file.clone(),
+            token_ttl: Duration::from_secs(args.token_ttl),
+        })
+    }
+}
+
+/// State shared by all handlers.
+pub(crate) struct Shared {
+    pub(crate) state: tokio::sync::Mutex<state::State>,
+    pub(crate) state_file: Option<PathBuf>,
+    pub(crate) token_ttl: Duration,
+    /// Copied out of the state at start so verifying a token needs no lock.
+    pub(crate) signing_key: Vec<u8>,
+    pub(crate) schema: taegis::TaegisSchema,
+    faults: std::sync::Mutex<FaultEngine>,
+    stats: std::sync::Mutex<Stats>,
+}
+
+impl Shared {
+    // These std mutexes are never held across an await; a panic while holding one cannot
+    // leave them inconsistent in a way that matters, so poisoning is ignored.
+    pub(crate) fn faults(&self) -> MutexGuard<'_, FaultEngine> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn stats(&self) -> MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the faults (and so the random source and the token bucket).
+    pub(crate) fn set_faults(&self, f: Faults) {
+        *self.faults() = FaultEngine::new(f);
+    }
+}
+
+/// A running emulator. Dropping it stops the server too; [`EmulatorHandle::shutdown`] also
+/// waits for it and writes the state file a last time.
+pub struct EmulatorHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EmulatorHandle {
+    /// `http://127.0.0.1:PORT`: the base URL for the SDK's `environments`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Replaces the fault settings (clamping rates into range; the HTTP endpoint validates).
+    pub async fn set_faults(&self, mut f: Faults) {
+        f.error_rate = f.error_rate.clamp(0.0, 1.0);
+        f.drop_after_commit_rate = f.drop_after_commit_rate.clamp(0.0, 1.0);
+        f.rate_limit_per_sec = f.rate_limit_per_sec.filter(|r| *r > 0.0 && r.is_finite());
+        self.shared.set_faults(f);
+    }
+
+    /// The current fault settings (one-shots that have run out are gone).
+    pub async fn faults(&self) -> Faults {
+        self.shared.faults().faults().clone()
+    }
+
+    pub async fn stats(&self) -> Stats {
+        self.shared.stats().clone()
+    }
+
+    /// Stops accepting, drops every open connection (hung requests included), and saves the
+    /// state file.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        if let Some(path) = &self.shared.state_file {
+            let state = self.shared.state.lock().await;
+            if let Err(e) = state.save(path) {
+                tracing::error!(error = %crate::error::chain(&e), "cannot save emulator state");
+            }
+        }
+    }
+}
+
+/// Starts the emulator on `listen` (loopback only; port 0 picks a free port) and returns once
+/// it accepts connections.
+pub async fn start(config: EmulatorConfig, listen: SocketAddr) -> Result<EmulatorHandle> {
+    if !listen.ip().is_loopback() {
+        return Err(Error::config(format!(
+            "the emulator listens on loopback addresses only, not {listen}"
+        )));
+    }
+    config.faults.validate().map_err(Error::config)?;
+    let mut state = match &config.state_file {
+        Some(path) => state::State::load(path)?.unwrap_or_else(state::State::new),
+        None => state::State::new(),
+    };
+    for client_id in state.apply_seed(&config.seed)? {
+        tracing::warn!(
+            %client_id,
+            "seed client already in the state file; keeping the stored one"
+        );
+    }
+    if let Some(path) = &config.state_file {
+        state.save(path)?;
+    }
+    let shared = Arc::new(Shared {
+        signing_key: state.signing_key(),
+        state: tokio::sync::Mutex::new(state),
+        state_file: config.state_file.clone(),
+        token_ttl: config.token_ttl,
+        schema: taegis::schema(),
+        faults: std::sync::Mutex::new(FaultEngine::new(config.faults.clone())),
+        stats: std::sync::Mutex::new(Stats::default()),
+    });
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::config(format!("cannot listen on {listen}")).with_source(e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::internal("cannot read the listening address").with_source(e))?;
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(serve(listener, router(shared.clone()), stopped));
+    tracing::info!(%addr, "emulator started");
+    Ok(EmulatorHandle {
+        addr,
+        shared,
+        stop,
+        task,
+    })
+}
+
+/// `rekey emulator`: serves until Ctrl-C or SIGTERM.
+pub async fn run(args: EmulatorArgs) -> Result<()> {
+    let config = EmulatorConfig::from_args(&args)?;
+    let handle = start(config, args.listen).await?;
+    eprintln!("listening on {}", handle.url());
+    wait_for_signal().await?;
+    tracing::info!("stopping the emulator");
+    handle.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    let sig_err = |e| Error::internal("cannot listen for signals").with_source(e);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(sig_err)?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map_err(sig_err)?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.map_err(sig_err)?;
+    Ok(())
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    // Faults and stats apply to the API, never to the test endpoints.
+    let api = Router::new()
+        .route(auth::TOKEN_PATH, post(auth::token))
+        .route(GRAPHQL_PATH, post(taegis::graphql))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            faults::fault_layer,
+        ));
+    let admin = Router::new()
+        .route("/_emulator/health", get(admin::health))
+        .route(
+            "/_emulator/faults",
+            get(admin::get_faults).put(admin::put_faults),
+        )
+        .route("/_emulator/stats", get(admin::get_stats))
+        .route("/_emulator/tenants", post(admin::post_tenant))
+        .route(
+            "/_emulator/tenants/{id}/clients",
+            get(admin::tenant_clients),
+        );
+    api.merge(admin).with_state(shared)
+}
+
+async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            changed = stop.changed() => {
+                // Err: the handle was dropped; also a reason to stop.
+                if changed.is_err() || *stop.borrow() {
+                    break;
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    conns.spawn(serve_connection(stream, app.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    // Aborts hung and keep-alive connections alike.
+    conns.shutdown().await;
+}
+
+async fn serve_connection(stream: TcpStream, app: Router) {
+    let _ = stream.set_nodelay(true);
+    let ctl = ConnControl::default();
+    let request_ctl = ctl.clone();
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(request_ctl.clone());
+            tower::ServiceExt::oneshot(app.clone(), req)
+        });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::select! {
+        r = conn => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        () = ctl.killed() => {
+            // Dropping the connection closes the socket with no response written.
+            tracing::debug!("connection dropped after commit (injected fault)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> EmulatorArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: EmulatorArgs,
+        }
+        Cli::parse_from(["x"]).a
+    }
+
+    #[test]
+    fn bootstrap_reads_the_secret_from_the_environment() {
+        // A variable name unique to this test, so parallel tests cannot interfere.
+        let var = "REKEY_EMULATOR_TEST_BOOTSTRAP_SECRET_7f3a";
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var(var, "s3cret-value-from-env") };
+        let mut a = args();
+        a.tenant = vec!["1".into()];
+        a.bootstrap = vec![format!("2:admin-id:{var}")];
+        let c = EmulatorConfig::from_args(&a).unwrap();
+        assert_eq!(c.seed.tenants.len(), 2);
+        let admin = &c.seed.tenants[1].clients[0];
+        assert_eq!(admin.secret, "s3cret-value-from-env");
+        assert_eq!(admin.roles, [TENANT_ADMIN_ROLE]);
+        assert!(!format!("{c:?}").contains("s3cret"));
+
+        a.bootstrap = vec!["2:admin-id:REKEY_EMULATOR_TEST_UNSET_VAR_91".into()];
+        assert!(EmulatorConfig::from_args(&a).is_err());
+        a.bootstrap = vec!["2:admin-id".into()];
+        assert!(EmulatorConfig::from_args(&a).is_err());
+    }
+
+    #[tokio::test]
+    async fn refuses_to_listen_beyond_loopback() {
+        let err = start(EmulatorConfig::default(), "0.0.0.0:0".parse().unwrap())
+            .await
+            .err()
+            .unwrap();
+        assert!(err.message().contains("loopback"));
+    }
 }
