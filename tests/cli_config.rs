@@ -22,7 +22,7 @@ struct Case {
 const CASES: &[Case] = &[
     Case { name: "unknown key in a slot", breaks: |t| t.replace("strategy = \"in-place\"", "strategy = \"in-place\"\nrolez = []"), says: &["rolez"] },
     Case { name: "unknown top-level table", breaks: |t| format!("{t}\n[extras]\nx = 1\n"), says: &["extras"] },
-    Case { name: "duplicate slot name", breaks: |t| t.replace("name = \"beta\"", "name = \"alpha\""), says: &["alpha", "duplicate"] },
+    Case { name: "duplicate slot name", breaks: |t| t.replace("name = \"beta\"", "name = \"alpha\""), says: &["alpha", "already used"] },
     Case { name: "undefined provider", breaks: |t| t.replace("provider = \"p0\"\nstrategy", "provider = \"nope\"\nstrategy"), says: &["nope"] },
     Case { name: "undefined backend", breaks: |t| t.replace("strategy = \"in-place\"", "strategy = \"in-place\"\nbackend = \"vault9\""), says: &["vault9"] },
     Case { name: "malformed duration", breaks: |t| t.replace("strategy = \"in-place\"", "strategy = \"in-place\"\nmax_age = \"thirty days\""), says: &["max_age"] },
