@@ -20,26 +20,153 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "unknown key in a slot", breaks: |t| t.replace("strategy = \"in-place\"", "strategy = \"in-place\"\nrolez = []"), says: &["rolez"] },
-    Case { name: "unknown top-level table", breaks: |t| format!("{t}\n[extras]\nx = 1\n"), says: &["extras"] },
-    Case { name: "duplicate slot name", breaks: |t| t.replace("name = \"beta\"", "name = \"alpha\""), says: &["alpha", "already used"] },
-    Case { name: "undefined provider", breaks: |t| t.replace("provider = \"p0\"\nstrategy", "provider = \"nope\"\nstrategy"), says: &["nope"] },
-    Case { name: "undefined backend", breaks: |t| t.replace("strategy = \"in-place\"", "strategy = \"in-place\"\nbackend = \"vault9\""), says: &["vault9"] },
-    Case { name: "malformed duration", breaks: |t| t.replace("strategy = \"in-place\"", "strategy = \"in-place\"\nmax_age = \"thirty days\""), says: &["max_age"] },
-    Case { name: "literal secret", breaks: |t| t.replacen("client_secret = { file = \"boot-0.secret\" }", "client_secret = \"hunter2hunter2\"", 1), says: &["client_secret", "reference"] },
-    Case { name: "unknown provider type", breaks: |t| t.replacen("type = \"taegis\"", "type = \"okta\"", 1), says: &["okta", "taegis"] },
-    Case { name: "unknown backend type", breaks: |t| t.replacen("type = \"file\"", "type = \"s3\"", 1), says: &["s3", "file"] },
-    Case { name: "unknown taegis environment", breaks: |t| t.replacen("url = \"", "environment = \"mars\"\n#url = \"", 1), says: &["mars"] },
-    Case { name: "plain http to a remote host", breaks: |t| regex_url(&t, "http://api.example.com"), says: &["http"] },
-    Case { name: "bad slot name", breaks: |t| t.replace("name = \"beta\"", "name = \"Beta Slot!\""), says: &["Beta Slot!"] },
-    Case { name: "missing tenant", breaks: |t| strip_tenant(&t), says: &["tenant"] },
-    Case { name: "non-numeric tenant", breaks: |t| t.replace("strategy = \"in-place\"", "strategy = \"in-place\"\ntenant = \"acme\""), says: &["tenant", "acme"] },
-    Case { name: "grace longer than max_age", breaks: |t| t.replace("strategy = \"in-place\"", "strategy = \"in-place\"\nmax_age = \"1h\"\ngrace = \"2h\""), says: &["grace"] },
-    Case { name: "TOML syntax error", breaks: |t| t.replace("name = \"beta\"", "name = \"beta"), says: &["inventory.toml:"] },
-    Case { name: "unknown strategy", breaks: |t| t.replace("strategy = \"in-place\"", "strategy = \"sideways\""), says: &["sideways"] },
-    Case { name: "bootstrap slot not in the inventory", breaks: |t| t.replacen("bootstrap = {", "bootstrap = { slot = \"ghost\" }\n#bootstrap = {", 1), says: &["ghost"] },
-    Case { name: "zero concurrency", breaks: |t| t.replace("[settings]\n", "[settings]\nconcurrency = 0\n"), says: &["concurrency"] },
-    Case { name: "wrong value type", breaks: |t| t.replace("strategy = \"in-place\"", "strategy = \"in-place\"\nretired = \"yes\""), says: &["retired"] },
+    Case {
+        name: "unknown key in a slot",
+        breaks: |t| {
+            t.replace(
+                "strategy = \"in-place\"",
+                "strategy = \"in-place\"\nrolez = []",
+            )
+        },
+        says: &["rolez"],
+    },
+    Case {
+        name: "unknown top-level table",
+        breaks: |t| format!("{t}\n[extras]\nx = 1\n"),
+        says: &["extras"],
+    },
+    Case {
+        name: "duplicate slot name",
+        breaks: |t| t.replace("name = \"beta\"", "name = \"alpha\""),
+        says: &["alpha", "already used"],
+    },
+    Case {
+        name: "undefined provider",
+        breaks: |t| {
+            t.replace(
+                "provider = \"p0\"\nstrategy",
+                "provider = \"nope\"\nstrategy",
+            )
+        },
+        says: &["nope"],
+    },
+    Case {
+        name: "undefined backend",
+        breaks: |t| {
+            t.replace(
+                "strategy = \"in-place\"",
+                "strategy = \"in-place\"\nbackend = \"vault9\"",
+            )
+        },
+        says: &["vault9"],
+    },
+    Case {
+        name: "malformed duration",
+        breaks: |t| {
+            t.replace(
+                "strategy = \"in-place\"",
+                "strategy = \"in-place\"\nmax_age = \"thirty days\"",
+            )
+        },
+        says: &["max_age"],
+    },
+    Case {
+        name: "literal secret",
+        breaks: |t| {
+            t.replacen(
+                "client_secret = { file = \"boot-0.secret\" }",
+                "client_secret = \"hunter2hunter2\"",
+                1,
+            )
+        },
+        says: &["client_secret", "reference"],
+    },
+    Case {
+        name: "unknown provider type",
+        breaks: |t| t.replacen("type = \"taegis\"", "type = \"okta\"", 1),
+        says: &["okta", "taegis"],
+    },
+    Case {
+        name: "unknown backend type",
+        breaks: |t| t.replacen("type = \"file\"", "type = \"s3\"", 1),
+        says: &["s3", "file"],
+    },
+    Case {
+        name: "unknown taegis environment",
+        breaks: |t| t.replacen("url = \"", "environment = \"mars\"\n#url = \"", 1),
+        says: &["mars"],
+    },
+    Case {
+        name: "plain http to a remote host",
+        breaks: |t| regex_url(&t, "http://api.example.com"),
+        says: &["http"],
+    },
+    Case {
+        name: "bad slot name",
+        breaks: |t| t.replace("name = \"beta\"", "name = \"Beta Slot!\""),
+        says: &["Beta Slot!"],
+    },
+    Case {
+        name: "missing tenant",
+        breaks: |t| strip_tenant(&t),
+        says: &["tenant"],
+    },
+    Case {
+        name: "non-numeric tenant",
+        breaks: |t| {
+            t.replace(
+                "strategy = \"in-place\"",
+                "strategy = \"in-place\"\ntenant = \"acme\"",
+            )
+        },
+        says: &["tenant", "acme"],
+    },
+    Case {
+        name: "grace longer than max_age",
+        breaks: |t| {
+            t.replace(
+                "strategy = \"in-place\"",
+                "strategy = \"in-place\"\nmax_age = \"1h\"\ngrace = \"2h\"",
+            )
+        },
+        says: &["grace"],
+    },
+    Case {
+        name: "TOML syntax error",
+        breaks: |t| t.replace("name = \"beta\"", "name = \"beta"),
+        says: &["inventory.toml:"],
+    },
+    Case {
+        name: "unknown strategy",
+        breaks: |t| t.replace("strategy = \"in-place\"", "strategy = \"sideways\""),
+        says: &["sideways"],
+    },
+    Case {
+        name: "bootstrap slot not in the inventory",
+        breaks: |t| {
+            t.replacen(
+                "bootstrap = {",
+                "bootstrap = { slot = \"ghost\" }\n#bootstrap = {",
+                1,
+            )
+        },
+        says: &["ghost"],
+    },
+    Case {
+        name: "zero concurrency",
+        breaks: |t| t.replace("[settings]\n", "[settings]\nconcurrency = 0\n"),
+        says: &["concurrency"],
+    },
+    Case {
+        name: "wrong value type",
+        breaks: |t| {
+            t.replace(
+                "strategy = \"in-place\"",
+                "strategy = \"in-place\"\nretired = \"yes\"",
+            )
+        },
+        says: &["retired"],
+    },
 ];
 
 fn regex_url(t: &str, to: &str) -> String {
@@ -49,7 +176,10 @@ fn regex_url(t: &str, to: &str) -> String {
 }
 
 fn strip_tenant(t: &str) -> String {
-    t.lines().filter(|l| !l.starts_with("tenant = ")).collect::<Vec<_>>().join("\n")
+    t.lines()
+        .filter(|l| !l.starts_with("tenant = "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -64,17 +194,47 @@ async fn bad_inventories_exit_2_name_the_problem_and_change_nothing() {
     let clients_before = w.platform_clients(&tenant).await.len();
     for case in CASES {
         let broken = (case.breaks)(valid.clone());
-        assert_ne!(broken, valid, "{}: the case did not change the inventory", case.name);
+        assert_ne!(
+            broken, valid,
+            "{}: the case did not change the inventory",
+            case.name
+        );
         w.inventory_raw(&broken);
         for cmd in ["plan", "apply"] {
             let r = w.rekey(&[cmd, "-c", "inventory.toml"]).await;
-            assert_eq!(r.code, Some(2), "{} ({cmd}): exit {:?}\n{}", case.name, r.code, r.stderr);
-            assert!(r.stderr.contains("inventory.toml"), "{}: the error names the file:\n{}", case.name, r.stderr);
+            assert_eq!(
+                r.code,
+                Some(2),
+                "{} ({cmd}): exit {:?}\n{}",
+                case.name,
+                r.code,
+                r.stderr
+            );
+            assert!(
+                r.stderr.contains("inventory.toml"),
+                "{}: the error names the file:\n{}",
+                case.name,
+                r.stderr
+            );
             for word in case.says {
-                assert!(r.stderr.contains(word), "{} ({cmd}): error lacks {word:?}:\n{}", case.name, r.stderr);
+                assert!(
+                    r.stderr.contains(word),
+                    "{} ({cmd}): error lacks {word:?}:\n{}",
+                    case.name,
+                    r.stderr
+                );
             }
-            assert!(!r.stderr.contains("hunter2hunter2"), "{}: secret echoed", case.name);
-            assert!(r.stdout.is_empty(), "{}: printed a report:\n{}", case.name, r.stdout);
+            assert!(
+                !r.stderr.contains("hunter2hunter2"),
+                "{}: secret echoed",
+                case.name
+            );
+            assert!(
+                r.stdout.is_empty(),
+                "{}: printed a report:\n{}",
+                case.name,
+                r.stdout
+            );
         }
     }
     assert!(CASES.len() >= 15);
@@ -114,7 +274,11 @@ async fn a_missing_bootstrap_secret_is_a_config_error_before_any_change() {
     assert!(w.records().await.is_empty());
     let missing = w.rekey(&["plan", "-c", "no-such-file.toml"]).await;
     missing.expect_code(2);
-    assert!(missing.stderr.contains("no-such-file.toml"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("no-such-file.toml"),
+        "{}",
+        missing.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -122,7 +286,9 @@ async fn help_describes_every_command() {
     let w = World::new(0).await;
     let r = w.rekey(&["--help"]).await;
     r.expect_code(0);
-    for cmd in ["plan", "apply", "status", "verify", "run", "demo", "emulator", "get", "keygen"] {
+    for cmd in [
+        "plan", "apply", "status", "verify", "run", "demo", "emulator", "get", "keygen",
+    ] {
         assert!(r.stdout.contains(cmd), "--help lacks {cmd}:\n{}", r.stdout);
     }
     assert!(r.stdout.contains("Exit codes"), "{}", r.stdout);

@@ -22,29 +22,120 @@ struct Scenario {
     generation: u64,
 }
 
-const CREATE_POINTS: &[&str] = &["after-op-recorded", "after-provider-create", "after-pending-written", "after-verify", "after-promote"];
-const ROTATE_POINTS: &[&str] =
-    &["after-lease", "after-op-recorded", "after-provider-create", "after-pending-written", "after-verify", "after-promote"];
-const IN_PLACE_POINTS: &[&str] =
-    &["after-lease", "after-op-recorded", "after-provider-rotate", "after-pending-written", "after-verify", "after-promote"];
+const CREATE_POINTS: &[&str] = &[
+    "after-op-recorded",
+    "after-provider-create",
+    "after-pending-written",
+    "after-verify",
+    "after-promote",
+];
+const ROTATE_POINTS: &[&str] = &[
+    "after-lease",
+    "after-op-recorded",
+    "after-provider-create",
+    "after-pending-written",
+    "after-verify",
+    "after-promote",
+];
+const IN_PLACE_POINTS: &[&str] = &[
+    "after-lease",
+    "after-op-recorded",
+    "after-provider-rotate",
+    "after-pending-written",
+    "after-verify",
+    "after-promote",
+];
 
 const SCENARIOS: &[Scenario] = &[
-    Scenario { name: "create", strategy: "alternate", in_place_secret: "server", setup: &[], offset: "", force: false, retire: false, points: CREATE_POINTS, generation: 1 },
-    Scenario { name: "rotate-alternate", strategy: "alternate", in_place_secret: "server", setup: &[""], offset: "31d", force: false, retire: false, points: ROTATE_POINTS, generation: 2 },
-    Scenario { name: "delete-old", strategy: "alternate", in_place_secret: "server", setup: &["", "31d"], offset: "33d", force: false, retire: false, points: &["after-lease", "after-old-deleted"], generation: 2 },
-    Scenario { name: "in-place-server-secret", strategy: "in-place", in_place_secret: "server", setup: &[""], offset: "", force: true, retire: false, points: IN_PLACE_POINTS, generation: 2 },
-    Scenario { name: "in-place-caller-secret", strategy: "in-place", in_place_secret: "caller", setup: &[""], offset: "", force: true, retire: false, points: IN_PLACE_POINTS, generation: 2 },
-    Scenario { name: "retire", strategy: "alternate", in_place_secret: "server", setup: &[""], offset: "", force: false, retire: true, points: &["after-lease", "after-retire-delete"], generation: 0 },
+    Scenario {
+        name: "create",
+        strategy: "alternate",
+        in_place_secret: "server",
+        setup: &[],
+        offset: "",
+        force: false,
+        retire: false,
+        points: CREATE_POINTS,
+        generation: 1,
+    },
+    Scenario {
+        name: "rotate-alternate",
+        strategy: "alternate",
+        in_place_secret: "server",
+        setup: &[""],
+        offset: "31d",
+        force: false,
+        retire: false,
+        points: ROTATE_POINTS,
+        generation: 2,
+    },
+    Scenario {
+        name: "delete-old",
+        strategy: "alternate",
+        in_place_secret: "server",
+        setup: &["", "31d"],
+        offset: "33d",
+        force: false,
+        retire: false,
+        points: &["after-lease", "after-old-deleted"],
+        generation: 2,
+    },
+    Scenario {
+        name: "in-place-server-secret",
+        strategy: "in-place",
+        in_place_secret: "server",
+        setup: &[""],
+        offset: "",
+        force: true,
+        retire: false,
+        points: IN_PLACE_POINTS,
+        generation: 2,
+    },
+    Scenario {
+        name: "in-place-caller-secret",
+        strategy: "in-place",
+        in_place_secret: "caller",
+        setup: &[""],
+        offset: "",
+        force: true,
+        retire: false,
+        points: IN_PLACE_POINTS,
+        generation: 2,
+    },
+    Scenario {
+        name: "retire",
+        strategy: "alternate",
+        in_place_secret: "server",
+        setup: &[""],
+        offset: "",
+        force: false,
+        retire: true,
+        points: &["after-lease", "after-retire-delete"],
+        generation: 0,
+    },
 ];
 
 fn inventory(w: &World, s: &Scenario, retire: bool) -> String {
-    let header = w.header().replace("rate_limit = 1000", &format!("rate_limit = 1000\nin_place_secret = \"{}\"", s.in_place_secret));
+    let header = w.header().replace(
+        "rate_limit = 1000",
+        &format!(
+            "rate_limit = 1000\nin_place_secret = \"{}\"",
+            s.in_place_secret
+        ),
+    );
     let victim = if retire {
-        "[[slots]]\nname = \"victim\"\nprovider = \"p0\"\nretired = true\ngrace = \"0s\"\n".to_string()
+        "[[slots]]\nname = \"victim\"\nprovider = \"p0\"\nretired = true\ngrace = \"0s\"\n"
+            .to_string()
     } else {
-        format!("[[slots]]\nname = \"victim\"\nprovider = \"p0\"\nstrategy = \"{}\"\n", s.strategy)
+        format!(
+            "[[slots]]\nname = \"victim\"\nprovider = \"p0\"\nstrategy = \"{}\"\n",
+            s.strategy
+        )
     };
-    format!("{header}\n{victim}\n[[slots]]\nname = \"bystander\"\nprovider = \"p0\"\nstrategy = \"{}\"\n", s.strategy)
+    format!(
+        "{header}\n{victim}\n[[slots]]\nname = \"bystander\"\nprovider = \"p0\"\nstrategy = \"{}\"\n",
+        s.strategy
+    )
 }
 
 async fn run_scenario(s: &Scenario) -> usize {
@@ -53,8 +144,14 @@ async fn run_scenario(s: &Scenario) -> usize {
         let w = World::new(1).await;
         w.inventory_raw(&inventory(&w, s, false));
         for offset in s.setup {
-            let env: Vec<(&str, &str)> = if offset.is_empty() { vec![] } else { vec![("REKEY_TEST_CLOCK_OFFSET", offset)] };
-            w.rekey_env(&["apply", "-c", "inventory.toml"], &env).await.expect_code(0);
+            let env: Vec<(&str, &str)> = if offset.is_empty() {
+                vec![]
+            } else {
+                vec![("REKEY_TEST_CLOCK_OFFSET", offset)]
+            };
+            w.rekey_env(&["apply", "-c", "inventory.toml"], &env)
+                .await
+                .expect_code(0);
         }
         if s.retire {
             w.inventory_raw(&inventory(&w, s, true));
@@ -68,27 +165,67 @@ async fn run_scenario(s: &Scenario) -> usize {
             env.push(("REKEY_TEST_CLOCK_OFFSET", s.offset));
         }
         let crashed = w.rekey_env(&args, &env).await;
-        assert_eq!(crashed.signal, Some(SIGABRT), "{}: {point} was not reached:\n{}\n{}", s.name, crashed.stdout, crashed.stderr);
+        assert_eq!(
+            crashed.signal,
+            Some(SIGABRT),
+            "{}: {point} was not reached:\n{}\n{}",
+            s.name,
+            crashed.stdout,
+            crashed.stderr
+        );
 
         // The next normal run heals the slot (forced runs are not repeated: the in-flight
         // operation is resumed, not a new one started).
-        let heal_env: Vec<(&str, &str)> = env.iter().filter(|(k, _)| *k != "REKEY_CRASH_AT").cloned().collect();
-        let healed = w.rekey_env(&["apply", "-c", "inventory.toml", "--output", "json"], &heal_env).await;
+        let heal_env: Vec<(&str, &str)> = env
+            .iter()
+            .filter(|(k, _)| *k != "REKEY_CRASH_AT")
+            .cloned()
+            .collect();
+        let healed = w
+            .rekey_env(
+                &["apply", "-c", "inventory.toml", "--output", "json"],
+                &heal_env,
+            )
+            .await;
         healed.expect_code(0);
         if s.retire {
-            assert!(w.record("victim").await.is_none(), "{}: {point}: retired entry still there", s.name);
-            assert!(w.managed_clients(&w.tenants[0].id, "victim").await.is_empty(), "{}: {point}: client left", s.name);
+            assert!(
+                w.record("victim").await.is_none(),
+                "{}: {point}: retired entry still there",
+                s.name
+            );
+            assert!(
+                w.managed_clients(&w.tenants[0].id, "victim")
+                    .await
+                    .is_empty(),
+                "{}: {point}: client left",
+                s.name
+            );
             w.assert_consistent(&["bystander"]).await;
         } else {
             let rec = w.record("victim").await.unwrap();
             // A forced run that died before recording its operation left nothing to resume.
-            let expected = if s.force && *point == "after-lease" { s.generation - 1 } else { s.generation };
-            assert_eq!(rec.current.as_ref().unwrap().generation, expected, "{}: {point}", s.name);
+            let expected = if s.force && *point == "after-lease" {
+                s.generation - 1
+            } else {
+                s.generation
+            };
+            assert_eq!(
+                rec.current.as_ref().unwrap().generation,
+                expected,
+                "{}: {point}",
+                s.name
+            );
             w.assert_consistent(&["victim", "bystander"]).await;
             if s.strategy == "alternate" {
                 // Exactly the clients the record knows: current plus any still in grace.
                 let clients = w.managed_clients(&w.tenants[0].id, "victim").await;
-                assert_eq!(clients.len(), 1 + rec.draining.len(), "{}: {point}: {clients:?}", s.name);
+                assert_eq!(
+                    clients.len(),
+                    1 + rec.draining.len(),
+                    "{}: {point}: {clients:?}",
+                    s.name
+                );
             }
         }
         w.assert_no_secrets(&crashed.all());
@@ -130,7 +267,10 @@ async fn crash_windows_retire() {
 
 #[test]
 fn every_named_crash_point_is_exercised() {
-    let used: std::collections::BTreeSet<&str> = SCENARIOS.iter().flat_map(|s| s.points.iter().copied()).collect();
+    let used: std::collections::BTreeSet<&str> = SCENARIOS
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .collect();
     for p in rekey::crash::POINTS {
         assert!(used.contains(p), "crash point {p} has no scenario");
     }

@@ -29,10 +29,18 @@ fn actions(run: &common::Run, slot: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn create_then_second_apply_is_a_no_op() {
     let w = World::new(1).await;
-    w.inventory(&slots(&[("alpha", "alternate"), ("beta", "in-place"), ("gamma", "alternate")]));
+    w.inventory(&slots(&[
+        ("alpha", "alternate"),
+        ("beta", "in-place"),
+        ("gamma", "alternate"),
+    ]));
     let plan = w.rekey(&["plan", "-c", "inventory.toml"]).await;
     plan.expect_code(0);
-    assert!(plan.stdout.contains("create") && plan.stdout.contains("no credential yet"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("create") && plan.stdout.contains("no credential yet"),
+        "{}",
+        plan.stdout
+    );
     assert!(w.records().await.is_empty(), "plan changed nothing");
 
     let first = w.apply(&["--output", "json"]).await;
@@ -47,7 +55,10 @@ async fn create_then_second_apply_is_a_no_op() {
     let second = w.apply(&["--output", "json"]).await;
     second.expect_code(0);
     for o in second.outcomes() {
-        assert!(o["actions"].as_array().unwrap().is_empty(), "second apply acted: {o}");
+        assert!(
+            o["actions"].as_array().unwrap().is_empty(),
+            "second apply acted: {o}"
+        );
     }
     w.assert_no_secrets(&first.all());
     w.assert_no_secrets(&second.all());
@@ -61,7 +72,12 @@ async fn alternate_rotation_keeps_the_old_pair_alive_for_grace() {
     let g1 = w.record("alpha").await.unwrap().current.unwrap();
 
     // 31 days later the credential is due.
-    let later = w.rekey_env(&["apply", "-c", "inventory.toml", "--output", "json"], &[("REKEY_TEST_CLOCK_OFFSET", "31d")]).await;
+    let later = w
+        .rekey_env(
+            &["apply", "-c", "inventory.toml", "--output", "json"],
+            &[("REKEY_TEST_CLOCK_OFFSET", "31d")],
+        )
+        .await;
     later.expect_code(0);
     assert_eq!(actions(&later, "alpha"), vec!["created g2", "promoted g2"]);
     let rec = w.record("alpha").await.unwrap();
@@ -69,40 +85,81 @@ async fn alternate_rotation_keeps_the_old_pair_alive_for_grace() {
     assert_eq!(g2.generation, 2);
     assert_ne!(g2.client_id, g1.client_id, "alternate makes a new client");
     assert_eq!(rec.draining.len(), 1);
-    assert!(w.token_ok(&g1.client_id, g1.secret.expose()).await, "old pair still works during grace");
+    assert!(
+        w.token_ok(&g1.client_id, g1.secret.expose()).await,
+        "old pair still works during grace"
+    );
     assert!(w.token_ok(&g2.client_id, g2.secret.expose()).await);
 
     // Still inside the grace period: nothing is deleted.
-    let inside = w.rekey_env(&["apply", "-c", "inventory.toml", "--output", "json"], &[("REKEY_TEST_CLOCK_OFFSET", "31d 23h")]).await;
+    let inside = w
+        .rekey_env(
+            &["apply", "-c", "inventory.toml", "--output", "json"],
+            &[("REKEY_TEST_CLOCK_OFFSET", "31d 23h")],
+        )
+        .await;
     inside.expect_code(0);
     assert!(actions(&inside, "alpha").is_empty());
     assert!(w.token_ok(&g1.client_id, g1.secret.expose()).await);
 
     // Grace over: the old client is deleted, the new one keeps working.
-    let after = w.rekey_env(&["apply", "-c", "inventory.toml", "--output", "json"], &[("REKEY_TEST_CLOCK_OFFSET", "32d 1h")]).await;
+    let after = w
+        .rekey_env(
+            &["apply", "-c", "inventory.toml", "--output", "json"],
+            &[("REKEY_TEST_CLOCK_OFFSET", "32d 1h")],
+        )
+        .await;
     after.expect_code(0);
     assert_eq!(actions(&after, "alpha"), vec!["deleted g1"]);
-    assert!(!w.token_ok(&g1.client_id, g1.secret.expose()).await, "old pair dead after grace");
+    assert!(
+        !w.token_ok(&g1.client_id, g1.secret.expose()).await,
+        "old pair dead after grace"
+    );
     assert!(w.record("alpha").await.unwrap().draining.is_empty());
     w.assert_consistent(&["alpha"]).await;
-    assert_eq!(w.managed_clients(&w.tenants[0].id, "alpha").await, vec!["rekey-alpha-g2"]);
+    assert_eq!(
+        w.managed_clients(&w.tenants[0].id, "alpha").await,
+        vec!["rekey-alpha-g2"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn in_place_rotation_keeps_the_client_and_kills_the_old_secret() {
     for chooser in ["server", "caller"] {
         let w = World::new(1).await;
-        let header = w.header().replace("rate_limit = 1000", &format!("rate_limit = 1000\nin_place_secret = \"{chooser}\""));
+        let header = w.header().replace(
+            "rate_limit = 1000",
+            &format!("rate_limit = 1000\nin_place_secret = \"{chooser}\""),
+        );
         w.inventory_raw(&format!("{header}\n{}", slots(&[("beta", "in-place")])));
         w.apply(&[]).await.expect_code(0);
         let g1 = w.record("beta").await.unwrap().current.unwrap();
-        let r = w.rekey_env(&["apply", "-c", "inventory.toml", "--force", "--output", "json"], &[]).await;
+        let r = w
+            .rekey_env(
+                &[
+                    "apply",
+                    "-c",
+                    "inventory.toml",
+                    "--force",
+                    "--output",
+                    "json",
+                ],
+                &[],
+            )
+            .await;
         r.expect_code(0);
-        assert_eq!(actions(&r, "beta"), vec!["rotated g2 in place", "promoted g2"], "{chooser}");
+        assert_eq!(
+            actions(&r, "beta"),
+            vec!["rotated g2 in place", "promoted g2"],
+            "{chooser}"
+        );
         let g2 = w.record("beta").await.unwrap().current.unwrap();
         assert_eq!(g2.client_id, g1.client_id, "same client");
         assert_ne!(g2.secret, g1.secret);
-        assert!(!w.token_ok(&g1.client_id, g1.secret.expose()).await, "old secret dead");
+        assert!(
+            !w.token_ok(&g1.client_id, g1.secret.expose()).await,
+            "old secret dead"
+        );
         w.assert_consistent(&["beta"]).await;
     }
 }
@@ -114,19 +171,33 @@ async fn retire_deletes_client_and_entry_after_grace() {
     w.apply(&[]).await.expect_code(0);
     let old = w.record("old").await.unwrap().current.unwrap();
 
-    w.inventory(&format!("{}\n[[slots]]\nname = \"old\"\nprovider = \"p0\"\nretired = true\ngrace = \"1h\"\n", slots(&[("alpha", "alternate")])));
+    w.inventory(&format!(
+        "{}\n[[slots]]\nname = \"old\"\nprovider = \"p0\"\nretired = true\ngrace = \"1h\"\n",
+        slots(&[("alpha", "alternate")])
+    ));
     let plan = w.rekey(&["plan", "-c", "inventory.toml"]).await;
     assert!(plan.stdout.contains("retire"), "{}", plan.stdout);
     let r = w.apply(&["--output", "json"]).await;
     r.expect_code(0);
     assert_eq!(actions(&r, "old"), vec!["retiring"]);
-    assert!(w.token_ok(&old.client_id, old.secret.expose()).await, "still usable during grace");
+    assert!(
+        w.token_ok(&old.client_id, old.secret.expose()).await,
+        "still usable during grace"
+    );
 
-    let r = w.rekey_env(&["apply", "-c", "inventory.toml", "--output", "json"], &[("REKEY_TEST_CLOCK_OFFSET", "2h")]).await;
+    let r = w
+        .rekey_env(
+            &["apply", "-c", "inventory.toml", "--output", "json"],
+            &[("REKEY_TEST_CLOCK_OFFSET", "2h")],
+        )
+        .await;
     r.expect_code(0);
     assert_eq!(actions(&r, "old"), vec!["retired (1 client deleted)"]);
     assert!(w.record("old").await.is_none(), "entry removed");
-    assert!(!w.token_ok(&old.client_id, old.secret.expose()).await, "client deleted");
+    assert!(
+        !w.token_ok(&old.client_id, old.secret.expose()).await,
+        "client deleted"
+    );
     assert!(w.managed_clients(&w.tenants[0].id, "old").await.is_empty());
     w.assert_consistent(&["alpha"]).await;
 }
@@ -145,7 +216,9 @@ async fn removal_from_inventory_deletes_nothing_unless_prune() {
     assert!(w.record("gone").await.is_some(), "kept without prune");
     assert!(w.token_ok(&gone.client_id, gone.secret.expose()).await);
 
-    let header = w.header().replace("[settings]\n", "[settings]\nprune = true\n");
+    let header = w
+        .header()
+        .replace("[settings]\n", "[settings]\nprune = true\n");
     w.inventory_raw(&format!("{header}\n{}", slots(&[("alpha", "alternate")])));
     let r = w.apply(&["--output", "json"]).await;
     r.expect_code(0);
@@ -166,12 +239,25 @@ async fn status_and_verify_report_and_exit_codes() {
     w.apply(&[]).await.expect_code(0);
     let st = w.rekey(&["status", "-c", "inventory.toml"]).await;
     st.expect_code(0);
-    assert!(st.stdout.contains("alpha") && st.stdout.contains(" ok "), "{}", st.stdout);
+    assert!(
+        st.stdout.contains("alpha") && st.stdout.contains(" ok "),
+        "{}",
+        st.stdout
+    );
     let v = w.rekey(&["verify", "-c", "inventory.toml"]).await;
     v.expect_code(0);
-    assert!(v.stdout.contains("2 pairs checked, 0 failed"), "{}", v.stdout);
+    assert!(
+        v.stdout.contains("2 pairs checked, 0 failed"),
+        "{}",
+        v.stdout
+    );
     // 31 days later: overdue.
-    let st = w.rekey_env(&["status", "-c", "inventory.toml"], &[("REKEY_TEST_CLOCK_OFFSET", "31d")]).await;
+    let st = w
+        .rekey_env(
+            &["status", "-c", "inventory.toml"],
+            &[("REKEY_TEST_CLOCK_OFFSET", "31d")],
+        )
+        .await;
     st.expect_code(1);
     assert!(st.stdout.contains("OVERDUE"), "{}", st.stdout);
     // Someone deletes alpha's client behind rekey's back: verify fails with exit 1.
@@ -191,14 +277,27 @@ async fn get_prints_the_current_pair_only_when_asked() {
     let cur = w.record("alpha").await.unwrap().current.unwrap();
     let env = w.rekey(&["get", "-c", "inventory.toml", "alpha"]).await;
     env.expect_code(0);
-    assert_eq!(env.stdout, format!("CLIENT_ID={}\nCLIENT_SECRET={}\n", cur.client_id, cur.secret.expose()));
-    let json = w.rekey(&["get", "-c", "inventory.toml", "alpha", "--format", "json"]).await;
+    assert_eq!(
+        env.stdout,
+        format!(
+            "CLIENT_ID={}\nCLIENT_SECRET={}\n",
+            cur.client_id,
+            cur.secret.expose()
+        )
+    );
+    let json = w
+        .rekey(&["get", "-c", "inventory.toml", "alpha", "--format", "json"])
+        .await;
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["client_id"], cur.client_id.as_str());
     assert_eq!(v["generation"], 1);
     let missing = w.rekey(&["get", "-c", "inventory.toml", "nope"]).await;
     missing.expect_code(2);
-    assert!(missing.stderr.contains("slot nope is not in"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("slot nope is not in"),
+        "{}",
+        missing.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -217,55 +316,131 @@ async fn rekey_rotates_its_own_bootstrap_credential_last() {
     w.inventory_raw(&inv);
     let r = w.apply(&["--output", "json"]).await;
     r.expect_code(0);
-    let order: Vec<String> = r.outcomes().iter().map(|o| o["slot"].as_str().unwrap().to_string()).collect();
-    assert_eq!(order.last().unwrap(), "admin", "bootstrap slot last: {order:?}");
+    let order: Vec<String> = r
+        .outcomes()
+        .iter()
+        .map(|o| o["slot"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        order.last().unwrap(),
+        "admin",
+        "bootstrap slot last: {order:?}"
+    );
     assert!(actions(&r, "admin").contains(&"switched bootstrap".to_string()));
     let admin1 = w.record("admin").await.unwrap().current.unwrap();
 
     // From now on rekey authenticates as its own g1. Take the seed away to prove it.
     std::fs::remove_file(w.path().join("boot-0.secret")).unwrap();
-    let r = w.rekey_env(&["apply", "-c", "inventory.toml", "--force", "--output", "json"], &[]).await;
+    let r = w
+        .rekey_env(
+            &[
+                "apply",
+                "-c",
+                "inventory.toml",
+                "--force",
+                "--output",
+                "json",
+            ],
+            &[],
+        )
+        .await;
     r.expect_code(0);
     let admin2 = w.record("admin").await.unwrap().current.unwrap();
     assert_eq!(admin2.generation, 2);
-    assert!(w.token_ok(&admin1.client_id, admin1.secret.expose()).await, "old bootstrap alive during grace");
+    assert!(
+        w.token_ok(&admin1.client_id, admin1.secret.expose()).await,
+        "old bootstrap alive during grace"
+    );
 
     // After grace, g1 is deleted by a run that authenticates with g2.
-    let r = w.rekey_env(&["apply", "-c", "inventory.toml", "--output", "json"], &[("REKEY_TEST_CLOCK_OFFSET", "2h")]).await;
+    let r = w
+        .rekey_env(
+            &["apply", "-c", "inventory.toml", "--output", "json"],
+            &[("REKEY_TEST_CLOCK_OFFSET", "2h")],
+        )
+        .await;
     r.expect_code(0);
-    assert!(actions(&r, "admin").contains(&"deleted g1".to_string()), "{:?}", r.outcomes());
+    assert!(
+        actions(&r, "admin").contains(&"deleted g1".to_string()),
+        "{:?}",
+        r.outcomes()
+    );
     assert!(!w.token_ok(&admin1.client_id, admin1.secret.expose()).await);
     assert!(w.token_ok(&admin2.client_id, admin2.secret.expose()).await);
     w.assert_consistent(&["admin", "alpha", "beta"]).await;
-    assert!(w.token_ok(&t.admin_id, &t.admin_secret).await, "the seed client is not rekey's: never deleted");
+    assert!(
+        w.token_ok(&t.admin_id, &t.admin_secret).await,
+        "the seed client is not rekey's: never deleted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_concurrent_applies_rotate_each_slot_exactly_once() {
     let w = World::new(1).await;
     let names: Vec<String> = (0..12).map(|i| format!("s{i:02}")).collect();
-    let list: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), if n.ends_with('1') { "in-place" } else { "alternate" })).collect();
+    let list: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| {
+            (
+                n.as_str(),
+                if n.ends_with('1') {
+                    "in-place"
+                } else {
+                    "alternate"
+                },
+            )
+        })
+        .collect();
     w.inventory(&slots(&list));
     w.apply(&[]).await.expect_code(0);
     let before: Vec<_> = futures_lite_records(&w, &names).await;
 
     let env = [("REKEY_TEST_CLOCK_OFFSET", "31d")];
-    let args = ["apply", "-c", "inventory.toml", "--output", "json", "--concurrency", "3"];
+    let args = [
+        "apply",
+        "-c",
+        "inventory.toml",
+        "--output",
+        "json",
+        "--concurrency",
+        "3",
+    ];
     let (a, b) = tokio::join!(w.rekey_env(&args, &env), w.rekey_env(&args, &env));
     for r in [&a, &b] {
-        assert!(matches!(r.code, Some(0) | Some(3)), "exit {:?}\n{}", r.code, r.stderr);
+        assert!(
+            matches!(r.code, Some(0) | Some(3)),
+            "exit {:?}\n{}",
+            r.code,
+            r.stderr
+        );
     }
     // Across both runs, each slot was rotated exactly once; a slot one run found held was
     // skipped (exit 3) or found already done.
     for (n, g) in names.iter().zip(before) {
         let rec = w.record(n).await.unwrap();
-        assert_eq!(rec.current.as_ref().unwrap().generation, g + 1, "slot {n} rotated once");
-        let rotations = [&a, &b].iter().filter(|r| actions(r, n).iter().any(|x| x.starts_with("promoted"))).count();
-        assert_eq!(rotations, 1, "slot {n}: {:?} / {:?}", actions(&a, n), actions(&b, n));
+        assert_eq!(
+            rec.current.as_ref().unwrap().generation,
+            g + 1,
+            "slot {n} rotated once"
+        );
+        let rotations = [&a, &b]
+            .iter()
+            .filter(|r| actions(r, n).iter().any(|x| x.starts_with("promoted")))
+            .count();
+        assert_eq!(
+            rotations,
+            1,
+            "slot {n}: {:?} / {:?}",
+            actions(&a, n),
+            actions(&b, n)
+        );
     }
     let env2 = [("REKEY_TEST_CLOCK_OFFSET", "33d")];
-    w.rekey_env(&["apply", "-c", "inventory.toml"], &env2).await.expect_code(0);
-    w.assert_consistent(&names.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    w.rekey_env(&["apply", "-c", "inventory.toml"], &env2)
+        .await
+        .expect_code(0);
+    w.assert_consistent(&names.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
 }
 
 async fn futures_lite_records(w: &World, names: &[String]) -> Vec<u64> {
@@ -274,4 +449,116 @@ async fn futures_lite_records(w: &World, names: &[String]) -> Vec<u64> {
         out.push(w.record(n).await.unwrap().current.unwrap().generation);
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_under_platform_faults_loses_nothing() {
+    use rekey::emulator::Faults;
+    let w = World::new(1).await;
+    let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+    let list: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| {
+            (
+                n.as_str(),
+                if n.ends_with('3') {
+                    "in-place"
+                } else {
+                    "alternate"
+                },
+            )
+        })
+        .collect();
+    w.inventory(&slots(&list));
+    let faults = Faults {
+        latency_ms: 2,
+        latency_jitter_ms: 20,
+        rate_limit_per_sec: Some(150.0),
+        error_rate: 0.15,
+        drop_after_commit_rate: 0.25,
+        fault_seed: Some(7),
+        ..Faults::default()
+    };
+    // Create, then rotate, each under faults: runs may fail some slots (exit 1) but must never
+    // lose a pair; repeated runs converge.
+    for offset in ["0s", "31d"] {
+        w.set_faults(faults.clone()).await;
+        let mut converged = false;
+        for _ in 0..8 {
+            let r = w
+                .rekey_env(
+                    &["apply", "-c", "inventory.toml"],
+                    &[("REKEY_TEST_CLOCK_OFFSET", offset)],
+                )
+                .await;
+            assert!(
+                matches!(r.code, Some(0) | Some(1) | Some(4)),
+                "exit {:?}: {}",
+                r.code,
+                r.stderr
+            );
+            w.assert_no_secrets(&r.all());
+            if r.code == Some(0) {
+                converged = true;
+                break;
+            }
+        }
+        assert!(
+            converged,
+            "apply did not converge under faults at offset {offset}"
+        );
+        let stats = w.emu.stats().await;
+        assert!(
+            !stats.faults_injected.is_empty(),
+            "faults were injected: {stats:?}"
+        );
+        w.set_faults(Faults::default()).await;
+        // Old generations drained, then everything checked without faults.
+        w.rekey_env(
+            &["apply", "-c", "inventory.toml"],
+            &[("REKEY_TEST_CLOCK_OFFSET", "40d")],
+        )
+        .await
+        .expect_code(0);
+        w.assert_consistent(&names.iter().map(String::as_str).collect::<Vec<_>>())
+            .await;
+    }
+    for n in &names {
+        assert_eq!(
+            w.record(n).await.unwrap().current.unwrap().generation,
+            2,
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_logs_never_contain_a_secret() {
+    let w = World::new(1).await;
+    w.inventory(&slots(&[("alpha", "alternate"), ("beta", "in-place")]));
+    let env = [("RUST_LOG", "trace"), ("REKEY_LOG_FORMAT", "human")];
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["apply", "-c", "inventory.toml", "-vvv"],
+        vec!["apply", "-c", "inventory.toml", "--force", "-vvv"],
+        vec!["verify", "-c", "inventory.toml", "-vvv"],
+        vec!["status", "-c", "inventory.toml", "--output", "json"],
+        vec![
+            "plan",
+            "-c",
+            "inventory.toml",
+            "--force",
+            "--output",
+            "json",
+        ],
+    ] {
+        let r = w.rekey_env(&args, &env).await;
+        assert!(r.code == Some(0), "{args:?}: {:?}\n{}", r.code, r.stderr);
+        outputs.push(r.all());
+    }
+    assert!(outputs[0].contains("TRACE"), "trace logging was on");
+    w.records().await; // learn every stored secret, current and draining
+    for o in &outputs {
+        w.assert_no_secrets(o);
+    }
 }

@@ -35,12 +35,19 @@ pub fn random_alnum(n: usize) -> String {
     use rand::Rng;
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..n).map(|_| A[rng.random_range(0..A.len())] as char).collect()
+    (0..n)
+        .map(|_| A[rng.random_range(0..A.len())] as char)
+        .collect()
 }
 
 fn write_private(path: &Path, text: &str) {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
     f.write_all(text.as_bytes()).unwrap();
 }
 
@@ -56,22 +63,46 @@ impl World {
         use rand::Rng;
         let base: u32 = rand::rng().random_range(10_000..90_000);
         for i in 0..tenants {
-            let t = Tenant { id: (base + i as u32).to_string(), admin_id: random_alnum(32), admin_secret: Secret::generate(64).expose().to_string() };
+            let t = Tenant {
+                id: (base + i as u32).to_string(),
+                admin_id: random_alnum(32),
+                admin_secret: Secret::generate(64).expose().to_string(),
+            };
             write_private(&dir.path().join(format!("boot-{i}.id")), &t.admin_id);
-            write_private(&dir.path().join(format!("boot-{i}.secret")), &t.admin_secret);
+            write_private(
+                &dir.path().join(format!("boot-{i}.secret")),
+                &t.admin_secret,
+            );
             seed.tenants.push(SeedTenant {
                 id: t.id.clone(),
                 parent: None,
-                clients: vec![SeedClient { client_id: t.admin_id.clone(), secret: t.admin_secret.clone(), name: format!("admin-{i}"), roles: vec![ADMIN_ROLE.into()] }],
+                clients: vec![SeedClient {
+                    client_id: t.admin_id.clone(),
+                    secret: t.admin_secret.clone(),
+                    name: format!("admin-{i}"),
+                    roles: vec![ADMIN_ROLE.into()],
+                }],
             });
             ts.push(t);
         }
         let state = state_file.then(|| dir.path().join("emulator-state.json"));
-        let config = EmulatorConfig { seed, faults: Faults::default(), state_file: state, token_ttl: Duration::from_secs(3600) };
-        let emu = emulator::start(config, "127.0.0.1:0".parse().unwrap()).await.expect("emulator starts");
+        let config = EmulatorConfig {
+            seed,
+            faults: Faults::default(),
+            state_file: state,
+            token_ttl: Duration::from_secs(3600),
+        };
+        let emu = emulator::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("emulator starts");
         rekey::backend::file::generate_identity(&dir.path().join("rekey.key")).unwrap();
         let known = ts.iter().map(|t| t.admin_secret.clone()).collect();
-        World { dir, emu, tenants: ts, known_secrets: std::sync::Mutex::new(known) }
+        World {
+            dir,
+            emu,
+            tenants: ts,
+            known_secrets: std::sync::Mutex::new(known),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -113,12 +144,19 @@ impl World {
     /// Runs the real binary in the world's directory. Logs as JSON at debug level by default.
     pub async fn rekey_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rekey"));
-        cmd.args(args).current_dir(self.path()).env("REKEY_LOG_FORMAT", "json").env("RUST_LOG", "rekey=debug");
-        cmd.env_remove("REKEY_CRASH_AT").env_remove("REKEY_TEST_CLOCK_OFFSET");
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("REKEY_LOG_FORMAT", "json")
+            .env("RUST_LOG", "rekey=debug");
+        cmd.env_remove("REKEY_CRASH_AT")
+            .env_remove("REKEY_TEST_CLOCK_OFFSET");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await.expect("rekey finished in time").unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .expect("rekey finished in time")
+            .unwrap();
         Run::from(out)
     }
 
@@ -142,7 +180,12 @@ impl World {
         let r = self.backend().read(slot).await.unwrap().map(|v| v.record);
         if let Some(rec) = &r {
             let mut known = self.known_secrets.lock().unwrap();
-            for c in rec.current.iter().chain(rec.pending.iter()).chain(rec.draining.iter().map(|d| &d.credential)) {
+            for c in rec
+                .current
+                .iter()
+                .chain(rec.pending.iter())
+                .chain(rec.draining.iter().map(|d| &d.credential))
+            {
                 known.push(c.secret.expose().to_string());
             }
         }
@@ -173,17 +216,33 @@ impl World {
 
     /// The clients the platform holds in a tenant: (name, clientID, object id).
     pub async fn platform_clients(&self, tenant: &str) -> Vec<(String, String, String)> {
-        let v: serde_json::Value = reqwest::get(format!("{}/_emulator/tenants/{tenant}/clients", self.emu.url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let list = v.as_array().cloned().or_else(|| v.get("clients").and_then(|c| c.as_array()).cloned()).expect("client list");
+        let v: serde_json::Value = reqwest::get(format!(
+            "{}/_emulator/tenants/{tenant}/clients",
+            self.emu.url()
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let list = v
+            .as_array()
+            .cloned()
+            .or_else(|| v.get("clients").and_then(|c| c.as_array()).cloned())
+            .expect("client list");
         list.iter()
             .map(|c| {
-                let s = |k: &str| c.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
-                (s("name"), s("clientID").max(s("client_id")), s("id").max(s("object_id")))
+                let s = |k: &str| {
+                    c.get(k)
+                        .and_then(|x| x.as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                (
+                    s("name"),
+                    s("clientID").max(s("client_id")),
+                    s("id").max(s("object_id")),
+                )
             })
             .collect()
     }
@@ -198,17 +257,39 @@ impl World {
         }
         let mut referenced = BTreeSet::new();
         for r in &records {
-            let cur = r.current.as_ref().unwrap_or_else(|| panic!("slot {} has no current pair: {r:?}", r.slot));
-            assert!(self.token_ok(&cur.client_id, cur.secret.expose()).await, "slot {}: current pair g{} does not work", r.slot, cur.generation);
-            assert!(r.op.is_none(), "slot {} still has an operation in flight: {:?}", r.slot, r.op);
-            for c in r.current.iter().chain(r.pending.iter()).chain(r.draining.iter().map(|d| &d.credential)) {
+            let cur = r
+                .current
+                .as_ref()
+                .unwrap_or_else(|| panic!("slot {} has no current pair: {r:?}", r.slot));
+            assert!(
+                self.token_ok(&cur.client_id, cur.secret.expose()).await,
+                "slot {}: current pair g{} does not work",
+                r.slot,
+                cur.generation
+            );
+            assert!(
+                r.op.is_none(),
+                "slot {} still has an operation in flight: {:?}",
+                r.slot,
+                r.op
+            );
+            for c in r
+                .current
+                .iter()
+                .chain(r.pending.iter())
+                .chain(r.draining.iter().map(|d| &d.credential))
+            {
                 referenced.insert(c.client_id.clone());
             }
         }
         for t in &self.tenants {
             for (name, client_id, _) in self.platform_clients(&t.id).await {
                 if name.starts_with("rekey-") {
-                    assert!(referenced.contains(&client_id), "orphaned client {name} ({client_id}) in tenant {}", t.id);
+                    assert!(
+                        referenced.contains(&client_id),
+                        "orphaned client {name} ({client_id}) in tenant {}",
+                        t.id
+                    );
                 }
             }
         }
@@ -216,7 +297,12 @@ impl World {
 
     pub async fn managed_clients(&self, tenant: &str, slot: &str) -> Vec<String> {
         let prefix = format!("rekey-{slot}-g");
-        self.platform_clients(tenant).await.into_iter().map(|c| c.0).filter(|n| n.starts_with(&prefix)).collect()
+        self.platform_clients(tenant)
+            .await
+            .into_iter()
+            .map(|c| c.0)
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
     }
 
     /// Fails if any secret this world knows appears in `text`.
@@ -256,11 +342,18 @@ impl Run {
     }
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, Some(code), "exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
     /// The apply report as JSON (`--output json`).
     pub fn outcomes(&self) -> Vec<serde_json::Value> {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
     }
 }
