@@ -80,7 +80,12 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
 
     // The platform: one bootstrap Tenant Admin client per tenant, with secrets made here.
     let mut seed = Seed::default();
-    for (tenant, company, _) in TENANTS {
+    for DemoTenant {
+        id: tenant,
+        company,
+        ..
+    } in TENANTS
+    {
         let client_id = random_client_id();
         let secret = Secret::generate(64);
         write_private(&dir.join(format!("bootstrap-{company}.id")), &client_id)?;
@@ -228,7 +233,12 @@ fn inventory_text(url: &str, retire_legacy: bool) -> String {
          [defaults]\nstrategy = \"alternate\"\nmax_age = \"30d\"\ngrace = \"24h\"\nbackend = \"local\"\n\n\
          [backends.local]\ntype = \"file\"\npath = \"store\"\nidentity = { file = \"rekey.key\" }\n",
     );
-    for (tenant, company, slots) in TENANTS {
+    for DemoTenant {
+        id: tenant,
+        company,
+        slots,
+    } in TENANTS
+    {
         let bootstrap = if *company == "initech" {
             // rekey rotates its own credential here: the seed is used until the slot holds one.
             format!(
