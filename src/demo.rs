@@ -14,37 +14,43 @@ use std::time::Duration;
 
 pub const TENANT_ADMIN_ROLE: &str = "ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068";
 
-/// (tenant id, company, slots: (name, strategy))
-const TENANTS: &[(&str, &str, &[(&str, &str)])] = &[
-    (
-        "11772",
-        "acme",
-        &[
+/// A demo tenant: its id, a company name, and its slots as (name, strategy).
+struct DemoTenant {
+    id: &'static str,
+    company: &'static str,
+    slots: &'static [(&'static str, &'static str)],
+}
+
+const TENANTS: &[DemoTenant] = &[
+    DemoTenant {
+        id: "11772",
+        company: "acme",
+        slots: &[
             ("siem-ingest-acme", "alternate"),
             ("soar-playbooks-acme", "in-place"),
             ("edr-export-acme", "alternate"),
         ],
-    ),
-    (
-        "11773",
-        "globex",
-        &[
+    },
+    DemoTenant {
+        id: "11773",
+        company: "globex",
+        slots: &[
             ("siem-ingest-globex", "alternate"),
             ("ticketing-globex", "in-place"),
             ("edr-export-globex", "alternate"),
             ("reporting-globex", "alternate"),
         ],
-    ),
-    (
-        "11774",
-        "initech",
-        &[
+    },
+    DemoTenant {
+        id: "11774",
+        company: "initech",
+        slots: &[
             ("siem-ingest-initech", "alternate"),
             ("soar-playbooks-initech", "in-place"),
             ("edr-export-initech", "alternate"),
             ("backup-audit-initech", "alternate"),
         ],
-    ),
+    },
 ];
 const RETIRED_SLOT: &str = "legacy-export-acme";
 const SELF_SLOT: &str = "rekey-admin-initech";
