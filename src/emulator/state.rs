@@ -552,7 +552,7 @@ impl State {
             .filter(|c| {
                 f.client_ids
                     .as_ref()
-                    .is_none_or(|ids| ids.iter().any(|i| *i == c.client_id))
+                    .is_none_or(|ids| ids.contains(&c.client_id))
             })
             .filter(|c| {
                 f.role_ids
@@ -562,7 +562,7 @@ impl State {
             .filter(|c| {
                 f.tenant_ids
                     .as_ref()
-                    .is_none_or(|ids| ids.iter().any(|i| *i == c.tenant_id))
+                    .is_none_or(|ids| ids.contains(&c.tenant_id))
             })
             .collect();
         let first_role_name = |c: &ClientRecord| {
