@@ -481,11 +481,33 @@ async fn rotation_and_deletion_revoke_secrets_and_tokens_at_once() {
         .await;
     assert!(first_error(&v).contains("invalid secret"), "{v}");
 
-    let v = f.gql(&ta, None, DELETE, json!({"id": cid})).await;
-    assert_eq!(v["data"]["deleteClient"]["id"], obj.as_str());
+    // forceRotateClientSecret: a random secret, same revocation.
+    let v = f
+        .gql(
+            &ta,
+            None,
+            "mutation forceRotateClientSecret($id: ID!) { forceRotateClientSecret(id: $id) { clientSecret } }",
+            json!({"id": obj}),
+        )
+        .await;
+    let forced = Secret::new(
+        v["data"]["forceRotateClientSecret"]["clientSecret"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(forced.expose().len(), 64);
     assert_eq!(f.token_response(&cid, chosen.expose()).await.status(), 401);
     assert_eq!(
         f.gql_raw(Some(&t3), None, SEARCH, json!({})).await.status(),
+        401
+    );
+    let t4 = f.token(&cid, forced.expose()).await;
+
+    let v = f.gql(&ta, None, DELETE, json!({"id": cid})).await;
+    assert_eq!(v["data"]["deleteClient"]["id"], obj.as_str());
+    assert_eq!(f.token_response(&cid, forced.expose()).await.status(), 401);
+    assert_eq!(
+        f.gql_raw(Some(&t4), None, SEARCH, json!({})).await.status(),
         401
     );
     assert!(!f.listed(&f.a).await.iter().any(|c| c.client_id == cid));
@@ -529,6 +551,19 @@ async fn clients_search_filters_sorts_and_pages() {
         )
         .await;
     assert_eq!(names(&v)[0], format!("pg-{run}-c"));
+    // The deprecated `clients` query pages from 1.
+    let v = f
+        .gql(
+            &ta,
+            None,
+            "query clients($name: String, $page: Int, $perPage: Int) { clients(name: $name, page: $page, perPage: $perPage) { name } }",
+            json!({"name": p, "page": 2, "perPage": 3}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["clients"],
+        json!([{"name": format!("pg-{run}-c")}])
+    );
     // Deprecated snake_case input fields work too.
     let v = f
         .gql(

@@ -703,6 +703,38 @@ mod tests {
     }
 
     #[test]
+    fn seeds_may_list_children_before_parents_and_keep_stored_clients() {
+        let seed: Seed = serde_json::from_str(
+            r#"{"tenants": [
+                {"id": "20", "parent": "10", "clients": [
+                    {"client_id": "kid", "secret": "kid-secret-value"}]},
+                {"id": "10", "clients": [
+                    {"client_id": "boss", "secret": "boss-secret-value", "name": "Boss",
+                     "roles": ["ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068"]}]}]}"#,
+        )
+        .unwrap();
+        let mut s = State::new();
+        assert!(s.apply_seed(&seed).unwrap().is_empty());
+        assert!(s.may_act_in("10", "20"));
+        let kid = s.client_by_client_id("kid").unwrap();
+        assert_eq!(kid.name, "kid");
+        assert!(!kid.is_tenant_admin());
+        assert!(s.client_by_client_id("boss").unwrap().is_tenant_admin());
+        // A rotated secret survives a second application of the same seed.
+        let id = kid.id.clone();
+        s.rotate(&id, "rotated-secret-value", "boss").unwrap();
+        assert_eq!(s.apply_seed(&seed).unwrap(), ["kid", "boss"]);
+        assert!(
+            s.client_by_client_id("kid")
+                .unwrap()
+                .secret_matches("rotated-secret-value")
+        );
+        let orphan: Seed =
+            serde_json::from_str(r#"{"tenants": [{"id": "30", "parent": "31"}]}"#).unwrap();
+        assert!(State::new().apply_seed(&orphan).is_err());
+    }
+
+    #[test]
     fn state_round_trips_through_the_file_with_mode_0600() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
