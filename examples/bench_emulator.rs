@@ -103,7 +103,7 @@ async fn main() -> Res<()> {
         .pool_max_idle_per_host(args.workers * 2)
         .build()?;
     let admin = token(&http, &url, &args.client_id, &secret).await?;
-    let run = uuid::Uuid::new_v4().simple().to_string();
+    let run = format!("{:016x}", rand::random::<u64>());
 
     let mut clients = Vec::new();
     for i in 0..args.workers {
