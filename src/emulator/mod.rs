@@ -67,7 +67,7 @@ Test endpoints (no auth): GET/PUT /_emulator/faults, GET /_emulator/stats, POST 
 
 /// `rekey emulator` options.
 #[derive(clap::Args, Debug, Clone)]
-#[command(long_about = ABOUT)]
+#[command(after_long_help = ABOUT)]
 pub struct EmulatorArgs {
     /// Address to listen on (loopback only).
     #[arg(long, default_value = "127.0.0.1:8484")]

@@ -543,6 +543,10 @@ impl NewClient {
 #[derive(SimpleObject)]
 #[graphql(name = "ClientSearchResults")]
 pub struct ClientSearchResults {
+    /// Results on this page (the SDK's generated type asks for it, snake_case and not
+    /// deprecated).
+    #[graphql(name = "result_count")]
+    result_count: i32,
     #[graphql(name = "totalCount")]
     total_count: i32,
     #[graphql(name = "totalUnfilteredCount")]
@@ -579,6 +583,7 @@ impl QueryRoot {
         let state = rc.shared.state.lock().await;
         let r = state.search(&tenant, &filter);
         Ok(Some(ClientSearchResults {
+            result_count: to_i32(r.results.len()),
             total_count: to_i32(r.total_count),
             total_unfiltered_count: to_i32(r.total_unfiltered_count),
             results: r.results.into_iter().map(Client).collect(),
