@@ -124,9 +124,7 @@ pub struct StatusRow {
 pub async fn status_rows(engine: &Engine) -> Result<Vec<StatusRow>> {
     let now = engine.clock.now();
     let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let alive = move |l: &crate::record::Lease| {
-        l.host != host || l.pid == std::process::id() || pid_alive(l.pid)
-    };
+    let alive = move |l: &crate::record::Lease| crate::engine::lease_holder_alive(l, &host);
     let ctx = crate::plan::Context {
         now,
         force_before: None,
@@ -140,11 +138,7 @@ pub async fn status_rows(engine: &Engine) -> Result<Vec<StatusRow>> {
             .await
             .map_err(|e| e.context(format!("slot {}", t.name)))?;
         let rec = stored.as_ref().map(|v| &v.record);
-        let (provider, tenant) = match (&t.config, rec) {
-            (Some(c), _) => (c.provider.clone(), c.tenant.clone()),
-            (None, Some(r)) => (r.provider.clone(), r.tenant.clone()),
-            _ => (String::new(), String::new()),
-        };
+        let (provider, tenant) = crate::engine::describe(&t, rec);
         let current = rec.and_then(|r| r.current.as_ref());
         let age = current.map(|c| now - c.created_at);
         let last_failed = rec.and_then(|r| r.last.as_ref()).is_some_and(|l| !l.ok);
@@ -182,12 +176,6 @@ pub async fn status_rows(engine: &Engine) -> Result<Vec<StatusRow>> {
         });
     }
     Ok(rows)
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 pub fn status_table(rows: &[StatusRow]) -> String {

@@ -37,20 +37,35 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Show what `apply` would do for each slot, and why. Changes nothing.
+    #[command(after_help = "Example:\n  rekey plan -c inventory.toml --only 'siem-*'")]
     Plan(RunArgs),
     /// Create, rotate, promote and retire credentials as the plan says.
+    #[command(
+        after_help = "Examples:\n  rekey apply -c inventory.toml\n  rekey apply -c inventory.toml --only siem-ingest-acme --force --output json"
+    )]
     Apply(RunArgs),
     /// Each slot's age, state, generation and last result; exit 1 if any is overdue, stuck or failed.
+    #[command(after_help = "Example:\n  rekey status -c inventory.toml --output json")]
     Status(RunArgs),
     /// Exchange every stored current pair for a token; exit 1 if any fails.
+    #[command(after_help = "Example:\n  rekey verify -c inventory.toml")]
     Verify(RunArgs),
     /// Long-running scheduler: apply on a cron schedule (`--once` for one cycle).
     Run(ScheduleArgs),
     /// Print a slot's current CLIENT_ID/CLIENT_SECRET (the only command that prints a secret).
+    #[command(
+        after_help = "Examples:\n  rekey get -c inventory.toml siem-ingest-acme > siem.env\n  rekey get -c inventory.toml siem-ingest-acme --format json"
+    )]
     Get(GetArgs),
     /// Generate an age identity for the file backend (written 0600).
+    #[command(
+        after_help = "Example:\n  rekey keygen -o rekey.key    # prints the public recipient (age1...)"
+    )]
     Keygen(KeygenArgs),
     /// The whole job on the embedded default: emulator, age file backend, sample inventory.
+    #[command(
+        after_help = "Examples:\n  rekey demo\n  rekey demo --dir ./rekey-demo    # keep the inventory, identity and store"
+    )]
     Demo(DemoArgs),
     /// Run the Taegis-compatible API emulator on a loopback port.
     #[cfg(feature = "emulator")]

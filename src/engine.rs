@@ -1088,7 +1088,8 @@ impl<'a> SlotRun<'a> {
     }
 }
 
-fn describe(t: &Target, record: Option<&SlotRecord>) -> (String, String) {
+/// The provider and tenant of a target: from the inventory, else from its stored record.
+pub fn describe(t: &Target, record: Option<&SlotRecord>) -> (String, String) {
     match (&t.config, record) {
         (Some(c), _) => (c.provider.clone(), c.tenant.clone()),
         (None, Some(r)) => (r.provider.clone(), r.tenant.clone()),
@@ -1131,7 +1132,7 @@ fn short_id(id: &Uuid) -> String {
 
 /// Whether the run holding `lease` may still be working. On this host we can tell for sure
 /// (its process is gone after a crash); elsewhere only the lease's expiry tells.
-fn lease_holder_alive(lease: &Lease, this_host: &str) -> bool {
+pub fn lease_holder_alive(lease: &Lease, this_host: &str) -> bool {
     if lease.host != this_host {
         return true;
     }
