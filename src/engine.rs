@@ -902,31 +902,37 @@ impl<'a> SlotRun<'a> {
             )?;
             rec.pending = None;
             rec.op = None;
+            self.actions.push(format!("discarded g{}", op.generation));
             let msg = format!(
                 "g{} failed verification in {failures} runs and was discarded: {err}",
                 op.generation
             );
-            rec.last = Some(LastResult {
-                at: now,
-                ok: false,
-                message: msg.clone(),
-            });
-            self.save(rec).await?;
-            self.actions.push(format!("discarded g{}", op.generation));
-            return Err(Error::new(err.kind(), msg));
+            return self.save_failure(rec, now, err.kind(), msg).await;
         }
         rec.op.as_mut().expect("op checked").verify_failures = failures;
         let msg = format!(
             "g{} does not work yet ({failures}/{max}): {err}",
             op.generation
         );
+        self.save_failure(rec, now, err.kind(), msg).await
+    }
+
+    /// Stores `rec` with `message` as the slot's last (failed) result, and returns it as the
+    /// slot's error.
+    async fn save_failure(
+        &mut self,
+        mut rec: SlotRecord,
+        at: DateTime<Utc>,
+        kind: ErrorKind,
+        message: String,
+    ) -> Result<()> {
         rec.last = Some(LastResult {
-            at: now,
+            at,
             ok: false,
-            message: msg.clone(),
+            message: message.clone(),
         });
         self.save(rec).await?;
-        Err(Error::new(err.kind(), msg))
+        Err(Error::new(kind, message))
     }
 
     /// Deletes previous generations whose grace is over (only clients rekey made).

@@ -636,6 +636,7 @@ async fn status_faults_and_error_rate_answer_before_doing_anything() {
     let name = format!("st-{}", suffix());
     f.put_faults(&Faults {
         fail_next: vec![OneShot {
+            skip: 0,
             operation: Some("createClient".into()),
             count: 1,
             action: FaultAction::Status(503),
@@ -686,6 +687,7 @@ async fn drop_after_commit_applies_the_mutation_and_the_client_sees_a_transport_
     f.emu
         .set_faults(Faults {
             fail_next: vec![OneShot {
+                skip: 0,
                 operation: Some("createClient".into()),
                 count: 1,
                 action: FaultAction::DropAfterCommit,
@@ -737,6 +739,7 @@ async fn hang_never_answers_so_the_client_times_out() {
     f.emu
         .set_faults(Faults {
             fail_next: vec![OneShot {
+                skip: 0,
                 operation: None,
                 count: 1,
                 action: FaultAction::Hang,
@@ -771,6 +774,7 @@ async fn truncate_no_data_and_graphql_error_spoil_the_body() {
     let f = Fixture::new().await;
     let ta = f.admin_token(false).await;
     let shot = |op: &str, action| OneShot {
+        skip: 0,
         operation: Some(op.into()),
         count: 1,
         action,

@@ -562,3 +562,79 @@ async fn trace_logs_never_contain_a_secret() {
         w.assert_no_secrets(o);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pending_pair_that_never_verifies_is_discarded_after_max_failures() {
+    use rekey::emulator::{FaultAction, Faults, OneShot};
+    let w = World::new(1).await;
+    let header = w
+        .header()
+        .replace("[settings]\n", "[settings]\nmax_verify_failures = 2\n");
+    w.inventory_raw(&format!("{header}\n{}", slots(&[("alpha", "alternate")])));
+    w.apply(&[]).await.expect_code(0);
+    let g1 = w.record("alpha").await.unwrap().current.unwrap();
+
+    // The first `skip` token requests pass (the preflight, and the bootstrap's token when the
+    // run creates a client), then the 3 verify attempts fail.
+    let refuse_verification = |skip: u32| Faults {
+        fail_next: vec![OneShot {
+            operation: Some("token".into()),
+            skip,
+            count: 3,
+            action: FaultAction::Status(401),
+        }],
+        ..Faults::default()
+    };
+    let env = [("REKEY_TEST_CLOCK_OFFSET", "31d")];
+    w.set_faults(refuse_verification(2)).await;
+    let r = w
+        .rekey_env(&["apply", "-c", "inventory.toml", "--output", "json"], &env)
+        .await;
+    r.expect_code(1);
+    let rec = w.record("alpha").await.unwrap();
+    let g2 = rec
+        .pending
+        .clone()
+        .expect("g2 kept as pending for the next run");
+    assert_eq!(rec.op.as_ref().unwrap().verify_failures, 1);
+    assert_eq!(
+        rec.current.as_ref().unwrap().generation,
+        1,
+        "g1 stays current"
+    );
+    assert!(w.token_ok(&g1.client_id, g1.secret.expose()).await);
+    let st = w.rekey_env(&["status", "-c", "inventory.toml"], &env).await;
+    st.expect_code(1);
+    assert!(
+        st.stdout.contains("INTERRUPTED") && st.stdout.contains("does not work yet (1/2)"),
+        "{}",
+        st.stdout
+    );
+
+    // Second failing run (a resume: no new client, so no bootstrap token): discarded.
+    w.set_faults(refuse_verification(1)).await;
+    let r = w
+        .rekey_env(&["apply", "-c", "inventory.toml", "--output", "json"], &env)
+        .await;
+    r.expect_code(1);
+    assert!(
+        actions(&r, "alpha").contains(&"discarded g2".to_string()),
+        "{:?}",
+        r.outcomes()
+    );
+    let rec = w.record("alpha").await.unwrap();
+    assert!(rec.pending.is_none() && rec.op.is_none());
+    assert!(
+        !w.token_ok(&g2.client_id, g2.secret.expose()).await,
+        "the discarded client is deleted"
+    );
+
+    // The next run issues a new generation and succeeds.
+    w.set_faults(Faults::default()).await;
+    let r = w
+        .rekey_env(&["apply", "-c", "inventory.toml", "--output", "json"], &env)
+        .await;
+    r.expect_code(0);
+    assert_eq!(actions(&r, "alpha"), vec!["created g3", "promoted g3"]);
+    w.assert_consistent(&["alpha"]).await;
+}

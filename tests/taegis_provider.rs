@@ -64,6 +64,7 @@ fn provider(w: &World, timeout: Duration) -> Arc<dyn Provider> {
 fn once(op: &str, action: FaultAction, count: u32) -> Faults {
     Faults {
         fail_next: vec![OneShot {
+            skip: 0,
             operation: Some(op.into()),
             count,
             action,

@@ -60,6 +60,9 @@ pub struct OneShot {
     #[serde(default = "one")]
     pub count: u32,
     pub action: FaultAction,
+    /// Let this many matching requests through first (e.g. to fail the third token request).
+    #[serde(default)]
+    pub skip: u32,
 }
 
 fn one() -> u32 {
@@ -279,6 +282,17 @@ impl FaultEngine {
     /// Decides the fate of one request and updates the counters. Order: latency, then one-shots
     /// (deterministic, so tests are not at the mercy of the random ones), then the rate limit,
     /// then error_rate, then the drop rate for mutations.
+    /// Counts a matching request against one-shot `i`'s `skip`; true while it still skips.
+    fn skipped(&mut self, i: usize) -> bool {
+        let shot = &mut self.faults.fail_next[i];
+        if shot.skip > 0 {
+            shot.skip -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
     pub fn decide(&mut self, op: &Operation, stats: &mut Stats) -> Decision {
         let mut d = Decision::default();
         let f = &self.faults;
@@ -297,6 +311,7 @@ impl FaultEngine {
             .fail_next
             .iter()
             .position(|s| s.count > 0 && s.operation.as_deref().is_none_or(|o| o == op.name))
+            && !self.skipped(i)
         {
             let shot = &mut self.faults.fail_next[i];
             shot.count -= 1;
@@ -553,6 +568,7 @@ mod tests {
     fn one_shots_match_their_operation_and_run_out() {
         let mut e = FaultEngine::new(Faults {
             fail_next: vec![OneShot {
+                skip: 0,
                 operation: Some("createClient".into()),
                 count: 2,
                 action: FaultAction::DropAfterCommit,
