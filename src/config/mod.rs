@@ -11,6 +11,19 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub(crate) mod check;
+mod tree;
+
+pub use crate::backend::file::FileBackendConfig;
+pub use crate::provider::taegis::{
+    TAEGIS_ENVIRONMENTS, TAEGIS_TENANT_ADMIN_ROLE, TaegisSettings, taegis_environment_url,
+};
+pub(crate) use check::Checker;
+pub use check::is_valid_slot_name;
+use check::*;
+use tree::Lines;
+pub(crate) use tree::{Kind, Table};
+
 /// Default prefix of the names of clients rekey creates: `<prefix><slot>-g<generation>`.
 pub const DEFAULT_NAME_PREFIX: &str = "rekey-";
 
@@ -164,61 +177,6 @@ impl ProviderKind {
 }
 
 #[derive(Clone, Debug)]
-pub struct TaegisSettings {
-    /// API base URL, from `environment` or `url`; no trailing slash.
-    pub base_url: String,
-    /// The environment name given, if any (for messages and rate-limit keys).
-    pub environment: Option<String>,
-    /// `in_place_secret = "caller"`: in-place rotation sends a secret rekey generated and stored
-    /// first (only if the platform honours the `secret` argument). Default `"server"`.
-    pub caller_chosen_secret: bool,
-}
-
-/// Known Taegis environments: (names, base URL). See protocols/taegis.md.
-pub const TAEGIS_ENVIRONMENTS: &[(&[&str], &str)] = &[
-    (
-        &["charlie", "production", "us1"],
-        "https://api.ctpx.secureworks.com",
-    ),
-    (
-        &["delta", "us2"],
-        "https://api.delta.taegis.secureworks.com",
-    ),
-    (&["echo", "eu"], "https://api.echo.taegis.secureworks.com"),
-    (
-        &["foxtrot", "us3"],
-        "https://api.foxtrot.taegis.secureworks.com",
-    ),
-    (&["golf", "euw1"], "https://api.golf.taegis.secureworks.com"),
-    (
-        &["hotel", "apse2"],
-        "https://api.hotel.taegis.secureworks.com",
-    ),
-    (
-        &["india", "aps1"],
-        "https://api.india.taegis.secureworks.com",
-    ),
-    (
-        &["juliet", "apne1"],
-        "https://api.juliet.taegis.secureworks.com",
-    ),
-    (&["kilo", "sae1"], "https://api.kilo.taegis.secureworks.com"),
-    (
-        &["quebec", "cac1"],
-        "https://api.quebec.taegis.secureworks.com",
-    ),
-];
-
-/// The base URL of a Taegis environment name (case-insensitive), if known.
-pub fn taegis_environment_url(name: &str) -> Option<&'static str> {
-    let lower = name.to_ascii_lowercase();
-    TAEGIS_ENVIRONMENTS
-        .iter()
-        .find(|(names, _)| names.contains(&lower.as_str()))
-        .map(|(_, url)| *url)
-}
-
-#[derive(Clone, Debug)]
 pub enum BackendConfig {
     File(FileBackendConfig),
 }
@@ -229,18 +187,6 @@ impl BackendConfig {
             BackendConfig::File(_) => "file",
         }
     }
-}
-
-/// `type = "file"`: age-encrypted records, one file per slot, in a directory.
-#[derive(Clone, Debug)]
-pub struct FileBackendConfig {
-    pub name: String,
-    /// Directory holding `<slot>.age` files (created 0700 if missing).
-    pub path: PathBuf,
-    /// The age X25519 identity (`AGE-SECRET-KEY-1...`): `{ file = ... }` or `{ env = ... }`.
-    pub identity: ValueRef,
-    /// Extra age recipients (`age1...`) every record is also encrypted to (e.g. a break-glass key).
-    pub recipients: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -328,15 +274,11 @@ pub fn load(path: &Path) -> std::result::Result<Inventory, ConfigErrors> {
     parse(&text, path)
 }
 
-/// The Taegis role every bootstrap client needs to manage other clients.
-pub const TAEGIS_TENANT_ADMIN_ROLE: &str = "ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068";
-
 /// Values of `type` accepted in `[providers.*]` and `[backends.*]`.
 pub const PROVIDER_TYPES: &[&str] = &["taegis"];
+/// Keys every `[providers.*]` table may have, whatever its type.
+const PROVIDER_COMMON_KEYS: &[&str] = &["tenant", "rate_limit", "timeout", "bootstrap"];
 pub const BACKEND_TYPES: &[&str] = &["file"];
-
-const SECRET_BY_REFERENCE: &str =
-    "a secret must be given by reference: { env = \"NAME\" } or { file = \"PATH\" }";
 
 /// Parses and validates inventory text; `path` is used for messages and relative paths only.
 ///
@@ -387,166 +329,6 @@ fn syntax_error(text: &str, path: &Path, e: &toml_edit::TomlError) -> ConfigErro
     }
 }
 
-/// Byte offset -> 1-based line number.
-struct Lines {
-    starts: Vec<usize>,
-}
-
-impl Lines {
-    fn new(text: &str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Lines { starts }
-    }
-
-    fn line(&self, offset: usize) -> usize {
-        match self.starts.binary_search(&offset) {
-            Ok(i) => i + 1,
-            Err(i) => i,
-        }
-    }
-}
-
-/// The parsed TOML reduced to what validation needs: values with the line they sit on, tables
-/// as ordered entries with the line of each key. Inline and standard tables look alike here.
-mod tree {
-    use super::Lines;
-    use toml_edit::{Item, Value};
-
-    pub(super) struct Node {
-        pub line: usize,
-        pub kind: Kind,
-    }
-
-    pub(super) enum Kind {
-        Str(String),
-        Int(i64),
-        Float(f64),
-        Bool(bool),
-        Datetime,
-        Array(Vec<Node>),
-        Table(Table),
-    }
-
-    impl Kind {
-        /// "a string", "an integer", ... for "must be X, found Y" messages.
-        pub fn describe(&self) -> &'static str {
-            match self {
-                Kind::Str(_) => "a string",
-                Kind::Int(_) => "an integer",
-                Kind::Float(_) => "a number",
-                Kind::Bool(_) => "true/false",
-                Kind::Datetime => "a date-time",
-                Kind::Array(_) => "an array",
-                Kind::Table(_) => "a table",
-            }
-        }
-    }
-
-    pub(super) struct Entry {
-        pub key: String,
-        /// Line of the key itself (the offending key in messages).
-        pub line: usize,
-        pub value: Node,
-    }
-
-    pub(super) struct Table {
-        /// Line of the header (`[x]`, `[[x]]`), the `{` of an inline table, or the key.
-        pub line: usize,
-        pub entries: Vec<Entry>,
-    }
-
-    impl Table {
-        pub fn get(&self, key: &str) -> Option<&Entry> {
-            self.entries.iter().find(|e| e.key == key)
-        }
-    }
-
-    fn line_of(span: Option<std::ops::Range<usize>>, fallback: usize, lines: &Lines) -> usize {
-        span.map_or(fallback, |s| lines.line(s.start))
-    }
-
-    pub(super) fn table(t: &toml_edit::Table, fallback: usize, lines: &Lines) -> Table {
-        let line = line_of(t.span(), fallback, lines);
-        let entries = t
-            .iter()
-            .filter_map(|(k, _)| t.get_key_value(k))
-            .filter_map(|(key, item)| {
-                let key_line = line_of(key.span(), line, lines);
-                item_node(item, key_line, lines).map(|value| Entry {
-                    key: key.get().to_string(),
-                    line: key_line,
-                    value,
-                })
-            })
-            .collect();
-        Table { line, entries }
-    }
-
-    fn inline_table(t: &toml_edit::InlineTable, fallback: usize, lines: &Lines) -> Table {
-        let line = line_of(t.span(), fallback, lines);
-        let entries = t
-            .iter()
-            .filter_map(|(k, _)| t.get_key_value(k))
-            .filter_map(|(key, item)| {
-                let key_line = line_of(key.span(), line, lines);
-                item_node(item, key_line, lines).map(|value| Entry {
-                    key: key.get().to_string(),
-                    line: key_line,
-                    value,
-                })
-            })
-            .collect();
-        Table { line, entries }
-    }
-
-    fn item_node(item: &Item, fallback: usize, lines: &Lines) -> Option<Node> {
-        match item {
-            Item::None => None,
-            Item::Value(v) => Some(value_node(v, fallback, lines)),
-            Item::Table(t) => {
-                let t = table(t, fallback, lines);
-                Some(Node {
-                    line: t.line,
-                    kind: Kind::Table(t),
-                })
-            }
-            Item::ArrayOfTables(a) => {
-                let items = a
-                    .iter()
-                    .map(|t| {
-                        let t = table(t, fallback, lines);
-                        Node {
-                            line: t.line,
-                            kind: Kind::Table(t),
-                        }
-                    })
-                    .collect();
-                Some(Node {
-                    line: fallback,
-                    kind: Kind::Array(items),
-                })
-            }
-        }
-    }
-
-    fn value_node(v: &Value, fallback: usize, lines: &Lines) -> Node {
-        let line = line_of(v.span(), fallback, lines);
-        let kind = match v {
-            Value::String(s) => Kind::Str(s.value().clone()),
-            Value::Integer(i) => Kind::Int(*i.value()),
-            Value::Float(f) => Kind::Float(*f.value()),
-            Value::Boolean(b) => Kind::Bool(*b.value()),
-            Value::Datetime(_) => Kind::Datetime,
-            Value::Array(a) => Kind::Array(a.iter().map(|v| value_node(v, line, lines)).collect()),
-            Value::InlineTable(t) => Kind::Table(inline_table(t, line, lines)),
-        };
-        Node { line, kind }
-    }
-}
-
-use tree::{Entry, Kind, Table};
-
 /// `[defaults]`, each with the line it was given on (None: built-in default).
 struct Defaults {
     strategy: Strategy,
@@ -563,85 +345,6 @@ struct ProviderFacts {
     bootstrap_slot: Option<(String, usize)>,
 }
 
-/// Collects problems while walking the tree. Each check records what is wrong and returns a
-/// usable placeholder, so one walk finds every problem.
-struct Checker {
-    file: PathBuf,
-    base_dir: PathBuf,
-    errors: Vec<ConfigError>,
-}
-
-/// Joins a table path and a key: `providers.x` + `url`.
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
-    let v: Vec<String> = names.into_iter().map(|n| n.as_ref().to_string()).collect();
-    if v.is_empty() {
-        "(none)".to_string()
-    } else {
-        v.join(", ")
-    }
-}
-
-fn fmt_duration(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
-
-/// Edit distance, for "did you mean" on unknown keys.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// Whether `name` is a valid slot name: `[a-z0-9][a-z0-9._-]{0,99}`. Slot names become file
-/// names and parts of client names, so backends may rely on this.
-pub fn is_valid_slot_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.len() <= 100
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-}
-
-fn is_loopback_host(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => bare.eq_ignore_ascii_case("localhost"),
-    }
-}
-
-fn parse_strategy(s: &str) -> Option<Strategy> {
-    match s {
-        "alternate" => Some(Strategy::Alternate),
-        "in-place" => Some(Strategy::InPlace),
-        _ => None,
-    }
-}
-
-fn is_env_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// Extra locations of a slot, for checks that run after every slot is known.
 struct SlotLines {
     path: String,
@@ -650,177 +353,6 @@ struct SlotLines {
 }
 
 impl Checker {
-    fn err(&mut self, line: usize, key: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            file: self.file.clone(),
-            line: Some(line),
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-
-    fn known_keys(&mut self, t: &Table, path: &str, known: &[&str]) {
-        for e in &t.entries {
-            if known.contains(&e.key.as_str()) {
-                continue;
-            }
-            let mut msg = format!("unknown key `{}`", e.key);
-            let hint = known
-                .iter()
-                .map(|k| (distance(k, &e.key), k))
-                .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-                .min();
-            if let Some((_, k)) = hint {
-                msg.push_str(&format!(" (did you mean `{k}`?)"));
-            }
-            msg.push_str(&format!("; known keys here: {}", known.join(", ")));
-            self.err(e.line, join(path, &e.key), msg);
-        }
-    }
-
-    fn wrong_type(&mut self, e: &Entry, path: &str, expected: &str) {
-        self.err(
-            e.line,
-            join(path, &e.key),
-            format!("must be {expected}, found {}", e.value.kind.describe()),
-        );
-    }
-
-    fn missing(&mut self, t: &Table, path: &str, key: &str, hint: &str) {
-        // A misspelt key is already reported as unknown, with this key as the suggestion.
-        let misspelt = t
-            .entries
-            .iter()
-            .any(|e| e.key != key && distance(&e.key, key) <= 2.max(key.len() / 4));
-        if misspelt {
-            return;
-        }
-        self.err(
-            t.line,
-            join(path, key),
-            format!("missing required key `{key}`{hint}"),
-        );
-    }
-
-    /// A string value: `None` when absent or of another type (reported).
-    fn string<'a>(&mut self, t: &'a Table, path: &str, key: &str) -> Option<(&'a str, &'a Entry)> {
-        let e = t.get(key)?;
-        match &e.value.kind {
-            Kind::Str(s) => Some((s.as_str(), e)),
-            _ => {
-                self.wrong_type(e, path, "a string (in quotes)");
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, t: &Table, path: &str, key: &str) -> Option<bool> {
-        let e = t.get(key)?;
-        match e.value.kind {
-            Kind::Bool(b) => Some(b),
-            _ => {
-                self.wrong_type(e, path, "true or false");
-                None
-            }
-        }
-    }
-
-    /// An integer of at least `min`.
-    fn integer(&mut self, t: &Table, path: &str, key: &str, min: i64, max: i64) -> Option<i64> {
-        let e = t.get(key)?;
-        match e.value.kind {
-            Kind::Int(n) if (min..=max).contains(&n) => Some(n),
-            Kind::Int(n) => {
-                self.err(
-                    e.line,
-                    join(path, key),
-                    format!("must be at least {min} (and at most {max}), found {n}"),
-                );
-                None
-            }
-            _ => {
-                self.wrong_type(e, path, &format!("an integer >= {min}"));
-                None
-            }
-        }
-    }
-
-    fn duration(
-        &mut self,
-        t: &Table,
-        path: &str,
-        key: &str,
-        allow_zero: bool,
-    ) -> Option<(Duration, usize)> {
-        let e = t.get(key)?;
-        let Kind::Str(s) = &e.value.kind else {
-            self.wrong_type(
-                e,
-                path,
-                "a duration in quotes such as \"90s\", \"10m\", \"24h\", \"30d\"",
-            );
-            return None;
-        };
-        match humantime::parse_duration(s.trim()) {
-            Ok(d) if d.is_zero() && !allow_zero => {
-                self.err(
-                    e.line,
-                    join(path, key),
-                    format!("must be longer than zero, found \"{s}\""),
-                );
-                None
-            }
-            Ok(d) => Some((d, e.line)),
-            Err(_) => {
-                self.err(
-                    e.line,
-                    join(path, key),
-                    format!(
-                        "\"{s}\" is not a duration: write a number and a unit, e.g. \"90s\", \"10m\", \"24h\", \"30d\""
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn strings(&mut self, t: &Table, path: &str, key: &str) -> Option<(Vec<String>, usize)> {
-        let e = t.get(key)?;
-        let Kind::Array(items) = &e.value.kind else {
-            self.wrong_type(e, path, "an array of strings, e.g. [\"a\", \"b\"]");
-            return None;
-        };
-        let mut out = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            match &item.kind {
-                Kind::Str(s) if !s.trim().is_empty() => out.push(s.clone()),
-                Kind::Str(_) => self.err(
-                    item.line,
-                    format!("{}[{i}]", join(path, key)),
-                    "must not be empty",
-                ),
-                other => self.err(
-                    item.line,
-                    format!("{}[{i}]", join(path, key)),
-                    format!("must be a string, found {}", other.describe()),
-                ),
-            }
-        }
-        Some((out, e.line))
-    }
-
-    /// A sub-table such as `[settings]` or `bootstrap = { ... }`.
-    fn table<'a>(&mut self, t: &'a Table, path: &str, key: &str) -> Option<&'a Table> {
-        let e = t.get(key)?;
-        match &e.value.kind {
-            Kind::Table(sub) => Some(sub),
-            _ => {
-                self.wrong_type(e, path, "a table");
-                None
-            }
-        }
-    }
-
     fn inventory(&mut self, root: &Table) -> Inventory {
         self.known_keys(
             root,
@@ -957,94 +489,18 @@ impl Checker {
         parsed
     }
 
-    /// `type = "..."`: the type if known; `None` when missing, mistyped or unknown (reported).
-    fn type_of<'a>(&mut self, t: &'a Table, path: &str, known: &[&str]) -> Option<&'a str> {
-        if t.get("type").is_none() {
-            self.missing(t, path, "type", &format!(" (one of: {})", known.join(", ")));
-            return None;
-        }
-        let (ty, e) = self.string(t, path, "type")?;
-        if known.contains(&ty) {
-            Some(ty)
-        } else {
-            self.err(
-                e.line,
-                join(path, "type"),
-                format!("unknown type \"{ty}\"; known types: {}", known.join(", ")),
-            );
-            None
-        }
-    }
-
-    /// The named sub-tables of `[providers]` or `[backends]`.
-    fn named_tables<'a>(&mut self, root: &'a Table, key: &str) -> Vec<(&'a str, &'a Table)> {
-        let Some(section) = self.table(root, "", key) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for e in &section.entries {
-            match &e.value.kind {
-                Kind::Table(t) => out.push((e.key.as_str(), t)),
-                _ => self.wrong_type(e, key, &format!("a table [{key}.{}]", e.key)),
-            }
-        }
-        out
-    }
-
     fn backends(&mut self, root: &Table) -> BTreeMap<String, BackendConfig> {
         let mut out = BTreeMap::new();
         for (name, t) in self.named_tables(root, "backends") {
             let path = format!("backends.{name}");
-            let mut cfg = FileBackendConfig {
-                name: name.to_string(),
-                path: PathBuf::new(),
-                identity: ValueRef::Env(String::new()),
-                recipients: Vec::new(),
-            };
             // An unknown type is still a defined backend: slots naming it are not also wrong.
-            if self.type_of(t, &path, BACKEND_TYPES) == Some("file") {
-                self.known_keys(t, &path, &["type", "path", "identity", "recipients"]);
-                match self.string(t, &path, "path") {
-                    Some((p, e)) if p.trim().is_empty() => {
-                        self.err(e.line, join(&path, "path"), "must not be empty")
-                    }
-                    Some((p, _)) => cfg.path = self.base_dir.join(p),
-                    None if t.get("path").is_none() => self.missing(
-                        t,
-                        &path,
-                        "path",
-                        " (the directory holding the encrypted records, e.g. path = \"./rekey-store\")",
-                    ),
-                    None => {}
+            let config = match self.type_of(t, &path, BACKEND_TYPES) {
+                Some("file") => {
+                    BackendConfig::File(crate::backend::file::parse_config(self, name, t, &path))
                 }
-                match t.get("identity") {
-                    Some(e) => cfg.identity = self.value_ref(e, &path, true),
-                    None => self.missing(
-                        t,
-                        &path,
-                        "identity",
-                        " (the age identity: { file = \"./rekey.key\" } or { env = \"NAME\" })",
-                    ),
-                }
-                if let Some((recipients, _)) = self.strings(t, &path, "recipients") {
-                    let e = t.get("recipients").expect("strings() found it");
-                    for (i, r) in recipients.iter().enumerate() {
-                        if r.parse::<age::x25519::Recipient>().is_err() {
-                            let line = match &e.value.kind {
-                                Kind::Array(items) => items.get(i).map_or(e.line, |n| n.line),
-                                _ => e.line,
-                            };
-                            self.err(
-                                line,
-                                format!("{path}.recipients[{i}]"),
-                                format!("\"{r}\" is not an age X25519 recipient (age1...)"),
-                            );
-                        }
-                    }
-                    cfg.recipients = recipients;
-                }
-            }
-            out.insert(name.to_string(), BackendConfig::File(cfg));
+                _ => BackendConfig::File(FileBackendConfig::placeholder(name)),
+            };
+            out.insert(name.to_string(), config);
         }
         out
     }
@@ -1092,66 +548,14 @@ impl Checker {
             };
             return (cfg, facts);
         };
-        self.known_keys(
-            t,
-            &path,
-            &[
-                "type",
-                "environment",
-                "url",
-                "tenant",
-                "rate_limit",
-                "timeout",
-                "in_place_secret",
-                "bootstrap",
-            ],
-        );
-        let mut taegis = TaegisSettings {
-            base_url: String::new(),
-            environment: None,
-            caller_chosen_secret: false,
-        };
-        let env = self.string(t, &path, "environment");
-        let url = self.string(t, &path, "url");
-        match (env, url) {
-            (Some(_), Some((_, e))) => self.err(
-                e.line,
-                join(&path, "url"),
-                "give either environment or url, not both",
-            ),
-            (Some((env, e)), None) => match taegis_environment_url(env) {
-                Some(u) => {
-                    taegis.base_url = u.to_string();
-                    taegis.environment = Some(env.to_ascii_lowercase());
-                }
-                None => {
-                    let names = TAEGIS_ENVIRONMENTS.iter().flat_map(|(n, _)| n.iter());
-                    self.err(
-                        e.line,
-                        join(&path, "environment"),
-                        format!(
-                            "unknown Taegis environment \"{env}\"; valid names: {} (or give url = \"https://...\")",
-                            list(names)
-                        ),
-                    );
-                }
-            },
-            (None, Some((u, e))) => {
-                if let Some(base) = self.base_url(u, e, &path) {
-                    taegis.base_url = base;
-                }
-            }
-            (None, None) => {
-                if t.get("environment").is_none() && t.get("url").is_none() {
-                    self.missing(
-                        t,
-                        &path,
-                        "environment",
-                        " (a Taegis environment such as \"us1\", or url = \"https://...\")",
-                    );
-                }
-            }
-        }
+        let known: Vec<&str> = ["type"]
+            .iter()
+            .chain(crate::provider::taegis::SETTINGS_KEYS)
+            .chain(PROVIDER_COMMON_KEYS)
+            .copied()
+            .collect();
+        self.known_keys(t, &path, &known);
+        let taegis = crate::provider::taegis::parse_settings(self, t, &path);
         cfg.tenant = self.tenant(t, &path, true);
         if let Some(e) = t.get("rate_limit") {
             match e.value.kind {
@@ -1167,17 +571,6 @@ impl Checker {
         }
         if let Some((d, _)) = self.duration(t, &path, "timeout", false) {
             cfg.timeout = d;
-        }
-        if let Some((v, e)) = self.string(t, &path, "in_place_secret") {
-            match v {
-                "server" => taegis.caller_chosen_secret = false,
-                "caller" => taegis.caller_chosen_secret = true,
-                _ => self.err(
-                    e.line,
-                    join(&path, "in_place_secret"),
-                    format!("unknown value \"{v}\"; use \"server\" or \"caller\""),
-                ),
-            }
         }
         let mut bootstrap_slot = None;
         match t.get("bootstrap") {
@@ -1203,52 +596,6 @@ impl Checker {
             bootstrap_slot,
         };
         (cfg, facts)
-    }
-
-    /// A provider `url`: https, or http to a loopback host only. Never echoes a URL carrying
-    /// credentials.
-    fn base_url(&mut self, u: &str, e: &Entry, path: &str) -> Option<String> {
-        let key = join(path, "url");
-        let url = match reqwest::Url::parse(u.trim()) {
-            Ok(url) => url,
-            Err(err) => {
-                self.err(e.line, key, format!("\"{u}\" is not a URL ({err})"));
-                return None;
-            }
-        };
-        if !url.username().is_empty() || url.password().is_some() {
-            self.err(
-                e.line,
-                key,
-                "the URL must not carry credentials (user:password@); give them in bootstrap",
-            );
-            return None;
-        }
-        let problem = match url.scheme() {
-            "https" => None,
-            "http" if is_loopback_host(&url) => None,
-            "http" => Some(format!(
-                "plain http is allowed only to loopback hosts (127.0.0.1, ::1, localhost); use https:// for \"{u}\""
-            )),
-            other => Some(format!(
-                "unsupported scheme \"{other}\" in \"{u}\"; use https://"
-            )),
-        };
-        let problem = problem.or_else(|| {
-            (url.host_str().is_none_or(str::is_empty))
-                .then(|| format!("\"{u}\" has no host"))
-                .or_else(|| {
-                    (url.query().is_some() || url.fragment().is_some())
-                        .then(|| format!("\"{u}\" must not have a query or fragment"))
-                })
-        });
-        match problem {
-            Some(msg) => {
-                self.err(e.line, key, msg);
-                None
-            }
-            None => Some(url.as_str().trim_end_matches('/').to_string()),
-        }
     }
 
     /// `tenant`: a string; numeric for Taegis.
@@ -1314,110 +661,6 @@ impl Checker {
                 );
             }
             (BootstrapConfig::Static(self.pair(b, path)), None)
-        }
-    }
-
-    fn pair(&mut self, t: &Table, path: &str) -> PairRef {
-        if path.ends_with(".seed") {
-            self.known_keys(t, path, &["client_id", "client_secret"]);
-        }
-        let mut pair = PairRef {
-            client_id: ValueRef::Literal(String::new()),
-            client_secret: ValueRef::Env(String::new()),
-        };
-        match t.get("client_id") {
-            Some(e) => pair.client_id = self.value_ref(e, path, false),
-            None => self.missing(t, path, "client_id", ""),
-        }
-        match t.get("client_secret") {
-            Some(e) => pair.client_secret = self.value_ref(e, path, true),
-            None => self.missing(
-                t,
-                path,
-                "client_secret",
-                " ({ env = \"NAME\" } or { file = \"PATH\" })",
-            ),
-        }
-        pair
-    }
-
-    /// A literal (non-secrets only) or `{ env = ... }` / `{ file = ... }`. Values given for
-    /// secret keys are never echoed.
-    fn value_ref(&mut self, e: &Entry, path: &str, secret: bool) -> ValueRef {
-        let key = join(path, &e.key);
-        let placeholder = ValueRef::Env(String::new());
-        match &e.value.kind {
-            Kind::Str(_) if secret => {
-                self.err(e.line, key, SECRET_BY_REFERENCE);
-                placeholder
-            }
-            Kind::Str(s) if s.is_empty() => {
-                self.err(e.line, key, "must not be empty");
-                placeholder
-            }
-            Kind::Str(s) => ValueRef::Literal(s.clone()),
-            Kind::Table(t) => {
-                self.known_keys(t, &key, &["env", "file"]);
-                match (t.get("env"), t.get("file")) {
-                    (Some(_), Some(f)) => {
-                        self.err(
-                            f.line,
-                            join(&key, "file"),
-                            "give either env or file, not both",
-                        );
-                        placeholder
-                    }
-                    (None, None) => {
-                        self.err(
-                            t.line,
-                            key,
-                            "an empty reference: write { env = \"NAME\" } or { file = \"PATH\" }",
-                        );
-                        placeholder
-                    }
-                    (Some(_), None) => match self.string(t, &key, "env") {
-                        Some((name, _)) if is_env_name(name) => ValueRef::Env(name.to_string()),
-                        Some((name, env)) => {
-                            // Someone may have pasted the secret itself here: do not echo it.
-                            let shown = if secret {
-                                String::new()
-                            } else {
-                                format!("\"{name}\" ")
-                            };
-                            self.err(
-                                env.line,
-                                join(&key, "env"),
-                                format!(
-                                    "{shown}is not an environment variable name (letters, digits and _, not starting with a digit)"
-                                ),
-                            );
-                            placeholder
-                        }
-                        None => placeholder,
-                    },
-                    (None, Some(_)) => match self.string(t, &key, "file") {
-                        Some((p, f)) if p.trim().is_empty() => {
-                            self.err(f.line, join(&key, "file"), "must not be empty");
-                            placeholder
-                        }
-                        Some((p, _)) => ValueRef::File(self.base_dir.join(p)),
-                        None => placeholder,
-                    },
-                }
-            }
-            other => {
-                let expected = if secret {
-                    "a reference { env = \"NAME\" } or { file = \"PATH\" }"
-                } else {
-                    "a string or a reference { env = \"NAME\" } or { file = \"PATH\" }"
-                };
-                self.err(
-                    e.line,
-                    key,
-                    format!("must be {expected}, found {}", other.describe()),
-                );
-                placeholder
-            }
         }
     }
 
