@@ -4,6 +4,7 @@ use crate::error::Result;
 use crate::record::{SlotRecord, Versioned};
 use async_trait::async_trait;
 
+pub mod exec;
 pub mod file;
 
 /// What a backend can do beyond the contract of [`Backend`].
@@ -49,6 +50,9 @@ pub fn build(config: &crate::config::BackendConfig) -> Result<std::sync::Arc<dyn
     match config {
         crate::config::BackendConfig::File(c) => {
             Ok(std::sync::Arc::new(file::FileBackend::open(c)?))
+        }
+        crate::config::BackendConfig::Exec(c) => {
+            Ok(std::sync::Arc::new(exec::ExecBackend::open(c)?))
         }
     }
 }

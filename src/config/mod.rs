@@ -179,12 +179,14 @@ impl ProviderKind {
 #[derive(Clone, Debug)]
 pub enum BackendConfig {
     File(FileBackendConfig),
+    Exec(crate::backend::exec::ExecBackendConfig),
 }
 
 impl BackendConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             BackendConfig::File(_) => "file",
+            BackendConfig::Exec(_) => "exec",
         }
     }
 }
@@ -278,7 +280,7 @@ pub fn load(path: &Path) -> std::result::Result<Inventory, ConfigErrors> {
 pub const PROVIDER_TYPES: &[&str] = &["taegis"];
 /// Keys every `[providers.*]` table may have, whatever its type.
 const PROVIDER_COMMON_KEYS: &[&str] = &["tenant", "rate_limit", "timeout", "bootstrap"];
-pub const BACKEND_TYPES: &[&str] = &["file"];
+pub const BACKEND_TYPES: &[&str] = &["file", "exec"];
 
 /// Parses and validates inventory text; `path` is used for messages and relative paths only.
 ///
@@ -497,6 +499,9 @@ impl Checker {
             let config = match self.type_of(t, &path, BACKEND_TYPES) {
                 Some("file") => {
                     BackendConfig::File(crate::backend::file::parse_config(self, name, t, &path))
+                }
+                Some("exec") => {
+                    BackendConfig::Exec(crate::backend::exec::parse_config(self, name, t, &path))
                 }
                 _ => BackendConfig::File(FileBackendConfig::placeholder(name)),
             };
@@ -1030,7 +1035,9 @@ tenant = "1"
                 client_secret: ValueRef::Env("SECRET".into()),
             })
         );
-        let BackendConfig::File(b) = &inv.backends["b"];
+        let BackendConfig::File(b) = &inv.backends["b"] else {
+            panic!("a file backend")
+        };
         assert_eq!(b.path, Path::new("/etc/rekey/store"));
         assert_eq!(b.identity, ValueRef::File("/etc/rekey/key.txt".into()));
     }
@@ -1060,7 +1067,9 @@ tenant = "1"
             seed.client_secret,
             ValueRef::File(path.parent().unwrap().join("./secrets/eu-seed-secret"))
         );
-        let BackendConfig::File(b) = &inv.backends["local"];
+        let BackendConfig::File(b) = &inv.backends["local"] else {
+            panic!("a file backend")
+        };
         assert_eq!(b.recipients.len(), 1);
     }
 

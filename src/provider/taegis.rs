@@ -554,14 +554,16 @@ pub(crate) fn decode_graphql(
     }
 }
 
+/// Removes every secret in `scrub` from server text, then shortens it. In that order: cutting
+/// first could leave a secret's prefix behind.
 fn scrub_text(text: &str, scrub: &[&Secret]) -> String {
-    let mut out: String = text.chars().take(300).collect();
+    let mut out = text.to_string();
     for s in scrub {
         if !s.is_empty() {
             out = out.replace(s.expose(), "[redacted]");
         }
     }
-    out
+    out.chars().take(300).collect()
 }
 
 /// A GraphQL string literal: quotes, backslashes and control characters escaped.
@@ -656,6 +658,17 @@ mod tests {
             not_found_url.kind(),
             ErrorKind::Invalid,
             "a 404 page must never mean 'client already deleted'"
+        );
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_is_still_scrubbed() {
+        let secret = Secret::new("S".repeat(64));
+        let text = format!("{}{}", "x".repeat(280), secret.expose());
+        let out = scrub_text(&text, &[&secret]);
+        assert!(
+            !out.contains("SSSSSSSSSS"),
+            "no part of the secret survives: {out}"
         );
     }
 

@@ -1,0 +1,440 @@
+//! `type = "exec"`: an organisation's own secret store, as a program rekey runs.
+//!
+//! One call = one process: rekey writes one JSON request to the program's stdin and reads one
+//! JSON response from its stdout (protocol `rekey-backend/1`, documented in the README). The
+//! program gets a clean environment (only `PATH`, `HOME`, `LANG` and the variables the inventory
+//! names in `pass_env`), so it never inherits rekey's bootstrap secrets. Its stderr is never
+//! logged as is: it may echo what it was given.
+
+use crate::config::check::join;
+use crate::config::{Checker, Kind, Table};
+use crate::error::{Error, ErrorKind, Result};
+use crate::record::{SlotRecord, Versioned};
+use crate::secret::Secret;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The protocol name and version every request carries and every response must echo.
+pub const PROTOCOL: &str = "rekey-backend/1";
+/// Largest response rekey reads from a plugin.
+const MAX_RESPONSE: usize = 4 * 1024 * 1024;
+/// Most of a plugin's stderr quoted in an error, after secrets are scrubbed from it.
+const MAX_STDERR_QUOTE: usize = 300;
+
+/// `[backends.NAME]` with `type = "exec"`.
+#[derive(Clone, Debug)]
+pub struct ExecBackendConfig {
+    pub name: String,
+    /// The program and its arguments; a relative program path is relative to the inventory.
+    pub command: Vec<String>,
+    /// Per-call time limit; the process is killed when it is exceeded (default 30s).
+    pub timeout: Duration,
+    /// Environment variables passed through to the plugin (everything else is cleared).
+    pub pass_env: Vec<String>,
+}
+
+impl ExecBackendConfig {
+    pub(crate) fn placeholder(name: &str) -> Self {
+        ExecBackendConfig {
+            name: name.to_string(),
+            command: Vec::new(),
+            timeout: Duration::from_secs(30),
+            pass_env: Vec::new(),
+        }
+    }
+}
+
+/// Keys of an exec backend table.
+const KEYS: &[&str] = &["type", "command", "timeout", "pass_env"];
+
+/// Parses `[backends.NAME]` with `type = "exec"`, recording every problem in `c`.
+pub(crate) fn parse_config(
+    c: &mut Checker,
+    name: &str,
+    t: &Table,
+    path: &str,
+) -> ExecBackendConfig {
+    let mut cfg = ExecBackendConfig::placeholder(name);
+    c.known_keys(t, path, KEYS);
+    match c.strings(t, path, "command") {
+        Some((argv, line)) if argv.is_empty() || argv[0].trim().is_empty() => c.err(
+            line,
+            join(path, "command"),
+            "must name a program: command = [\"/path/to/plugin\", \"arg\"]",
+        ),
+        Some((mut argv, _)) => {
+            let program = PathBuf::from(&argv[0]);
+            if program.components().count() > 1 && program.is_relative() {
+                argv[0] = c.base_dir.join(program).to_string_lossy().into_owned();
+            }
+            cfg.command = argv;
+        }
+        None if t.get("command").is_none() => c.missing(
+            t,
+            path,
+            "command",
+            " (the plugin program and its arguments, e.g. command = [\"./store-plugin\"])",
+        ),
+        None => {}
+    }
+    if let Some((d, _)) = c.duration(t, path, "timeout", false) {
+        cfg.timeout = d;
+    }
+    if let Some((names, _)) = c.strings(t, path, "pass_env") {
+        let e = t.get("pass_env").expect("strings() found it");
+        for (i, n) in names.iter().enumerate() {
+            if !crate::config::check::is_env_name(n) {
+                let line = match &e.value.kind {
+                    Kind::Array(items) => items.get(i).map_or(e.line, |n| n.line),
+                    _ => e.line,
+                };
+                c.err(
+                    line,
+                    format!("{path}.pass_env[{i}]"),
+                    "not an environment variable name",
+                );
+            }
+        }
+        cfg.pass_env = names;
+    }
+    cfg
+}
+
+/// A request, as the plugin reads it from stdin.
+#[derive(Serialize)]
+struct Request<'a> {
+    protocol: &'static str,
+    op: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slot: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a SlotRecord>,
+    /// For write and delete: the version the write is conditional on (`null`: must not exist).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected_version: Option<Option<u64>>,
+}
+
+/// A response, as the plugin writes it to stdout.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Response {
+    protocol: String,
+    ok: bool,
+    #[serde(default)]
+    version: Option<u64>,
+    #[serde(default)]
+    record: Option<SlotRecord>,
+    #[serde(default)]
+    slots: Option<Vec<String>>,
+    #[serde(default)]
+    error: Option<PluginError>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginError {
+    /// `not_found`, `conflict`, `forbidden`, `unauthorized`, `unavailable`, `timeout`, `invalid`.
+    kind: String,
+    message: String,
+}
+
+pub struct ExecBackend {
+    config: ExecBackendConfig,
+}
+
+impl ExecBackend {
+    pub fn open(config: &ExecBackendConfig) -> Result<Self> {
+        if config.command.is_empty() {
+            return Err(Error::config(format!(
+                "backend {}: no command",
+                config.name
+            )));
+        }
+        Ok(ExecBackend {
+            config: config.clone(),
+        })
+    }
+
+    /// Runs the plugin once. `scrub` holds the secrets of this request, removed from anything
+    /// the plugin says before it can reach a message.
+    async fn call(&self, request: &Request<'_>, scrub: &[&Secret]) -> Result<Response> {
+        let what = format!(
+            "backend {}: plugin {} {}",
+            self.config.name, self.config.command[0], request.op
+        );
+        let mut cmd = tokio::process::Command::new(&self.config.command[0]);
+        cmd.args(&self.config.command[1..])
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for name in ["PATH", "HOME", "LANG"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(self.config.pass_env.iter().cloned())
+        {
+            if let Some(v) = std::env::var_os(&name) {
+                cmd.env(name, v);
+            }
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::new(ErrorKind::Unavailable, format!("{what}: cannot start it"))
+                .with_source(e)
+                .not_applied()
+        })?;
+        let body = serde_json::to_vec(request)
+            .map_err(|e| Error::internal(format!("{what}: encoding: {e}")))?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let io = async {
+            // A plugin that exits without reading its input is reported by its answer, not by
+            // the broken pipe.
+            let _ = stdin.write_all(&body).await;
+            drop(stdin);
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let mut out_limited = (&mut stdout).take(MAX_RESPONSE as u64 + 1);
+            let mut err_limited = (&mut stderr).take(64 * 1024);
+            let (o, e) = tokio::join!(
+                out_limited.read_to_end(&mut out),
+                err_limited.read_to_end(&mut err)
+            );
+            o.and(e).map(|_| (out, err))
+        };
+        let (out, err) = match tokio::time::timeout(self.config.timeout, io).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("{what}: reading its answer"),
+                )
+                .with_source(e));
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{what}: no answer within {} (killed)",
+                        humantime::format_duration(self.config.timeout)
+                    ),
+                ));
+            }
+        };
+        let status = match tokio::time::timeout(self.config.timeout, child.wait()).await {
+            Ok(Ok(s)) => s,
+            _ => {
+                let _ = child.kill().await;
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("{what}: did not exit after answering (killed)"),
+                ));
+            }
+        };
+        let stderr_quote = || {
+            let s = tail(
+                &scrub_secrets(&String::from_utf8_lossy(&err), scrub),
+                MAX_STDERR_QUOTE,
+            );
+            let s = s.trim().replace('\n', " | ");
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("; its stderr ends: {s}")
+            }
+        };
+        if out.len() > MAX_RESPONSE {
+            return Err(Error::malformed(format!(
+                "{what}: answer larger than {MAX_RESPONSE} bytes"
+            )));
+        }
+        let response: Response = match serde_json::from_slice(&out) {
+            Ok(r) => r,
+            Err(_) if !status.success() => {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "{what}: exited with {status} without an answer{}",
+                        stderr_quote()
+                    ),
+                ));
+            }
+            // serde's message names a field or position, never a value.
+            Err(e) => {
+                return Err(Error::malformed(format!(
+                    "{what}: the answer is not a {PROTOCOL} response ({e}){}",
+                    stderr_quote()
+                )));
+            }
+        };
+        if response.protocol != PROTOCOL {
+            return Err(Error::malformed(format!(
+                "{what}: speaks {:?}, rekey speaks {PROTOCOL}",
+                response.protocol
+            )));
+        }
+        if !response.ok {
+            let (kind, message) = match &response.error {
+                Some(e) => (classify_plugin_error(&e.kind), e.message.clone()),
+                None => (
+                    ErrorKind::Malformed,
+                    "ok = false without an error".to_string(),
+                ),
+            };
+            let message = tail(&scrub_secrets(&message, scrub), MAX_STDERR_QUOTE);
+            return Err(Error::new(kind, format!("{what}: {message}")));
+        }
+        Ok(response)
+    }
+}
+
+/// Removes every secret of the request from text the plugin produced. Done on the whole text,
+/// before any truncation, so no part of a secret can survive a cut.
+fn scrub_secrets(text: &str, scrub: &[&Secret]) -> String {
+    let mut out = text.to_string();
+    for secret in scrub {
+        if !secret.is_empty() {
+            out = out.replace(secret.expose(), "[redacted]");
+        }
+    }
+    out
+}
+
+/// The last `max` characters of `text` (errors are printed last).
+fn tail(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    text.chars().skip(n.saturating_sub(max)).collect()
+}
+
+/// The one place plugin error kinds become rekey's.
+fn classify_plugin_error(kind: &str) -> ErrorKind {
+    match kind {
+        "not_found" => ErrorKind::NotFound,
+        "conflict" => ErrorKind::Conflict,
+        "forbidden" => ErrorKind::Forbidden,
+        "unauthorized" => ErrorKind::Unauthorized,
+        "unavailable" => ErrorKind::Unavailable,
+        "timeout" => ErrorKind::Timeout,
+        "invalid" => ErrorKind::Invalid,
+        _ => ErrorKind::Malformed,
+    }
+}
+
+fn secrets_of(record: &SlotRecord) -> Vec<&Secret> {
+    record
+        .current
+        .iter()
+        .chain(record.pending.iter())
+        .chain(record.draining.iter().map(|d| &d.credential))
+        .map(|c| &c.secret)
+        .collect()
+}
+
+fn request<'a>(op: &'static str, slot: Option<&'a str>) -> Request<'a> {
+    Request {
+        protocol: PROTOCOL,
+        op,
+        slot,
+        record: None,
+        expected_version: None,
+    }
+}
+
+#[async_trait]
+impl super::Backend for ExecBackend {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn capabilities(&self) -> super::BackendCapabilities {
+        super::BackendCapabilities::default()
+    }
+
+    async fn read(&self, slot: &str) -> Result<Option<Versioned>> {
+        let r = self.call(&request("read", Some(slot)), &[]).await?;
+        match (r.record, r.version) {
+            (None, _) => Ok(None),
+            (Some(record), Some(version)) => {
+                if !record.is_managed() || record.slot != slot {
+                    return Err(Error::conflict(format!(
+                        "backend {}: the entry for {slot} is not rekey's",
+                        self.config.name
+                    )));
+                }
+                Ok(Some(Versioned { record, version }))
+            }
+            (Some(_), None) => Err(Error::malformed(format!(
+                "backend {}: read answered a record without a version",
+                self.config.name
+            ))),
+        }
+    }
+
+    async fn write(&self, slot: &str, record: &SlotRecord, expected: Option<u64>) -> Result<u64> {
+        let mut req = request("write", Some(slot));
+        req.record = Some(record);
+        req.expected_version = Some(expected);
+        let r = self.call(&req, &secrets_of(record)).await?;
+        r.version.ok_or_else(|| {
+            Error::malformed(format!(
+                "backend {}: write answered no version",
+                self.config.name
+            ))
+        })
+    }
+
+    async fn delete(&self, slot: &str, expected: u64) -> Result<()> {
+        let mut req = request("delete", Some(slot));
+        req.expected_version = Some(Some(expected));
+        self.call(&req, &[]).await.map(|_| ())
+    }
+
+    async fn list(&self) -> Result<Vec<String>> {
+        let r = self.call(&request("list", None), &[]).await?;
+        r.slots.ok_or_else(|| {
+            Error::malformed(format!(
+                "backend {}: list answered no slots",
+                self.config.name
+            ))
+        })
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.call(&request("check", None), &[]).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_carry_the_protocol_and_the_condition() {
+        let rec = SlotRecord::new("s", "p", "1");
+        let mut req = request("write", Some("s"));
+        req.record = Some(&rec);
+        req.expected_version = Some(None);
+        let v: serde_json::Value = serde_json::to_value(&req).unwrap();
+        assert_eq!(v["protocol"], PROTOCOL);
+        assert_eq!(v["op"], "write");
+        assert!(
+            v["expected_version"].is_null() && v.get("expected_version").is_some(),
+            "null means: must not exist"
+        );
+        let list = serde_json::to_value(request("list", None)).unwrap();
+        assert!(list.get("slot").is_none() && list.get("expected_version").is_none());
+    }
+
+    #[test]
+    fn plugin_error_kinds_map_to_rekey_kinds() {
+        assert_eq!(classify_plugin_error("conflict"), ErrorKind::Conflict);
+        assert_eq!(classify_plugin_error("not_found"), ErrorKind::NotFound);
+        assert_eq!(classify_plugin_error("whatever"), ErrorKind::Malformed);
+    }
+}
