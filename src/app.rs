@@ -1,7 +1,7 @@
 //! The commands: each turns parsed arguments into engine calls and a report, and returns the
 //! process exit code. `main` only parses, sets up logging and prints the one error.
 
-use crate::cli::{Cli, Command, GetArgs, GetFormat, OutputFormat, RunArgs};
+use crate::cli::{CheckArgs, Cli, Command, GetArgs, GetFormat, OutputFormat, RunArgs};
 use crate::clock::Clock;
 use crate::config;
 use crate::engine::{Engine, Options, OutcomeKind};
@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Apply(args) => apply(&args).await,
         Command::Status(args) => status(&args).await,
         Command::Verify(args) => verify(&args).await,
+        Command::Check(args) => check(&args).await,
         Command::Run(args) if args.once => apply(&args.run).await,
         Command::Run(_) => Err(Error::config(
             "the long-running scheduler is not built yet; use `rekey run --once` or `rekey apply` from a CronJob",
@@ -363,4 +364,96 @@ pub async fn get(args: &GetArgs) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct CheckRow {
+    /// `backend` or `provider`.
+    pub kind: &'static str,
+    pub name: String,
+    pub ok: bool,
+    /// The error kind when not ok (`unavailable`, `forbidden`, ...).
+    pub error_kind: Option<String>,
+    pub detail: String,
+}
+
+/// Every backend's `check()` and every provider's bootstrap token exchange; changes nothing.
+pub async fn check_rows(engine: &Engine) -> Vec<CheckRow> {
+    let mut rows = Vec::new();
+    for (name, backend) in &engine.backends {
+        let r = backend.check().await;
+        rows.push(check_row("backend", name, r, "reachable and writable"));
+    }
+    for (name, entry) in &engine.providers {
+        let r = match entry.bootstrap.get() {
+            Ok(pair) => {
+                let tenant = engine.inventory.providers[name]
+                    .tenant
+                    .clone()
+                    .unwrap_or_default();
+                entry.provider.verify(&tenant, &pair).await
+            }
+            Err(e) => Err(e),
+        };
+        rows.push(check_row(
+            "provider",
+            name,
+            r,
+            "bootstrap credential gets a token",
+        ));
+    }
+    rows
+}
+
+fn check_row(kind: &'static str, name: &str, r: Result<()>, ok_detail: &str) -> CheckRow {
+    match r {
+        Ok(()) => CheckRow {
+            kind,
+            name: name.to_string(),
+            ok: true,
+            error_kind: None,
+            detail: ok_detail.to_string(),
+        },
+        Err(e) => CheckRow {
+            kind,
+            name: name.to_string(),
+            ok: false,
+            error_kind: Some(e.kind().to_string()),
+            detail: crate::error::chain(&e),
+        },
+    }
+}
+
+pub async fn check(args: &CheckArgs) -> Result<u8> {
+    let inventory = config::load(&args.config)?;
+    let engine = Engine::build(inventory, clock(), Options::default()).await?;
+    let rows = check_rows(&engine).await;
+    match args.output {
+        OutputFormat::Table => {
+            let mut t = Table::new(vec!["KIND", "NAME", "RESULT", "DETAIL"]);
+            for r in &rows {
+                t.row(vec![
+                    r.kind.into(),
+                    r.name.clone(),
+                    if r.ok { "ok".into() } else { "FAILED".into() },
+                    r.detail.clone(),
+                ]);
+            }
+            print!("{}", t.render());
+        }
+        OutputFormat::Json => print!("{}", report::json(&rows)),
+    }
+    let unreachable = rows.iter().any(|r| {
+        matches!(
+            r.error_kind.as_deref(),
+            Some("unavailable") | Some("timeout") | Some("rate_limited")
+        )
+    });
+    Ok(if unreachable {
+        exit::UNREACHABLE
+    } else if rows.iter().any(|r| !r.ok) {
+        exit::ATTENTION
+    } else {
+        exit::OK
+    })
 }

@@ -50,6 +50,10 @@ pub enum Command {
     /// Exchange every stored current pair for a token; exit 1 if any fails.
     #[command(after_help = "Example:\n  rekey verify -c inventory.toml")]
     Verify(RunArgs),
+    /// Check every backend (reachable, writable) and every provider's bootstrap credential
+    /// (a token exchange). Changes nothing; exit 4 if something is unreachable, 1 if refused.
+    #[command(after_help = "Example:\n  rekey check -c inventory.toml")]
+    Check(CheckArgs),
     /// Long-running scheduler: apply on a cron schedule (`--once` for one cycle).
     Run(ScheduleArgs),
     /// Print a slot's current CLIENT_ID/CLIENT_SECRET (the only command that prints a secret).
@@ -93,6 +97,16 @@ pub struct RunArgs {
     /// Slots worked on at once (default from the inventory, else 16).
     #[arg(long)]
     pub concurrency: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// The inventory (TOML).
+    #[arg(short, long, env = "REKEY_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

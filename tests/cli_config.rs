@@ -287,9 +287,47 @@ async fn help_describes_every_command() {
     let r = w.rekey(&["--help"]).await;
     r.expect_code(0);
     for cmd in [
-        "plan", "apply", "status", "verify", "run", "demo", "emulator", "get", "keygen",
+        "plan", "apply", "status", "verify", "check", "run", "demo", "emulator", "get", "keygen",
     ] {
         assert!(r.stdout.contains(cmd), "--help lacks {cmd}:\n{}", r.stdout);
     }
     assert!(r.stdout.contains("Exit codes"), "{}", r.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_reports_every_backend_and_provider() {
+    let w = World::new(1).await;
+    let valid = format!("{}\n{}", w.header(), good());
+    w.inventory_raw(&valid);
+    let r = w
+        .rekey(&["check", "-c", "inventory.toml", "--output", "json"])
+        .await;
+    r.expect_code(0);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|x| x["ok"] == true), "{rows:?}");
+
+    // A bootstrap secret the platform refuses: exit 1, the provider named.
+    std::fs::write(w.path().join("wrong.secret"), "not-the-secret").unwrap();
+    w.inventory_raw(&valid.replacen("boot-0.secret", "wrong.secret", 1));
+    let r = w.rekey(&["check", "-c", "inventory.toml"]).await;
+    r.expect_code(1);
+    assert!(
+        r.stdout.contains("provider") && r.stdout.contains("p0") && r.stdout.contains("FAILED"),
+        "{}",
+        r.stdout
+    );
+
+    // A backend that cannot be reached (its plugin is missing): exit 4.
+    let with_plugin =
+        format!("{valid}\n[backends.corp]\ntype = \"exec\"\ncommand = [\"./no-such-plugin\"]\n");
+    w.inventory_raw(&with_plugin);
+    let r = w.rekey(&["check", "-c", "inventory.toml"]).await;
+    r.expect_code(4);
+    assert!(
+        r.stdout.contains("corp") && r.stdout.contains("cannot start"),
+        "{}",
+        r.stdout
+    );
+    assert!(w.records().await.is_empty(), "check changed nothing");
 }
