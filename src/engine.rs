@@ -197,19 +197,43 @@ impl Engine {
             .iter()
             .map(|s| s.name.as_str())
             .collect();
+        // Backends that only ever hold mirror copies have no orphans of their own.
+        let primaries: BTreeSet<&str> = self
+            .inventory
+            .slots
+            .iter()
+            .map(|s| s.backend.as_str())
+            .collect();
+        let mirror_only: BTreeSet<&str> = self
+            .inventory
+            .slots
+            .iter()
+            .flat_map(|s| s.mirrors.iter().map(String::as_str))
+            .filter(|m| !primaries.contains(m))
+            .collect();
         for (bname, backend) in &self.backends {
-            for name in backend
+            if mirror_only.contains(bname.as_str()) {
+                continue;
+            }
+            let listed = backend
                 .list()
                 .await
-                .map_err(|e| e.context(format!("backend {bname}: listing slots")))?
-            {
-                if !known.contains(name.as_str()) && self.selected(&name) {
-                    targets.push(Target {
-                        name,
-                        config: None,
-                        backend: bname.clone(),
-                    });
+                .map_err(|e| e.context(format!("backend {bname}: listing slots")))?;
+            for name in listed {
+                if known.contains(name.as_str()) || !self.selected(&name) {
+                    continue;
                 }
+                // A mirror's copy of a slot whose primary lives elsewhere is not an orphan.
+                if let Ok(Some(v)) = backend.read(&name).await
+                    && v.record.mirror_of.is_some()
+                {
+                    continue;
+                }
+                targets.push(Target {
+                    name,
+                    config: None,
+                    backend: bname.clone(),
+                });
             }
         }
         Ok(targets)
@@ -523,7 +547,65 @@ impl<'a> SlotRun<'a> {
         }
     }
 
+    /// Settles the slot on its primary backend, then brings its mirrors up to date.
     async fn drive(&mut self) -> Result<()> {
+        self.settle().await?;
+        if self.skipped {
+            return Ok(());
+        }
+        self.sync_mirrors().await
+    }
+
+    /// Copies the primary's record (without the lease) to every mirror that differs, or removes
+    /// the mirror's entry when the primary has none. The primary is the only source of truth:
+    /// mirrors are written, never read for decisions. A failed mirror fails the slot (no silent
+    /// split brain); the next run finds the difference and writes again.
+    async fn sync_mirrors(&mut self) -> Result<()> {
+        let Some(cfg) = self.target.config.as_ref() else {
+            return Ok(());
+        };
+        let mut failures = Vec::new();
+        for name in &cfg.mirrors {
+            let mirror = self.engine.backends[name].as_ref();
+            match self.sync_mirror(mirror).await {
+                Ok(Some(done)) => self.actions.push(done),
+                Ok(None) => {}
+                Err(e) => failures.push(format!("mirror {name}: {}", crate::error::chain(&e))),
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::unavailable(failures.join("; ")))
+        }
+    }
+
+    async fn sync_mirror(&self, mirror: &dyn Backend) -> Result<Option<String>> {
+        let existing = mirror.read(self.slot()).await?;
+        let primary = self.stored.as_ref().map(|v| {
+            let mut copy = v.record.clone();
+            copy.lease = None;
+            copy.mirror_of = Some(self.target.backend.clone());
+            copy
+        });
+        match (primary, existing) {
+            (None, None) => Ok(None),
+            (None, Some(old)) => {
+                mirror.delete(self.slot(), old.version).await?;
+                Ok(Some(format!("removed from mirror {}", mirror.name())))
+            }
+            (Some(copy), Some(old)) if old.record == copy => Ok(None),
+            (Some(copy), old) => {
+                mirror
+                    .write(self.slot(), &copy, old.map(|v| v.version))
+                    .await?;
+                Ok(Some(format!("mirrored to {}", mirror.name())))
+            }
+        }
+    }
+
+    /// The reconcile loop on the primary backend: decide, claim, act, until nothing is left.
+    async fn settle(&mut self) -> Result<()> {
         self.load().await?;
         if let Some(v) = &self.stored
             && (!v.record.is_managed() || v.record.slot != self.slot())

@@ -265,6 +265,7 @@ mod tests {
             max_age: std::time::Duration::from_secs(30 * 86_400),
             grace: std::time::Duration::from_secs(86_400),
             backend: "b".into(),
+            mirrors: vec![],
             retired: false,
             line: 1,
         }

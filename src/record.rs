@@ -39,6 +39,9 @@ pub struct SlotRecord {
     /// Set when the slot is being retired; entry is removed once its clients are gone.
     #[serde(default)]
     pub retiring: Option<Retiring>,
+    /// Set on a mirror's copy: the name of the primary backend. Copies are never acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_of: Option<String>,
 }
 
 impl SlotRecord {
@@ -57,6 +60,7 @@ impl SlotRecord {
             lease: None,
             last: None,
             retiring: None,
+            mirror_of: None,
         }
     }
 

@@ -167,6 +167,26 @@ const CASES: &[Case] = &[
         },
         says: &["retired"],
     },
+    Case {
+        name: "a mirror that is no backend",
+        breaks: |t| {
+            t.replace(
+                "strategy = \"in-place\"",
+                "strategy = \"in-place\"\nmirrors = [\"dr\"]",
+            )
+        },
+        says: &["dr", "mirrors"],
+    },
+    Case {
+        name: "a mirror that is the primary",
+        breaks: |t| {
+            t.replace(
+                "strategy = \"in-place\"",
+                "strategy = \"in-place\"\nmirrors = [\"local\"]",
+            )
+        },
+        says: &["primary", "mirrors"],
+    },
 ];
 
 fn regex_url(t: &str, to: &str) -> String {

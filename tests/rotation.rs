@@ -638,3 +638,122 @@ async fn a_pending_pair_that_never_verifies_is_discarded_after_max_failures() {
     assert_eq!(actions(&r, "alpha"), vec!["created g3", "promoted g3"]);
     w.assert_consistent(&["alpha"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mirrors_follow_the_primary_and_a_failed_mirror_fails_visibly() {
+    use rekey::backend::Backend;
+    let w = World::new(1).await;
+    // The mirror: the example exec plugin, behind a switch that makes it fail.
+    let plugin =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/exec-plugin/dir_store.py");
+    let wrapper = w.path().join("mirror.sh");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nif [ -e \"$0.down\" ]; then echo 'mirror store is down' >&2; exit 1; fi\nexec python3 {} --dir \"$(dirname \"$0\")/mirror-store\"\n", plugin.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let header = format!(
+        "{}\n[backends.dr]\ntype = \"exec\"\ncommand = [\"./mirror.sh\"]\n",
+        w.header()
+    );
+    let inv = format!(
+        "{header}\n[[slots]]\nname = \"alpha\"\nprovider = \"p0\"\nmirrors = [\"dr\"]\n\n[[slots]]\nname = \"solo\"\nprovider = \"p0\"\n"
+    );
+    w.inventory_raw(&inv);
+    let dr = rekey::backend::exec::ExecBackend::open(&rekey::backend::exec::ExecBackendConfig {
+        name: "dr".into(),
+        command: vec![wrapper.to_string_lossy().into_owned()],
+        timeout: std::time::Duration::from_secs(20),
+        pass_env: vec![],
+    })
+    .unwrap();
+
+    let r = w.apply(&["--output", "json"]).await;
+    r.expect_code(0);
+    assert_eq!(
+        actions(&r, "alpha"),
+        vec!["created g1", "promoted g1", "mirrored to dr"]
+    );
+    let primary = w.record("alpha").await.unwrap();
+    let mirrored = dr.read("alpha").await.unwrap().unwrap().record;
+    assert_eq!(
+        mirrored.current, primary.current,
+        "the mirror holds the current pair"
+    );
+    assert!(
+        dr.read("solo").await.unwrap().is_none(),
+        "only slots that name the mirror"
+    );
+
+    // The mirror goes down during a rotation: the primary rotates, the slot fails visibly.
+    std::fs::write(w.path().join("mirror.sh.down"), "").unwrap();
+    let r = w.apply(&["--force", "--output", "json"]).await;
+    r.expect_code(1);
+    let alpha = r
+        .outcomes()
+        .into_iter()
+        .find(|o| o["slot"] == "alpha")
+        .unwrap();
+    assert_eq!(alpha["result"], "failed");
+    assert!(
+        alpha["detail"].as_str().unwrap().contains("mirror dr"),
+        "{alpha}"
+    );
+    assert!(
+        !alpha["detail"].as_str().unwrap().contains(
+            w.record("alpha")
+                .await
+                .unwrap()
+                .current
+                .unwrap()
+                .secret
+                .expose()
+        )
+    );
+    assert_eq!(
+        w.record("alpha").await.unwrap().current.unwrap().generation,
+        2
+    );
+
+    // Back up: the next run (nothing else due) brings the mirror up to date.
+    std::fs::remove_file(w.path().join("mirror.sh.down")).unwrap();
+    assert_eq!(
+        dr.read("alpha")
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .current
+            .unwrap()
+            .generation,
+        1,
+        "stale, and said so"
+    );
+    let r = w.apply(&["--output", "json"]).await;
+    r.expect_code(0);
+    assert_eq!(actions(&r, "alpha"), vec!["mirrored to dr"]);
+    assert_eq!(
+        dr.read("alpha").await.unwrap().unwrap().record.current,
+        w.record("alpha").await.unwrap().current
+    );
+
+    // Retiring the slot removes it from the mirror too.
+    w.inventory_raw(&inv.replace(
+        "mirrors = [\"dr\"]\n",
+        "mirrors = [\"dr\"]\nretired = true\ngrace = \"0s\"\n",
+    ));
+    let r = w.apply(&["--output", "json"]).await;
+    r.expect_code(0);
+    assert!(
+        actions(&r, "alpha").contains(&"removed from mirror dr".to_string()),
+        "{:?}",
+        actions(&r, "alpha")
+    );
+    assert!(dr.read("alpha").await.unwrap().is_none());
+    assert!(w.record("alpha").await.is_none());
+}

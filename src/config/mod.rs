@@ -202,6 +202,9 @@ pub struct SlotConfig {
     pub max_age: Duration,
     pub grace: Duration,
     pub backend: String,
+    /// Backends that receive a copy of the slot's record after the primary (`backend`) is
+    /// written; a failed mirror write fails the slot and is retried by the next run.
+    pub mirrors: Vec<String>,
     pub retired: bool,
     /// Line of the slot's table in the inventory, for messages.
     pub line: usize,
@@ -748,7 +751,7 @@ impl Checker {
             p,
             &[
                 "name", "provider", "tenant", "roles", "strategy", "max_age", "grace", "backend",
-                "retired",
+                "mirrors", "retired",
             ],
         );
         let mut slot = SlotConfig {
@@ -760,6 +763,7 @@ impl Checker {
             max_age: defaults.max_age.0,
             grace: defaults.grace.0,
             backend: String::new(),
+            mirrors: Vec::new(),
             retired: false,
             line: t.line,
         };
@@ -873,6 +877,23 @@ impl Checker {
                     ),
                 ),
             },
+        }
+        if let Some((mirrors, line)) = self.strings(t, p, "mirrors") {
+            let key = join(p, "mirrors");
+            for (i, name) in mirrors.iter().enumerate() {
+                if !backends.contains_key(name) {
+                    self.err(
+                        line,
+                        key.clone(),
+                        undefined("backend", name, backends.keys()),
+                    );
+                } else if *name == slot.backend {
+                    self.err(line, key.clone(), format!("\"{name}\" is this slot's primary backend; a mirror must be another one"));
+                } else if mirrors[..i].contains(name) {
+                    self.err(line, key.clone(), format!("\"{name}\" is listed twice"));
+                }
+            }
+            slot.mirrors = mirrors;
         }
         let retired_line = t.get("retired").map_or(t.line, |e| e.line);
         if let Some(b) = self.boolean(t, p, "retired") {
