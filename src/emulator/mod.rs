@@ -13,6 +13,7 @@
 
 mod admin;
 mod auth;
+mod cisco;
 mod faults;
 mod state;
 mod taegis;
@@ -133,6 +134,43 @@ pub struct EmulatorArgs {
 pub struct Seed {
     #[serde(default)]
     pub tenants: Vec<SeedTenant>,
+    /// Cisco organisations (each also usable as a tenant id in `/_emulator/` listings).
+    #[serde(default)]
+    pub orgs: Vec<SeedOrg>,
+}
+
+/// A Cisco organisation and its API clients.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SeedOrg {
+    pub id: String,
+    #[serde(default)]
+    pub clients: Vec<SeedCiscoClient>,
+}
+
+/// A Cisco API client: `client_id` is its id (`client-<uuid>` for clients the emulator makes).
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SeedCiscoClient {
+    pub client_id: String,
+    pub password: String,
+    /// Defaults to the client_id.
+    #[serde(default)]
+    pub name: String,
+    /// Scopes such as `oauth`, `profile`, `enrich:read`. `oauth` may manage clients.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for SeedCiscoClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedCiscoClient")
+            .field("client_id", &self.client_id)
+            .field("password", &"[redacted]")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -264,6 +302,7 @@ impl EmulatorConfig {
             drop_after_commit_rate: args.drop_after_commit_rate,
             fail_next: Vec::new(),
             fault_seed: args.fault_seed,
+            cisco_hourly_budget: None,
         };
         faults.validate().map_err(Error::config)?;
         if args.token_ttl == 0 {
@@ -288,6 +327,10 @@ pub(crate) struct Shared {
     pub(crate) schema: taegis::TaegisSchema,
     faults: std::sync::Mutex<FaultEngine>,
     stats: std::sync::Mutex<Stats>,
+    /// Cisco: admitted requests per org in the last hour (the org rate limit).
+    pub(crate) cisco_window: std::sync::Mutex<
+        std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>,
+    >,
 }
 
 impl Shared {
@@ -332,6 +375,19 @@ impl EmulatorHandle {
         f.drop_after_commit_rate = f.drop_after_commit_rate.clamp(0.0, 1.0);
         f.rate_limit_per_sec = f.rate_limit_per_sec.filter(|r| *r > 0.0 && r.is_finite());
         self.shared.set_faults(f);
+    }
+
+    /// Adds a Cisco org (if new) and its clients.
+    pub async fn add_org(&self, org: SeedOrg) -> Result<()> {
+        let mut state = self.shared.state.lock().await;
+        state.add_tenant(&org.id, None)?;
+        for c in &org.clients {
+            state.add_seed_cisco_client(&org.id, c)?;
+        }
+        if let Some(p) = &self.shared.state_file {
+            state.save(p)?;
+        }
+        Ok(())
     }
 
     /// The current fault settings (one-shots that have run out are gone).
@@ -387,6 +443,7 @@ pub async fn start(config: EmulatorConfig, listen: SocketAddr) -> Result<Emulato
         schema: taegis::schema(),
         faults: std::sync::Mutex::new(FaultEngine::new(config.faults.clone())),
         stats: std::sync::Mutex::new(Stats::default()),
+        cisco_window: Default::default(),
     });
     let listener = TcpListener::bind(listen)
         .await
@@ -437,6 +494,7 @@ fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .route(auth::TOKEN_PATH, post(auth::token))
         .route(GRAPHQL_PATH, post(taegis::graphql))
+        .merge(cisco::routes())
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             faults::fault_layer,
@@ -453,6 +511,11 @@ fn router(shared: Arc<Shared>) -> Router {
             "/_emulator/tenants/{id}/clients",
             get(admin::tenant_clients),
         );
+    // The org-limit header goes on every Cisco answer, injected faults included.
+    let api = api.layer(axum::middleware::from_fn_with_state(
+        shared.clone(),
+        cisco::org_limit_header,
+    ));
     api.merge(admin).with_state(shared)
 }
 
