@@ -111,9 +111,9 @@ async fn create_rotate_by_alternate_and_retire() {
 #[tokio::test(flavor = "multi_thread")]
 async fn in_place_is_refused_for_cisco_slots_with_the_line() {
     let w = World::new_with(0, 1).await;
-    w.inventory(&format!(
-        "[[slots]]\nname = \"alpha\"\nprovider = \"c0\"\nscopes = [\"enrich:read\"]\nstrategy = \"in-place\"\n"
-    ));
+    w.inventory(
+        "[[slots]]\nname = \"alpha\"\nprovider = \"c0\"\nscopes = [\"enrich:read\"]\nstrategy = \"in-place\"\n",
+    );
     let r = w.rekey(&["plan", "-c", "inventory.toml"]).await;
     r.expect_code(2);
     assert!(
