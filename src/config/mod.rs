@@ -1253,4 +1253,110 @@ tenant = "1"
         assert_eq!(distance("", "abc"), 3);
         assert_eq!(distance("max_age", "max_age"), 0);
     }
+
+    const CISCO: &str = r#"[providers.c]
+type = "cisco"
+region = "eu"
+bootstrap = { client_id = { env = "CID" }, client_secret = { env = "CSECRET" } }
+
+[backends.b]
+type = "file"
+path = "store"
+identity = { file = "key.txt" }
+"#;
+
+    #[test]
+    fn cisco_provider_and_slot_defaults() {
+        let inv = parse_ok(&format!(
+            "{CISCO}\n[[slots]]\nname = \"x\"\nprovider = \"c\"\nscopes = [\"enrich:read\"]\n"
+        ));
+        let ProviderKind::Cisco(c) = &inv.providers["c"].kind else {
+            panic!("not cisco")
+        };
+        assert_eq!(c.base_url, "https://visibility.eu.amp.cisco.com");
+        assert_eq!(c.clients_path, "/iroh/oauth2-clients/clients");
+        assert_eq!(c.client_path, "/iroh/oauth2-clients/clients/{id}");
+        assert_eq!(c.availability, "org");
+        assert_eq!(c.org_hourly_budget, 8000);
+        assert_eq!(inv.providers["c"].kind.type_name(), "cisco");
+        let slot = &inv.slots[0];
+        assert_eq!(slot.tenant, CISCO_DEFAULT_TENANT);
+        assert_eq!(slot.roles, ["enrich:read"]);
+    }
+
+    #[test]
+    fn cisco_paths_url_and_budget_are_configurable() {
+        let text = CISCO.replace(
+            "region = \"eu\"",
+            "url = \"http://127.0.0.1:9/\"\npaths = { clients = \"/x/clients\", client = \"/x/clients/{id}\" }\norg_hourly_budget = 500\ntenant = \"my-org\"",
+        );
+        let inv = parse_ok(&format!(
+            "{text}\n[[slots]]\nname = \"x\"\nprovider = \"c\"\nroles = [\"inspect\"]\n"
+        ));
+        let ProviderKind::Cisco(c) = &inv.providers["c"].kind else {
+            panic!("not cisco")
+        };
+        assert_eq!(c.base_url, "http://127.0.0.1:9");
+        assert_eq!(c.clients_path, "/x/clients");
+        assert_eq!(c.org_hourly_budget, 500);
+        assert_eq!(
+            inv.slots[0].tenant, "my-org",
+            "Taegis's numeric rule does not apply"
+        );
+    }
+
+    #[test]
+    fn cisco_mistakes_are_located() {
+        let e = one(&CISCO.replace("region = \"eu\"", "region = \"mars\""));
+        assert!(e.message.contains("us, eu, apjc"), "{e}");
+        let e = one(&CISCO.replace(
+            "region = \"eu\"",
+            "region = \"eu\"\nurl = \"https://x.example\"",
+        ));
+        assert!(e.message.contains("not both"), "{e}");
+        let e = one(&CISCO.replace(
+            "region = \"eu\"",
+            "region = \"eu\"\npaths = { client = \"/no-id\" }",
+        ));
+        assert_eq!(e.key, "providers.c.paths.client");
+        let e = one(&CISCO.replace("region = \"eu\"", "region = \"eu\"\nenvironment = \"us1\""));
+        assert!(e.message.contains("unknown key"), "{e}");
+
+        // No scopes at all.
+        let e = one(&format!(
+            "{CISCO}\n[[slots]]\nname = \"x\"\nprovider = \"c\"\n"
+        ));
+        assert_eq!(e.key, "slots[0].scopes");
+        // in-place on the slot, and through [defaults], both name the slot.
+        let e = one(&format!(
+            "{CISCO}\n[[slots]]\nname = \"x\"\nprovider = \"c\"\nscopes = [\"a\"]\nstrategy = \"in-place\"\n"
+        ));
+        assert_eq!((e.key.as_str(), e.line), ("slots[0].strategy", Some(15)));
+        assert!(
+            e.message.contains("\"x\"") && e.message.contains("alternate"),
+            "{e}"
+        );
+        let e = one(&format!(
+            "[defaults]\nstrategy = \"in-place\"\n\n{CISCO}\n[[slots]]\nname = \"x\"\nprovider = \"c\"\nscopes = [\"a\"]\n"
+        ));
+        assert!(e.message.contains("from [defaults]"), "{e}");
+        assert_eq!(e.line, Some(14));
+    }
+
+    #[test]
+    fn scopes_belong_to_cisco_slots_and_a_cisco_bootstrap_slot_needs_oauth() {
+        let e = one(&format!("{BASE}scopes = [\"a\"]\n"));
+        assert!(e.message.contains("Cisco"), "{e}");
+        let text = CISCO.replace(
+            "bootstrap = { client_id = { env = \"CID\" }, client_secret = { env = \"CSECRET\" } }",
+            "bootstrap = { slot = \"boot\" }",
+        );
+        let e = one(&format!(
+            "{text}\n[[slots]]\nname = \"boot\"\nprovider = \"c\"\nscopes = [\"profile\"]\n"
+        ));
+        assert!(e.message.contains("\"oauth\""), "{e}");
+        parse_ok(&format!(
+            "{text}\n[[slots]]\nname = \"boot\"\nprovider = \"c\"\nscopes = [\"oauth\", \"profile\"]\n"
+        ));
+    }
 }
