@@ -1,8 +1,9 @@
-//! A Taegis-compatible API emulator (and, later, Cisco): the test server and the demo's platform
+//! A Taegis- and Cisco-compatible API emulator: the test server and the demo's platform
 //! (DESIGN.md §8). The official Python SDK works against it unchanged.
 //!
 //! - `auth`: the OAuth2 token endpoint and the JWTs it mints.
 //! - `taegis`: the clients GraphQL API (async-graphql), and operation naming.
+//! - `cisco`: the IROH token, oauth2-clients and whoami endpoints, and the org hourly budget.
 //! - `state`: tenants, clients, roles; persistence to the state file.
 //! - `faults`: latency, rate limits, 5xx, drops, hangs, truncation; request statistics.
 //! - `admin`: `/_emulator/` endpoints for tests.
@@ -44,6 +45,9 @@ const SEED_HELP: &str = "JSON seed: tenants and clients created at start.
          \"roles\": [\"ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068\"]}]},
      {\"id\": \"11773\", \"parent\": \"11772\"}]}
 
+Cisco orgs: {\"orgs\": [{\"id\": \"org-1\", \"clients\": [{\"client_id\": \"client-...\", \
+\"password\": \"...\", \"scopes\": [\"oauth\", \"profile\"]}]}]}.
+
 `parent` makes a tenant a child: clients of the parent may act in it through X-Tenant-Context. \
 `roles` are role ids; empty means Tenant Analyst. Known roles: Tenant Admin \
 ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068 (may manage clients), Tenant Analyst \
@@ -62,6 +66,12 @@ Behaviour where the real service is undocumented: rotateClientSecret(secret:) se
 secret; the old secret and every earlier token stop working at once (rotation and deletion); \
 duplicate client names are allowed; clientsSearch pageOffset counts results to skip, perPage \
 defaults to 100 (max 1000), sorted by name.
+
+Cisco XDR / Threat Response (IROH): POST /iroh/oauth2/token (10-minute tokens), \
+POST/GET /iroh/oauth2-clients/clients, GET/DELETE /iroh/oauth2-clients/clients/{id} (list, get \
+and delete are inferred shapes), GET /iroh/profile/whoami (scope profile). Managing clients \
+needs scope oauth; no scope escalation. Orgs come from the seed's \"orgs\" list; the org \
+budget (8000 requests per hour, or the cisco_hourly_budget fault) answers 429 + Retry-After.
 
 Test endpoints (no auth): GET/PUT /_emulator/faults, GET /_emulator/stats, POST \
 /_emulator/tenants, GET /_emulator/tenants/{id}/clients, GET /_emulator/health.";
