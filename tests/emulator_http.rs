@@ -70,6 +70,7 @@ fn seed(
                 clients: vec![seed_admin(&b_admin.0, &b_admin.1)],
             },
         ],
+        ..Seed::default()
     }
 }
 

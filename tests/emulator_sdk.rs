@@ -68,6 +68,7 @@ async fn the_official_sdk_works_against_the_emulator() {
                     clients: vec![admin(&b_id, &b_secret)],
                 },
             ],
+            ..Seed::default()
         },
         ..EmulatorConfig::default()
     };

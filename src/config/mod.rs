@@ -15,6 +15,7 @@ pub(crate) mod check;
 mod tree;
 
 pub use crate::backend::file::FileBackendConfig;
+pub use crate::provider::cisco::{CISCO_OAUTH_SCOPE, CISCO_REGIONS, CiscoSettings};
 pub use crate::provider::taegis::{
     TAEGIS_ENVIRONMENTS, TAEGIS_TENANT_ADMIN_ROLE, TaegisSettings, taegis_environment_url,
 };
@@ -23,6 +24,9 @@ pub use check::is_valid_slot_name;
 use check::*;
 use tree::Lines;
 pub(crate) use tree::{Kind, Table};
+
+/// The tenant recorded for Cisco slots that name none: the org comes with the credential.
+pub const CISCO_DEFAULT_TENANT: &str = "org";
 
 /// Default prefix of the names of clients rekey creates: `<prefix><slot>-g<generation>`.
 pub const DEFAULT_NAME_PREFIX: &str = "rekey-";
@@ -166,12 +170,14 @@ pub struct ProviderConfig {
 #[derive(Clone, Debug)]
 pub enum ProviderKind {
     Taegis(TaegisSettings),
+    Cisco(CiscoSettings),
 }
 
 impl ProviderKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             ProviderKind::Taegis(_) => "taegis",
+            ProviderKind::Cisco(_) => "cisco",
         }
     }
 }
@@ -280,7 +286,7 @@ pub fn load(path: &Path) -> std::result::Result<Inventory, ConfigErrors> {
 }
 
 /// Values of `type` accepted in `[providers.*]` and `[backends.*]`.
-pub const PROVIDER_TYPES: &[&str] = &["taegis"];
+pub const PROVIDER_TYPES: &[&str] = &["taegis", "cisco"];
 /// Keys every `[providers.*]` table may have, whatever its type.
 const PROVIDER_COMMON_KEYS: &[&str] = &["tenant", "rate_limit", "timeout", "bootstrap"];
 pub const BACKEND_TYPES: &[&str] = &["file", "exec"];
@@ -346,6 +352,7 @@ struct Defaults {
 /// in a provider does not also show up as an error in each of its slots).
 struct ProviderFacts {
     is_taegis: bool,
+    is_cisco: bool,
     has_tenant: bool,
     bootstrap_slot: Option<(String, usize)>,
 }
@@ -547,24 +554,36 @@ impl Checker {
             rate_limit: 50.0,
             timeout: Duration::from_secs(30),
         };
-        let Some("taegis") = self.type_of(t, &path, PROVIDER_TYPES) else {
+        let ty = self.type_of(t, &path, PROVIDER_TYPES);
+        let is_cisco = ty == Some("cisco");
+        if ty.is_none() {
             // Unknown type: its other keys mean nothing yet, and its slots are not blamed.
             let facts = ProviderFacts {
                 is_taegis: false,
+                is_cisco: false,
                 has_tenant: true,
                 bootstrap_slot: None,
             };
             return (cfg, facts);
+        }
+        let own_keys = if is_cisco {
+            crate::provider::cisco::SETTINGS_KEYS
+        } else {
+            crate::provider::taegis::SETTINGS_KEYS
         };
         let known: Vec<&str> = ["type"]
             .iter()
-            .chain(crate::provider::taegis::SETTINGS_KEYS)
+            .chain(own_keys)
             .chain(PROVIDER_COMMON_KEYS)
             .copied()
             .collect();
         self.known_keys(t, &path, &known);
-        let taegis = crate::provider::taegis::parse_settings(self, t, &path);
-        cfg.tenant = self.tenant(t, &path, true);
+        let kind = if is_cisco {
+            ProviderKind::Cisco(crate::provider::cisco::parse_settings(self, t, &path))
+        } else {
+            ProviderKind::Taegis(crate::provider::taegis::parse_settings(self, t, &path))
+        };
+        cfg.tenant = self.tenant(t, &path, !is_cisco);
         if let Some(e) = t.get("rate_limit") {
             match e.value.kind {
                 Kind::Int(n) if n > 0 => cfg.rate_limit = n as f64,
@@ -597,10 +616,12 @@ impl Checker {
                 _ => self.wrong_type(e, &path, "a table"),
             },
         }
-        cfg.kind = ProviderKind::Taegis(taegis);
+        cfg.kind = kind;
         let facts = ProviderFacts {
-            is_taegis: true,
-            has_tenant: cfg.tenant.is_some() || t.get("tenant").is_some(),
+            is_taegis: !is_cisco,
+            is_cisco,
+            // A Cisco org comes with the bootstrap credential: a tenant is optional there.
+            has_tenant: is_cisco || cfg.tenant.is_some() || t.get("tenant").is_some(),
             bootstrap_slot,
         };
         (cfg, facts)
@@ -750,8 +771,8 @@ impl Checker {
             t,
             p,
             &[
-                "name", "provider", "tenant", "roles", "strategy", "max_age", "grace", "backend",
-                "mirrors", "retired",
+                "name", "provider", "tenant", "roles", "scopes", "strategy", "max_age", "grace",
+                "backend", "mirrors", "retired",
             ],
         );
         let mut slot = SlotConfig {
@@ -811,6 +832,8 @@ impl Checker {
                 if let Some(f) = provider_facts {
                     match providers.get(&slot.provider).and_then(|c| c.tenant.clone()) {
                         Some(tenant) => slot.tenant = tenant,
+                        // The org is the bootstrap credential's; the record still names one.
+                        None if f.is_cisco => slot.tenant = CISCO_DEFAULT_TENANT.to_string(),
                         None if !f.has_tenant && t.get("tenant").is_none() => self.err(
                             t.line,
                             join(p, "tenant"),
@@ -829,8 +852,53 @@ impl Checker {
             slot.roles = roles;
             roles_line = line;
         }
+        let is_cisco = provider_facts.is_some_and(|f| f.is_cisco);
+        if let Some(e) = t.get("scopes") {
+            if !is_cisco && provider_facts.is_some() {
+                self.err(
+                    e.line,
+                    join(p, "scopes"),
+                    "scopes are for Cisco slots; Taegis clients take roles = [\"<role id>\", ...]",
+                );
+            } else if t.get("roles").is_some() {
+                self.err(
+                    e.line,
+                    join(p, "scopes"),
+                    "give either scopes or roles (its alias on Cisco slots), not both",
+                );
+            } else if let Some((scopes, line)) = self.strings(t, p, "scopes") {
+                slot.roles = scopes;
+                roles_line = line;
+            }
+        }
+        if is_cisco
+            && slot.roles.is_empty()
+            && t.get("roles").is_none()
+            && t.get("scopes").is_none()
+        {
+            self.err(
+                t.line,
+                join(p, "scopes"),
+                "a Cisco client needs its scopes: set scopes = [\"...\"] (e.g. [\"enrich:read\", \"inspect:read\"])",
+            );
+        }
+        let strategy_entry = t.get("strategy");
         if let Some(s) = self.strategy(t, p) {
             slot.strategy = s;
+        }
+        if is_cisco && slot.strategy == Strategy::InPlace {
+            let (line, from) = match strategy_entry {
+                Some(e) => (e.line, ""),
+                None => (t.line, " (from [defaults])"),
+            };
+            self.err(
+                line,
+                join(p, "strategy"),
+                format!(
+                    "slot \"{}\": strategy \"in-place\"{from} is not possible on Cisco provider \"{}\", which has no password reset; use strategy = \"alternate\"",
+                    slot.name, slot.provider
+                ),
+            );
         }
         let max_age = self.duration(t, p, "max_age", false);
         let grace = self.duration(t, p, "grace", true);
@@ -961,6 +1029,19 @@ impl Checker {
                 providers.get(pname).map(|p| &p.kind),
                 Some(ProviderKind::Taegis(_))
             );
+            let cisco = matches!(
+                providers.get(pname).map(|p| &p.kind),
+                Some(ProviderKind::Cisco(_))
+            );
+            if cisco && !slot.roles.iter().any(|r| r == CISCO_OAUTH_SCOPE) {
+                self.err(
+                    lines[i].roles,
+                    format!("{}.scopes", lines[i].path),
+                    format!(
+                        "slot \"{sname}\" holds the bootstrap credential of provider \"{pname}\" ({key}, line {line}), so it must manage clients: its scopes must include \"{CISCO_OAUTH_SCOPE}\""
+                    ),
+                );
+            }
             if taegis && !slot.roles.iter().any(|r| r == TAEGIS_TENANT_ADMIN_ROLE) {
                 self.err(
                     lines[i].roles,
@@ -1045,7 +1126,9 @@ tenant = "1"
         let p = &inv.providers["p"];
         assert_eq!(p.rate_limit, 50.0);
         assert_eq!(p.timeout, Duration::from_secs(30));
-        let ProviderKind::Taegis(t) = &p.kind;
+        let ProviderKind::Taegis(t) = &p.kind else {
+            panic!("not taegis")
+        };
         assert_eq!(t.base_url, "https://api.ctpx.secureworks.com");
         assert_eq!(t.environment.as_deref(), Some("us1"));
         assert!(!t.caller_chosen_secret);
@@ -1075,7 +1158,9 @@ tenant = "1"
         assert_eq!(inv.slots[1].tenant, "11772", "tenant from the provider");
         assert!(inv.slots[3].retired);
         let eu = &inv.providers["taegis-eu"];
-        let ProviderKind::Taegis(t) = &eu.kind;
+        let ProviderKind::Taegis(t) = &eu.kind else {
+            panic!("not taegis")
+        };
         assert_eq!(t.base_url, "https://api.echo.taegis.secureworks.com");
         assert_eq!(t.environment, None);
         let BootstrapConfig::Slot { slot, seed } = &eu.bootstrap else {
@@ -1097,7 +1182,9 @@ tenant = "1"
     #[test]
     fn environment_names_are_case_insensitive() {
         let inv = parse_ok(&BASE.replace("\"us1\"", "\"Delta\""));
-        let ProviderKind::Taegis(t) = &inv.providers["p"].kind;
+        let ProviderKind::Taegis(t) = &inv.providers["p"].kind else {
+            panic!("not taegis")
+        };
         assert_eq!(t.base_url, "https://api.delta.taegis.secureworks.com");
         assert_eq!(t.environment.as_deref(), Some("delta"));
     }
@@ -1111,7 +1198,9 @@ tenant = "1"
         ] {
             let text = BASE.replace("environment = \"us1\"", &format!("url = \"{url}\""));
             let inv = parse_ok(&text);
-            let ProviderKind::Taegis(t) = &inv.providers["p"].kind;
+            let ProviderKind::Taegis(t) = &inv.providers["p"].kind else {
+                panic!("not taegis")
+            };
             assert!(!t.base_url.ends_with('/'), "{}", t.base_url);
         }
     }
@@ -1193,5 +1282,111 @@ tenant = "1"
         assert_eq!(distance("grace", "grcae"), 2);
         assert_eq!(distance("", "abc"), 3);
         assert_eq!(distance("max_age", "max_age"), 0);
+    }
+
+    const CISCO: &str = r#"[providers.c]
+type = "cisco"
+region = "eu"
+bootstrap = { client_id = { env = "CID" }, client_secret = { env = "CSECRET" } }
+
+[backends.b]
+type = "file"
+path = "store"
+identity = { file = "key.txt" }
+"#;
+
+    #[test]
+    fn cisco_provider_and_slot_defaults() {
+        let inv = parse_ok(&format!(
+            "{CISCO}\n[[slots]]\nname = \"x\"\nprovider = \"c\"\nscopes = [\"enrich:read\"]\n"
+        ));
+        let ProviderKind::Cisco(c) = &inv.providers["c"].kind else {
+            panic!("not cisco")
+        };
+        assert_eq!(c.base_url, "https://visibility.eu.amp.cisco.com");
+        assert_eq!(c.clients_path, "/iroh/oauth2-clients/clients");
+        assert_eq!(c.client_path, "/iroh/oauth2-clients/clients/{id}");
+        assert_eq!(c.availability, "org");
+        assert_eq!(c.org_hourly_budget, 8000);
+        assert_eq!(inv.providers["c"].kind.type_name(), "cisco");
+        let slot = &inv.slots[0];
+        assert_eq!(slot.tenant, CISCO_DEFAULT_TENANT);
+        assert_eq!(slot.roles, ["enrich:read"]);
+    }
+
+    #[test]
+    fn cisco_paths_url_and_budget_are_configurable() {
+        let text = CISCO.replace(
+            "region = \"eu\"",
+            "url = \"http://127.0.0.1:9/\"\npaths = { clients = \"/x/clients\", client = \"/x/clients/{id}\" }\norg_hourly_budget = 500\ntenant = \"my-org\"",
+        );
+        let inv = parse_ok(&format!(
+            "{text}\n[[slots]]\nname = \"x\"\nprovider = \"c\"\nroles = [\"inspect\"]\n"
+        ));
+        let ProviderKind::Cisco(c) = &inv.providers["c"].kind else {
+            panic!("not cisco")
+        };
+        assert_eq!(c.base_url, "http://127.0.0.1:9");
+        assert_eq!(c.clients_path, "/x/clients");
+        assert_eq!(c.org_hourly_budget, 500);
+        assert_eq!(
+            inv.slots[0].tenant, "my-org",
+            "Taegis's numeric rule does not apply"
+        );
+    }
+
+    #[test]
+    fn cisco_mistakes_are_located() {
+        let e = one(&CISCO.replace("region = \"eu\"", "region = \"mars\""));
+        assert!(e.message.contains("us, eu, apjc"), "{e}");
+        let e = one(&CISCO.replace(
+            "region = \"eu\"",
+            "region = \"eu\"\nurl = \"https://x.example\"",
+        ));
+        assert!(e.message.contains("not both"), "{e}");
+        let e = one(&CISCO.replace(
+            "region = \"eu\"",
+            "region = \"eu\"\npaths = { client = \"/no-id\" }",
+        ));
+        assert_eq!(e.key, "providers.c.paths.client");
+        let e = one(&CISCO.replace("region = \"eu\"", "region = \"eu\"\nenvironment = \"us1\""));
+        assert!(e.message.contains("unknown key"), "{e}");
+
+        // No scopes at all.
+        let e = one(&format!(
+            "{CISCO}\n[[slots]]\nname = \"x\"\nprovider = \"c\"\n"
+        ));
+        assert_eq!(e.key, "slots[0].scopes");
+        // in-place on the slot, and through [defaults], both name the slot.
+        let e = one(&format!(
+            "{CISCO}\n[[slots]]\nname = \"x\"\nprovider = \"c\"\nscopes = [\"a\"]\nstrategy = \"in-place\"\n"
+        ));
+        assert_eq!((e.key.as_str(), e.line), ("slots[0].strategy", Some(15)));
+        assert!(
+            e.message.contains("\"x\"") && e.message.contains("alternate"),
+            "{e}"
+        );
+        let e = one(&format!(
+            "[defaults]\nstrategy = \"in-place\"\n\n{CISCO}\n[[slots]]\nname = \"x\"\nprovider = \"c\"\nscopes = [\"a\"]\n"
+        ));
+        assert!(e.message.contains("from [defaults]"), "{e}");
+        assert_eq!(e.line, Some(14));
+    }
+
+    #[test]
+    fn scopes_belong_to_cisco_slots_and_a_cisco_bootstrap_slot_needs_oauth() {
+        let e = one(&format!("{BASE}scopes = [\"a\"]\n"));
+        assert!(e.message.contains("Cisco"), "{e}");
+        let text = CISCO.replace(
+            "bootstrap = { client_id = { env = \"CID\" }, client_secret = { env = \"CSECRET\" } }",
+            "bootstrap = { slot = \"boot\" }",
+        );
+        let e = one(&format!(
+            "{text}\n[[slots]]\nname = \"boot\"\nprovider = \"c\"\nscopes = [\"profile\"]\n"
+        ));
+        assert!(e.message.contains("\"oauth\""), "{e}");
+        parse_ok(&format!(
+            "{text}\n[[slots]]\nname = \"boot\"\nprovider = \"c\"\nscopes = [\"oauth\", \"profile\"]\n"
+        ));
     }
 }

@@ -107,13 +107,18 @@ pub async fn tenant_clients(State(shared): State<Arc<Shared>>, Path(id): Path<St
 
 fn summaries(state: &super::state::State, tenant: &str) -> Vec<ClientSummary> {
     let mut list: Vec<ClientSummary> = state
-        .clients_of(tenant)
+        .all_clients_of(tenant)
         .map(|c| ClientSummary {
             id: c.id.clone(),
             client_id: c.client_id.clone(),
             name: c.name.clone(),
             tenant_id: c.tenant_id.clone(),
-            roles: c.role_ids().map(str::to_string).collect(),
+            // Cisco clients have scopes where Taegis clients have roles.
+            roles: if c.platform == super::state::Platform::Cisco {
+                c.scopes.clone()
+            } else {
+                c.role_ids().map(str::to_string).collect()
+            },
             token_request_count: c.token_request_count,
         })
         .collect();

@@ -47,6 +47,9 @@ pub struct Faults {
     pub fail_next: Vec<OneShot>,
     /// Seed for the random draws (jitter, error_rate, drop rate), for reproducible runs.
     pub fault_seed: Option<u64>,
+    /// Cisco: requests per org per rolling hour (default 8000, the real limit). Over it: 429
+    /// with `Retry-After` until the oldest request leaves the window.
+    pub cisco_hourly_budget: Option<u64>,
 }
 
 /// A fault for the next `count` requests of one operation (or of any, when `operation` is
@@ -413,6 +416,8 @@ pub async fn fault_layer(State(shared): State<Arc<Shared>>, req: Request, next: 
     };
     let op = if parts.uri.path() == super::GRAPHQL_PATH {
         super::taegis::operation_of(&bytes)
+    } else if parts.uri.path().starts_with("/iroh/") {
+        super::cisco::operation_of(&parts.method, parts.uri.path())
     } else {
         Operation {
             name: "token".into(),

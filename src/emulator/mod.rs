@@ -1,8 +1,9 @@
-//! A Taegis-compatible API emulator (and, later, Cisco): the test server and the demo's platform
+//! A Taegis- and Cisco-compatible API emulator: the test server and the demo's platform
 //! (DESIGN.md §8). The official Python SDK works against it unchanged.
 //!
 //! - `auth`: the OAuth2 token endpoint and the JWTs it mints.
 //! - `taegis`: the clients GraphQL API (async-graphql), and operation naming.
+//! - `cisco`: the IROH token, oauth2-clients and whoami endpoints, and the org hourly budget.
 //! - `state`: tenants, clients, roles; persistence to the state file.
 //! - `faults`: latency, rate limits, 5xx, drops, hangs, truncation; request statistics.
 //! - `admin`: `/_emulator/` endpoints for tests.
@@ -13,6 +14,7 @@
 
 mod admin;
 mod auth;
+mod cisco;
 mod faults;
 mod state;
 mod taegis;
@@ -43,6 +45,9 @@ const SEED_HELP: &str = "JSON seed: tenants and clients created at start.
          \"roles\": [\"ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068\"]}]},
      {\"id\": \"11773\", \"parent\": \"11772\"}]}
 
+Cisco orgs: {\"orgs\": [{\"id\": \"org-1\", \"clients\": [{\"client_id\": \"client-...\", \
+\"password\": \"...\", \"scopes\": [\"oauth\", \"profile\"]}]}]}.
+
 `parent` makes a tenant a child: clients of the parent may act in it through X-Tenant-Context. \
 `roles` are role ids; empty means Tenant Analyst. Known roles: Tenant Admin \
 ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068 (may manage clients), Tenant Analyst \
@@ -61,6 +66,12 @@ Behaviour where the real service is undocumented: rotateClientSecret(secret:) se
 secret; the old secret and every earlier token stop working at once (rotation and deletion); \
 duplicate client names are allowed; clientsSearch pageOffset counts results to skip, perPage \
 defaults to 100 (max 1000), sorted by name.
+
+Cisco XDR / Threat Response (IROH): POST /iroh/oauth2/token (10-minute tokens), \
+POST/GET /iroh/oauth2-clients/clients, GET/DELETE /iroh/oauth2-clients/clients/{id} (list, get \
+and delete are inferred shapes), GET /iroh/profile/whoami (scope profile). Managing clients \
+needs scope oauth; no scope escalation. Orgs come from the seed's \"orgs\" list; the org \
+budget (8000 requests per hour, or the cisco_hourly_budget fault) answers 429 + Retry-After.
 
 Test endpoints (no auth): GET/PUT /_emulator/faults, GET /_emulator/stats, POST \
 /_emulator/tenants, GET /_emulator/tenants/{id}/clients, GET /_emulator/health.";
@@ -133,6 +144,43 @@ pub struct EmulatorArgs {
 pub struct Seed {
     #[serde(default)]
     pub tenants: Vec<SeedTenant>,
+    /// Cisco organisations (each also usable as a tenant id in `/_emulator/` listings).
+    #[serde(default)]
+    pub orgs: Vec<SeedOrg>,
+}
+
+/// A Cisco organisation and its API clients.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SeedOrg {
+    pub id: String,
+    #[serde(default)]
+    pub clients: Vec<SeedCiscoClient>,
+}
+
+/// A Cisco API client: `client_id` is its id (`client-<uuid>` for clients the emulator makes).
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SeedCiscoClient {
+    pub client_id: String,
+    pub password: String,
+    /// Defaults to the client_id.
+    #[serde(default)]
+    pub name: String,
+    /// Scopes such as `oauth`, `profile`, `enrich:read`. `oauth` may manage clients.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for SeedCiscoClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedCiscoClient")
+            .field("client_id", &self.client_id)
+            .field("password", &"[redacted]")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -264,6 +312,7 @@ impl EmulatorConfig {
             drop_after_commit_rate: args.drop_after_commit_rate,
             fail_next: Vec::new(),
             fault_seed: args.fault_seed,
+            cisco_hourly_budget: None,
         };
         faults.validate().map_err(Error::config)?;
         if args.token_ttl == 0 {
@@ -288,6 +337,10 @@ pub(crate) struct Shared {
     pub(crate) schema: taegis::TaegisSchema,
     faults: std::sync::Mutex<FaultEngine>,
     stats: std::sync::Mutex<Stats>,
+    /// Cisco: admitted requests per org in the last hour (the org rate limit).
+    pub(crate) cisco_window: std::sync::Mutex<
+        std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>,
+    >,
 }
 
 impl Shared {
@@ -332,6 +385,19 @@ impl EmulatorHandle {
         f.drop_after_commit_rate = f.drop_after_commit_rate.clamp(0.0, 1.0);
         f.rate_limit_per_sec = f.rate_limit_per_sec.filter(|r| *r > 0.0 && r.is_finite());
         self.shared.set_faults(f);
+    }
+
+    /// Adds a Cisco org (if new) and its clients.
+    pub async fn add_org(&self, org: SeedOrg) -> Result<()> {
+        let mut state = self.shared.state.lock().await;
+        state.add_tenant(&org.id, None)?;
+        for c in &org.clients {
+            state.add_seed_cisco_client(&org.id, c)?;
+        }
+        if let Some(p) = &self.shared.state_file {
+            state.save(p)?;
+        }
+        Ok(())
     }
 
     /// The current fault settings (one-shots that have run out are gone).
@@ -387,6 +453,7 @@ pub async fn start(config: EmulatorConfig, listen: SocketAddr) -> Result<Emulato
         schema: taegis::schema(),
         faults: std::sync::Mutex::new(FaultEngine::new(config.faults.clone())),
         stats: std::sync::Mutex::new(Stats::default()),
+        cisco_window: Default::default(),
     });
     let listener = TcpListener::bind(listen)
         .await
@@ -437,6 +504,7 @@ fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .route(auth::TOKEN_PATH, post(auth::token))
         .route(GRAPHQL_PATH, post(taegis::graphql))
+        .merge(cisco::routes())
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             faults::fault_layer,
@@ -453,6 +521,11 @@ fn router(shared: Arc<Shared>) -> Router {
             "/_emulator/tenants/{id}/clients",
             get(admin::tenant_clients),
         );
+    // The org-limit header goes on every Cisco answer, injected faults included.
+    let api = api.layer(axum::middleware::from_fn_with_state(
+        shared.clone(),
+        cisco::org_limit_header,
+    ));
     api.merge(admin).with_state(shared)
 }
 

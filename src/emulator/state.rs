@@ -56,9 +56,28 @@ pub struct RoleAssignment {
     pub role_id: String,
 }
 
+/// Which API a client belongs to: each platform's endpoints see only their own clients.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    #[default]
+    Taegis,
+    Cisco,
+}
+
 /// One API client. Holds no secret: only `secret_hash` (hex SHA-256 of salt and secret).
 #[derive(Serialize, Deserialize, Clone)]
 pub struct ClientRecord {
+    #[serde(default)]
+    pub platform: Platform,
+    /// Cisco: the client's scopes (Taegis clients have role assignments instead).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Cisco: `availability` as created (`org`).
+    #[serde(default)]
+    pub availability: String,
+    #[serde(default)]
+    pub description: String,
     /// Object id (UUID v4).
     pub id: String,
     /// The CLIENT_ID: 32 alphanumeric characters for clients the emulator makes.
@@ -383,7 +402,19 @@ impl State {
             }
             pending = rest;
         }
+        for o in &seed.orgs {
+            self.add_tenant(&o.id, None)?;
+        }
         let mut skipped = Vec::new();
+        for o in &seed.orgs {
+            for c in &o.clients {
+                if self.by_client_id.contains_key(&c.client_id) {
+                    skipped.push(c.client_id.clone());
+                    continue;
+                }
+                self.add_seed_cisco_client(&o.id, c)?;
+            }
+        }
         for t in &seed.tenants {
             for c in &t.clients {
                 if self.by_client_id.contains_key(&c.client_id) {
@@ -394,6 +425,33 @@ impl State {
             }
         }
         Ok(skipped)
+    }
+
+    pub fn add_seed_cisco_client(
+        &mut self,
+        org: &str,
+        c: &super::SeedCiscoClient,
+    ) -> Result<ClientRecord> {
+        if c.client_id.is_empty() || c.password.is_empty() {
+            return Err(Error::config(format!(
+                "seed Cisco client in org {org}: client_id and password must not be empty"
+            )));
+        }
+        let name = if c.name.is_empty() {
+            c.client_id.clone()
+        } else {
+            c.name.clone()
+        };
+        self.insert_cisco_client(
+            org,
+            &name,
+            "",
+            &c.scopes,
+            "org",
+            Some(c.client_id.clone()),
+            &c.password,
+            None,
+        )
     }
 
     pub fn add_seed_client(&mut self, tenant: &str, c: &SeedClient) -> Result<ClientRecord> {
@@ -461,6 +519,10 @@ impl State {
         });
         let now = Utc::now();
         let mut rec = ClientRecord {
+            platform: Platform::Taegis,
+            scopes: Vec::new(),
+            availability: String::new(),
+            description: String::new(),
             id: uuid::Uuid::new_v4().to_string(),
             client_id,
             name: name.to_string(),
@@ -502,12 +564,96 @@ impl State {
             .and_then(|id| self.clients.get(id))
     }
 
+    /// A Taegis client by client_id (the Taegis token endpoint sees no Cisco client).
+    pub fn taegis_client(&self, client_id: &str) -> Option<&ClientRecord> {
+        self.client_by_client_id(client_id)
+            .filter(|c| c.platform == Platform::Taegis)
+    }
+
+    /// A Cisco client by id (its id is its client id).
+    pub fn cisco_client(&self, id: &str) -> Option<&ClientRecord> {
+        self.client_by_client_id(id)
+            .filter(|c| c.platform == Platform::Cisco)
+    }
+
+    /// The Cisco clients of an org, sorted by name then id.
+    pub fn cisco_clients_of(&self, org: &str) -> Vec<&ClientRecord> {
+        let mut v: Vec<&ClientRecord> = self
+            .clients
+            .values()
+            .filter(|c| c.platform == Platform::Cisco && c.tenant_id == org)
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    /// Every client of a tenant or org, whatever its platform (the admin listing).
+    pub fn all_clients_of(&self, tenant: &str) -> impl Iterator<Item = &ClientRecord> {
+        self.clients.values().filter(move |c| c.tenant_id == tenant)
+    }
+
+    /// Creates a Cisco client in `org`: id `client-<uuid>` unless given, the client id too.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_cisco_client(
+        &mut self,
+        org: &str,
+        name: &str,
+        description: &str,
+        scopes: &[String],
+        availability: &str,
+        client_id: Option<String>,
+        password: &str,
+        created_by: Option<&str>,
+    ) -> Result<ClientRecord> {
+        if !self.tenants.contains_key(org) {
+            return Err(Error::not_found(format!("org {org} does not exist")));
+        }
+        let id = client_id.unwrap_or_else(|| format!("client-{}", uuid::Uuid::new_v4()));
+        if self.by_client_id.contains_key(&id) {
+            return Err(Error::conflict(format!("client {id} already exists")));
+        }
+        let mut unique: Vec<String> = Vec::new();
+        for s in scopes {
+            if !unique.contains(s) {
+                unique.push(s.clone());
+            }
+        }
+        let now = Utc::now();
+        let mut rec = ClientRecord {
+            platform: Platform::Cisco,
+            scopes: unique,
+            availability: availability.to_string(),
+            description: description.to_string(),
+            id: id.clone(),
+            client_id: id,
+            name: name.to_string(),
+            tenant_id: org.to_string(),
+            owner_tenant_id: org.to_string(),
+            role_assignments: Vec::new(),
+            salt: String::new(),
+            secret_hash: String::new(),
+            secret_epoch: 1,
+            created_at: now,
+            updated_at: now,
+            created_by: created_by.map(str::to_string),
+            updated_by: created_by.map(str::to_string),
+            token_request_time: None,
+            token_request_count: 0,
+            enabled: true,
+        };
+        rec.set_secret(password);
+        self.by_client_id
+            .insert(rec.client_id.clone(), rec.id.clone());
+        self.clients.insert(rec.id.clone(), rec.clone());
+        Ok(rec)
+    }
+
     /// Finds a client of `tenant` by object id or client_id. A client of another tenant is
     /// "not found", so nothing leaks across tenants.
     pub fn find_in_tenant(&self, tenant: &str, id: &str) -> Option<&ClientRecord> {
         self.client_by_object_id(id)
             .or_else(|| self.client_by_client_id(id))
-            .filter(|c| c.tenant_id == tenant)
+            .filter(|c| c.tenant_id == tenant && c.platform == Platform::Taegis)
     }
 
     /// Records a successful token request.
@@ -540,8 +686,11 @@ impl State {
         Ok(c)
     }
 
+    /// The Taegis clients of a tenant.
     pub fn clients_of(&self, tenant: &str) -> impl Iterator<Item = &ClientRecord> {
-        self.clients.values().filter(move |c| c.tenant_id == tenant)
+        self.clients
+            .values()
+            .filter(move |c| c.tenant_id == tenant && c.platform == Platform::Taegis)
     }
 
     /// Filters, sorts and pages the clients of `tenant`.

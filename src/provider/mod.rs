@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, RwLock};
 
+pub mod cisco;
 pub mod retry;
 pub mod taegis;
 pub mod token;
@@ -119,6 +120,13 @@ pub fn build(
         crate::config::ProviderKind::Taegis(t) => Arc::new(taegis::TaegisProvider::new(
             &config.name,
             t,
+            bootstrap,
+            config.rate_limit,
+            config.timeout,
+        )?),
+        crate::config::ProviderKind::Cisco(c) => Arc::new(cisco::CiscoProvider::new(
+            &config.name,
+            c,
             bootstrap,
             config.rate_limit,
             config.timeout,

@@ -72,7 +72,10 @@ impl RetryingProvider {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     let retryable = e.is_temporary() && (idempotent || !e.maybe_applied());
-                    if !retryable || attempt >= self.policy.max_attempts {
+                    // A server that asks for a longer pause than we would ever back off (an
+                    // hourly budget spent) is honoured by stopping: the next run resumes.
+                    let too_long = e.retry_after().is_some_and(|w| w > self.policy.max_delay);
+                    if !retryable || too_long || attempt >= self.policy.max_attempts {
                         return Err(e);
                     }
                     let delay = self.policy.delay(attempt, e.retry_after());
