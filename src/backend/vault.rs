@@ -344,7 +344,12 @@ fn parse_auth(c: &mut Checker, a: &Table, p: &str) -> Option<VaultAuth> {
                 Some((r, _)) => r.to_string(),
                 None => {
                     if a.get("role").is_none() {
-                        c.missing(a, p, "role", " (the Vault role bound to the service account)");
+                        c.missing(
+                            a,
+                            p,
+                            "role",
+                            " (the Vault role bound to the service account)",
+                        );
                     }
                     String::new()
                 }
@@ -470,9 +475,9 @@ fn classify_vault_error(e: &ClientError, what: &str) -> Error {
         | ClientError::ResponseDataEmptyError => {
             Error::malformed(format!("{what}: Vault's answer could not be decoded"))
         }
-        ClientError::ParseCertificateError { path, .. } => Error::config(format!(
-            "{what}: ca_cert {path} is not a PEM certificate"
-        )),
+        ClientError::ParseCertificateError { path, .. } => {
+            Error::config(format!("{what}: ca_cert {path} is not a PEM certificate"))
+        }
         ClientError::FileNotFoundError { path } | ClientError::FileReadError { path, .. } => {
             Error::config(format!("{what}: cannot read {path}"))
         }
@@ -931,7 +936,12 @@ impl VaultBackend {
         }
     }
 
-    async fn do_write(&self, slot: &str, record: &SlotRecord, expected: Option<u64>) -> Result<u64> {
+    async fn do_write(
+        &self,
+        slot: &str,
+        record: &SlotRecord,
+        expected: Option<u64>,
+    ) -> Result<u64> {
         self.check_slot(slot)?;
         if record.slot != slot || !record.is_managed() {
             return Err(Error::invalid(format!(
@@ -1208,9 +1218,7 @@ mod tests {
     fn cas_mismatch_is_conflict_and_403_forbidden() {
         let cas = ClientError::APIError {
             code: 400,
-            errors: vec![
-                "check-and-set parameter did not match the current version".to_string(),
-            ],
+            errors: vec!["check-and-set parameter did not match the current version".to_string()],
         };
         assert_eq!(classify_vault_error(&cas, "w").kind(), ErrorKind::Conflict);
         let denied = ClientError::APIError {
