@@ -20,6 +20,8 @@ pub fn init(format: LogFormat, verbosity: i8) {
         2 => "debug",
         _ => "trace",
     };
+    // vaultrs and rustify log every non-2xx answer at ERROR (a 404 is routine for the vault
+    // backend); rekey reports what matters itself.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("rekey={default},vaultrs=off,rustify=off,warn"))
     });

@@ -1240,6 +1240,77 @@ mod tests {
         assert!(!e.message().contains("metadata"));
     }
 
+    fn parse(backend: &str) -> std::result::Result<crate::config::Inventory, String> {
+        let text = format!(
+            "[providers.p]\ntype = \"taegis\"\nenvironment = \"us1\"\n\
+             bootstrap = {{ client_id = {{ env = \"ID\" }}, client_secret = {{ env = \"S\" }} }}\n\n\
+             [backends.v]\ntype = \"vault\"\n{backend}\n[[slots]]\nname = \"s\"\nprovider = \"p\"\ntenant = \"1\"\n"
+        );
+        crate::config::parse(&text, std::path::Path::new("/etc/rekey/inv.toml"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn config_defaults_and_every_auth_method() {
+        let inv = parse(
+            "address = \"https://vault.example:8200\"\nauth = { method = \"kubernetes\", role = \"rekey\" }\n",
+        )
+        .unwrap();
+        let crate::config::BackendConfig::Vault(v) = &inv.backends["v"] else {
+            panic!("vault")
+        };
+        assert_eq!(
+            (v.mount.as_str(), v.path_prefix.as_str()),
+            ("secret", "rekey/")
+        );
+        assert_eq!(
+            v.auth,
+            VaultAuth::Kubernetes {
+                role: "rekey".into(),
+                jwt_file: DEFAULT_JWT_FILE.into(),
+                mount: "kubernetes".into()
+            }
+        );
+        let inv = parse(
+            "address = \"http://127.0.0.1:8200\"\nmount = \"kv\"\npath_prefix = \"\"\nnamespace = \"team/a\"\n\
+             ca_cert = \"ca.pem\"\ntimeout = \"5s\"\n\
+             auth = { method = \"approle\", role_id = \"r-1\", secret_id = { file = \"sid\" } }\n",
+        )
+        .unwrap();
+        let crate::config::BackendConfig::Vault(v) = &inv.backends["v"] else {
+            panic!("vault")
+        };
+        assert_eq!(
+            v.ca_cert.as_deref(),
+            Some(std::path::Path::new("/etc/rekey/ca.pem"))
+        );
+        assert_eq!(v.namespace.as_deref(), Some("team/a"));
+        assert!(matches!(&v.auth, VaultAuth::AppRole { mount, .. } if mount == "approle"));
+        parse("address = \"https://v:8200\"\nauth = { method = \"token\", token = { env = \"VAULT_TOKEN\" } }\n")
+            .unwrap();
+    }
+
+    #[test]
+    fn config_errors_are_located_and_never_echo_secrets() {
+        let e = parse(
+            "address = \"http://vault.example:8200\"\nauth = { method = \"token\", token = \"s.hunter2\" }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("backends.v.address"), "{e}");
+        assert!(e.contains("backends.v.auth.token"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = parse(
+            "address = \"https://v\"\npath_prefix = \"rekey\"\nauth = { method = \"ldap\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("path_prefix") && e.contains("unknown auth method"),
+            "{e}"
+        );
+        let e = parse("address = \"https://v\"\n").unwrap_err();
+        assert!(e.contains("auth"), "{e}");
+    }
+
     #[test]
     fn debug_never_shows_literals() {
         let auth = VaultAuth::AppRole {
