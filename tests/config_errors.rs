@@ -105,10 +105,10 @@ fn unknown_provider_type_lists_known_types() {
 #[test]
 fn unknown_backend_type_lists_known_types() {
     one(
-        &replace("type = \"file\"", "type = \"vault\""),
+        &replace("type = \"file\"", "type = \"keepass\""),
         "backends.b.type",
         7,
-        "known types: file",
+        "unknown type \"keepass\"; known types: file, vault",
     );
 }
 

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 pub mod exec;
 pub mod file;
+pub mod vault;
 
 /// What a backend can do beyond the contract of [`Backend`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -53,6 +54,9 @@ pub fn build(config: &crate::config::BackendConfig) -> Result<std::sync::Arc<dyn
         }
         crate::config::BackendConfig::Exec(c) => {
             Ok(std::sync::Arc::new(exec::ExecBackend::open(c)?))
+        }
+        crate::config::BackendConfig::Vault(c) => {
+            Ok(std::sync::Arc::new(vault::VaultBackend::open(c)?))
         }
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod check;
 mod tree;
 
 pub use crate::backend::file::FileBackendConfig;
+pub use crate::backend::vault::{VaultAuth, VaultBackendConfig};
 pub use crate::provider::cisco::{CISCO_OAUTH_SCOPE, CISCO_REGIONS, CiscoSettings};
 pub use crate::provider::taegis::{
     TAEGIS_ENVIRONMENTS, TAEGIS_TENANT_ADMIN_ROLE, TaegisSettings, taegis_environment_url,
@@ -186,6 +187,7 @@ impl ProviderKind {
 pub enum BackendConfig {
     File(FileBackendConfig),
     Exec(crate::backend::exec::ExecBackendConfig),
+    Vault(VaultBackendConfig),
 }
 
 impl BackendConfig {
@@ -193,6 +195,7 @@ impl BackendConfig {
         match self {
             BackendConfig::File(_) => "file",
             BackendConfig::Exec(_) => "exec",
+            BackendConfig::Vault(_) => "vault",
         }
     }
 }
@@ -289,7 +292,7 @@ pub fn load(path: &Path) -> std::result::Result<Inventory, ConfigErrors> {
 pub const PROVIDER_TYPES: &[&str] = &["taegis", "cisco"];
 /// Keys every `[providers.*]` table may have, whatever its type.
 const PROVIDER_COMMON_KEYS: &[&str] = &["tenant", "rate_limit", "timeout", "bootstrap"];
-pub const BACKEND_TYPES: &[&str] = &["file", "exec"];
+pub const BACKEND_TYPES: &[&str] = &["file", "exec", "vault"];
 
 /// Parses and validates inventory text; `path` is used for messages and relative paths only.
 ///
@@ -512,6 +515,9 @@ impl Checker {
                 }
                 Some("exec") => {
                     BackendConfig::Exec(crate::backend::exec::parse_config(self, name, t, &path))
+                }
+                Some("vault") => {
+                    BackendConfig::Vault(crate::backend::vault::parse_config(self, name, t, &path))
                 }
                 _ => BackendConfig::File(FileBackendConfig::placeholder(name)),
             };
