@@ -14,6 +14,7 @@ use std::time::Duration;
 pub(crate) mod check;
 mod tree;
 
+pub use crate::backend::aws::AwsBackendConfig;
 pub use crate::backend::file::FileBackendConfig;
 pub use crate::provider::taegis::{
     TAEGIS_ENVIRONMENTS, TAEGIS_TENANT_ADMIN_ROLE, TaegisSettings, taegis_environment_url,
@@ -179,12 +180,14 @@ impl ProviderKind {
 #[derive(Clone, Debug)]
 pub enum BackendConfig {
     File(FileBackendConfig),
+    Aws(AwsBackendConfig),
 }
 
 impl BackendConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             BackendConfig::File(_) => "file",
+            BackendConfig::Aws(_) => "aws",
         }
     }
 }
@@ -278,7 +281,7 @@ pub fn load(path: &Path) -> std::result::Result<Inventory, ConfigErrors> {
 pub const PROVIDER_TYPES: &[&str] = &["taegis"];
 /// Keys every `[providers.*]` table may have, whatever its type.
 const PROVIDER_COMMON_KEYS: &[&str] = &["tenant", "rate_limit", "timeout", "bootstrap"];
-pub const BACKEND_TYPES: &[&str] = &["file"];
+pub const BACKEND_TYPES: &[&str] = &["file", "aws"];
 
 /// Parses and validates inventory text; `path` is used for messages and relative paths only.
 ///
@@ -497,6 +500,9 @@ impl Checker {
             let config = match self.type_of(t, &path, BACKEND_TYPES) {
                 Some("file") => {
                     BackendConfig::File(crate::backend::file::parse_config(self, name, t, &path))
+                }
+                Some("aws") => {
+                    BackendConfig::Aws(crate::backend::aws::parse_config(self, name, t, &path))
                 }
                 _ => BackendConfig::File(FileBackendConfig::placeholder(name)),
             };
@@ -1030,7 +1036,9 @@ tenant = "1"
                 client_secret: ValueRef::Env("SECRET".into()),
             })
         );
-        let BackendConfig::File(b) = &inv.backends["b"];
+        let BackendConfig::File(b) = &inv.backends["b"] else {
+            panic!("file backend expected");
+        };
         assert_eq!(b.path, Path::new("/etc/rekey/store"));
         assert_eq!(b.identity, ValueRef::File("/etc/rekey/key.txt".into()));
     }
@@ -1060,7 +1068,9 @@ tenant = "1"
             seed.client_secret,
             ValueRef::File(path.parent().unwrap().join("./secrets/eu-seed-secret"))
         );
-        let BackendConfig::File(b) = &inv.backends["local"];
+        let BackendConfig::File(b) = &inv.backends["local"] else {
+            panic!("file backend expected");
+        };
         assert_eq!(b.recipients.len(), 1);
     }
 
