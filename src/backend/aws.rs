@@ -969,10 +969,24 @@ mod imp {
 
         async fn read_inner(&self, slot: &str) -> Result<Option<Versioned>> {
             self.check_slot(slot)?;
-            if let Some((id, value)) = self.get_stage(slot, RECORD_STAGE).await? {
+            let got = match self.get_stage(slot, RECORD_STAGE).await {
+                Ok(got) => got,
+                // The README's policy conditions reads on rekey's tags, so AWS denies reading a
+                // secret that does not exist yet (or is not ours): DescribeSecret tells which.
+                Err(e) if e.kind() == ErrorKind::Forbidden => {
+                    let state = self.describe(slot).await?;
+                    if state.exists && state.owned && !state.deleted {
+                        return Err(e);
+                    }
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some((id, value)) = got {
                 let record = self.decode(slot, &value)?;
-                // The record label is only ever moved by rekey, but the tags are the proof of
-                // ownership for everything else: check them too on this (cheap) path.
+                // One call on the common path: only rekey puts REKEY_RECORD on a version, and
+                // the record itself names rekey and this slot (checked in `decode`); the tags
+                // are checked by every write before anything is changed.
                 return Ok(Some(Versioned {
                     record,
                     version: version_of(&id),
@@ -1152,6 +1166,283 @@ mod imp {
 
         async fn check(&self) -> Result<()> {
             self.check_inner().await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Where moto is more lenient than AWS (TESTING.md), the behaviour is pinned here against
+    //! AWS's documented answers instead of against moto.
+    use super::*;
+    use std::path::Path;
+
+    fn state(stages: &[(&str, &[&str])]) -> SecretState {
+        SecretState {
+            exists: true,
+            owned: true,
+            deleted: false,
+            stages: stages
+                .iter()
+                .map(|(id, s)| (id.to_string(), s.iter().map(|x| x.to_string()).collect()))
+                .collect(),
+        }
+    }
+
+    // Error codes and statuses as AWS Secrets Manager returns them (recorded from the API
+    // reference's error lists): {"__type": CODE, "message": ...} with this HTTP status.
+    const RECORDED: &[(&str, u16, ErrorKind)] = &[
+        // Reusing an AWSPENDING version's ClientRequestToken with another value: AWS says
+        // ResourceExistsException (moto accepts some of these).
+        ("ResourceExistsException", 400, ErrorKind::Conflict),
+        // PutSecretValue on a secret scheduled for deletion: InvalidRequestException on AWS.
+        ("InvalidRequestException", 400, ErrorKind::Conflict),
+        ("ResourceNotFoundException", 400, ErrorKind::NotFound),
+        ("InvalidParameterException", 400, ErrorKind::Invalid),
+        ("ThrottlingException", 400, ErrorKind::RateLimited),
+        ("LimitExceededException", 400, ErrorKind::RateLimited),
+        ("AccessDeniedException", 400, ErrorKind::Forbidden),
+        ("DecryptionFailure", 400, ErrorKind::Forbidden),
+        ("UnrecognizedClientException", 400, ErrorKind::Unauthorized),
+        ("ExpiredTokenException", 400, ErrorKind::Unauthorized),
+        ("InternalServiceError", 500, ErrorKind::Unavailable),
+    ];
+
+    #[test]
+    fn recorded_error_codes_map_to_kinds() {
+        for (code, status, kind) in RECORDED {
+            assert_eq!(kind_of_code(Some(code), Some(*status)), *kind, "{code}");
+        }
+        assert_eq!(kind_of_code(None, Some(503)), ErrorKind::Unavailable);
+        assert_eq!(
+            kind_of_code(Some("Whatever"), Some(429)),
+            ErrorKind::RateLimited
+        );
+        assert_eq!(
+            kind_of_code(Some("Whatever"), Some(400)),
+            ErrorKind::Invalid
+        );
+        assert!(
+            !ErrorKind::Conflict.is_temporary(),
+            "a refused token reuse is not retried"
+        );
+        assert!(ErrorKind::RateLimited.is_temporary());
+    }
+
+    #[test]
+    fn tokens_never_repeat_for_a_different_value() {
+        // AWS refuses a token reused with another value (moto does not always): every distinct
+        // (slot, expected version, value) gets its own token; the same write gets the same one.
+        let a = record_token("s", Some(1), "{\"a\":1}", &[0; 16]);
+        assert_eq!(a, record_token("s", Some(1), "{\"a\":1}", &[0; 16]));
+        assert_ne!(a, record_token("s", Some(1), "{\"a\":2}", &[0; 16]));
+        assert_ne!(a, record_token("s", Some(2), "{\"a\":1}", &[0; 16]));
+        assert_ne!(a, record_token("t", Some(1), "{\"a\":1}", &[0; 16]));
+        assert_ne!(
+            record_token("s", None, "v", &[1; 16]),
+            record_token("s", None, "v", &[2; 16]),
+            "creates differ by nonce"
+        );
+        assert_ne!(view_token("s", "x"), view_token("s", "y"));
+        // 32..64 characters, UUID text, no secret in it.
+        assert_eq!(a.len(), 36);
+        assert!(uuid::Uuid::parse_str(&a).is_ok());
+    }
+
+    #[test]
+    fn a_secret_scheduled_for_deletion_is_never_written_to() {
+        // AWS answers PutSecretValue on it with InvalidRequestException; moto accepts it. rekey
+        // decides from DescribeSecret first: restore for a create, conflict otherwise.
+        let mut s = state(&[("v1", &["AWSCURRENT"])]);
+        s.deleted = true;
+        assert_eq!(start_write(&s, None, "t"), WriteStart::Restore);
+        let v = version_of("v1");
+        assert!(matches!(
+            start_write(&s, Some(v), "t"),
+            WriteStart::Conflict(_)
+        ));
+    }
+
+    #[test]
+    fn the_compare_and_set_decisions() {
+        let s = state(&[("v1", &["AWSCURRENT"]), ("r1", &[RECORD_STAGE])]);
+        let v = version_of("r1");
+        assert_eq!(
+            start_write(&s, Some(v), "t"),
+            WriteStart::Put {
+                remove_from: Some("r1".into())
+            }
+        );
+        assert!(matches!(
+            start_write(&s, Some(v + 1), "t"),
+            WriteStart::Conflict(_)
+        ));
+        assert!(matches!(
+            start_write(&s, None, "t"),
+            WriteStart::Conflict(_)
+        ));
+        assert_eq!(
+            start_write(&s, Some(123), "r1"),
+            WriteStart::Done,
+            "a replay"
+        );
+        assert_eq!(
+            start_write(&SecretState::default(), None, "t"),
+            WriteStart::Create
+        );
+        assert!(matches!(
+            start_write(&SecretState::default(), Some(v), "t"),
+            WriteStart::Conflict(_)
+        ));
+        let mut foreign = s.clone();
+        foreign.owned = false;
+        assert!(matches!(
+            start_write(&foreign, None, "t"),
+            WriteStart::Conflict(_)
+        ));
+        assert!(matches!(
+            start_write(&foreign, Some(v), "t"),
+            WriteStart::Conflict(_)
+        ));
+        // An interrupted create (no record yet) counts as no entry.
+        let bare = state(&[("v1", &["AWSCURRENT"])]);
+        assert_eq!(
+            start_write(&bare, None, "t"),
+            WriteStart::Put { remove_from: None }
+        );
+        // AWS refuses to attach a label that is on another version without RemoveFromVersionId;
+        // moto attaches it twice. Two holders are never taken as a committed record.
+        let twice = state(&[("a", &[RECORD_STAGE]), ("b", &[RECORD_STAGE])]);
+        assert!(matches!(
+            start_write(&twice, None, "a"),
+            WriteStart::Conflict(_)
+        ));
+        assert!(matches!(
+            start_write(&twice, Some(version_of("a")), "t"),
+            WriteStart::Conflict(_)
+        ));
+    }
+
+    #[test]
+    fn the_consumer_view_is_moved_never_put_without_a_label() {
+        // Pending appears: put it as AWSPENDING, AWSCURRENT untouched.
+        let s = state(&[("c1", &["AWSCURRENT"])]);
+        assert_eq!(
+            plan_view(&s, Some("p2"), Some("c1")),
+            vec![StageOp::Put {
+                token: "p2".into(),
+                stage: PENDING_STAGE,
+                pending: true
+            }]
+        );
+        // Promotion: AWSCURRENT moves onto the pending version, then AWSPENDING is removed
+        // explicitly (AWS and moto differ in what a stage-less put does to it: never rely on it).
+        let s = state(&[("c1", &["AWSCURRENT"]), ("p2", &["AWSPENDING"])]);
+        assert_eq!(
+            plan_view(&s, None, Some("p2")),
+            vec![
+                StageOp::Move {
+                    stage: CURRENT_STAGE,
+                    to: Some("p2".into()),
+                    from: Some("c1".into())
+                },
+                StageOp::Move {
+                    stage: PENDING_STAGE,
+                    to: None,
+                    from: Some("p2".into())
+                },
+            ]
+        );
+        // In sync: nothing to do.
+        let s = state(&[("c1", &["AWSCURRENT"])]);
+        assert!(plan_view(&s, None, Some("c1")).is_empty());
+        // A discarded pending pair leaves AWSPENDING.
+        let s = state(&[("c1", &["AWSCURRENT"]), ("p2", &["AWSPENDING"])]);
+        assert_eq!(
+            plan_view(&s, None, Some("c1")),
+            vec![StageOp::Move {
+                stage: PENDING_STAGE,
+                to: None,
+                from: Some("p2".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn the_consumer_view_holds_the_pair_and_no_rotation_state() {
+        let mut rec = SlotRecord::new("s", "p", "11772");
+        let c = StoredCredential {
+            generation: 3,
+            client_id: "cid".into(),
+            object_id: "o".into(),
+            name: "rekey-s-g3".into(),
+            secret: crate::secret::Secret::generate(32),
+            created_at: chrono::Utc::now(),
+            verified_at: None,
+            owned: true,
+        };
+        rec.current = Some(c.clone());
+        let v: serde_json::Value =
+            serde_json::from_str(&consumer_view(&rec, rec.current.as_ref())).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys.len(),
+            6,
+            "client_id, client_secret, tenant, generation, rotated_at, managed_by: {keys:?}"
+        );
+        assert_eq!(v["client_secret"], c.secret.expose());
+        assert_eq!(v["generation"], 3);
+        assert_eq!(v["tenant"], "11772");
+    }
+
+    fn parse(backend: &str) -> std::result::Result<crate::config::Inventory, String> {
+        let text = format!(
+            "[providers.p]\ntype = \"taegis\"\nenvironment = \"us1\"\nbootstrap = {{ client_id = {{ env = \"ID\" }}, client_secret = {{ env = \"SECRET\" }} }}\n\n[backends.a]\ntype = \"aws\"\n{backend}\n[[slots]]\nname = \"s1\"\nprovider = \"p\"\ntenant = \"1\"\n"
+        );
+        crate::config::parse(&text, Path::new("inv.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn config_defaults_and_every_option() {
+        let inv = parse("").unwrap();
+        let crate::config::BackendConfig::Aws(c) = &inv.backends["a"] else {
+            panic!("aws backend expected");
+        };
+        assert_eq!(
+            (
+                c.prefix.as_str(),
+                c.recovery_window_days,
+                c.region.as_deref()
+            ),
+            ("rekey/", 7, None)
+        );
+        let inv = parse(
+            "region = \"eu-west-1\"\nendpoint_url = \"https://vpce.example\"\nprefix = \"team/x/\"\nkms_key_id = \"alias/rekey\"\nrecovery_window_days = 30\ntimeout = \"10s\"\n",
+        )
+        .unwrap();
+        let crate::config::BackendConfig::Aws(c) = &inv.backends["a"] else {
+            panic!("aws backend expected");
+        };
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.kms_key_id.as_deref(), Some("alias/rekey"));
+        assert_eq!(c.recovery_window_days, 30);
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        assert!(!format!("{c:?}").contains("alias/rekey"));
+        assert!(parse("endpoint_url = \"http://127.0.0.1:4566\"").is_ok());
+    }
+
+    #[test]
+    fn config_errors() {
+        for (bad, says) in [
+            ("endpoint_url = \"http://aws.example\"", "loopback"),
+            ("recovery_window_days = 3", "at least 7"),
+            ("recovery_window_days = 31", "at most 30"),
+            ("prefix = \"a b\"", "not a valid secret name prefix"),
+            ("region = \"EU WEST\"", "not an AWS region"),
+            ("access_key = \"AKIA\"", "access_key"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
         }
     }
 }
