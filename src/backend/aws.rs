@@ -61,12 +61,13 @@
 //! Throttling is retried by the SDK's retry strategy (standard mode, `AWS_MAX_ATTEMPTS` /
 //! `AWS_RETRY_MODE` honoured); what is left is `RateLimited` for the engine's own retries.
 
-use crate::backend::{Backend, BackendCapabilities};
+// Without the `aws` feature only the config part is used (to refuse `type = "aws"` clearly).
+#![cfg_attr(not(feature = "aws"), allow(dead_code))]
+
 use crate::config::check::join;
-use crate::config::{Checker, Table, is_valid_slot_name};
-use crate::error::{Error, ErrorKind, Result};
-use crate::record::{MANAGED_BY, SlotRecord, StoredCredential, Versioned};
-use async_trait::async_trait;
+use crate::config::{Checker, Table};
+use crate::error::ErrorKind;
+use crate::record::{MANAGED_BY, SlotRecord, StoredCredential};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -510,6 +511,11 @@ pub use imp::AwsBackend;
 #[cfg(feature = "aws")]
 mod imp {
     use super::*;
+    use crate::backend::{Backend, BackendCapabilities};
+    use crate::config::is_valid_slot_name;
+    use crate::error::{Error, Result};
+    use crate::record::Versioned;
+    use async_trait::async_trait;
     use aws_sdk_secretsmanager::Client;
     use aws_sdk_secretsmanager::config::http::HttpResponse;
     use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
