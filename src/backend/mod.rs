@@ -4,6 +4,7 @@ use crate::error::Result;
 use crate::record::{SlotRecord, Versioned};
 use async_trait::async_trait;
 
+pub mod aws;
 pub mod exec;
 pub mod file;
 pub mod vault;
@@ -58,5 +59,13 @@ pub fn build(config: &crate::config::BackendConfig) -> Result<std::sync::Arc<dyn
         crate::config::BackendConfig::Vault(c) => {
             Ok(std::sync::Arc::new(vault::VaultBackend::open(c)?))
         }
+        // The SDK client is built when first used (loading the AWS chain is async).
+        #[cfg(feature = "aws")]
+        crate::config::BackendConfig::Aws(c) => Ok(std::sync::Arc::new(aws::AwsBackend::open(c))),
+        #[cfg(not(feature = "aws"))]
+        crate::config::BackendConfig::Aws(c) => Err(crate::error::Error::config(format!(
+            "backend {}: this build has no AWS Secrets Manager support (cargo feature `aws`)",
+            c.name
+        ))),
     }
 }

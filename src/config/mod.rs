@@ -14,6 +14,7 @@ use std::time::Duration;
 pub(crate) mod check;
 mod tree;
 
+pub use crate::backend::aws::AwsBackendConfig;
 pub use crate::backend::file::FileBackendConfig;
 pub use crate::backend::vault::{VaultAuth, VaultBackendConfig};
 pub use crate::provider::cisco::{CISCO_OAUTH_SCOPE, CISCO_REGIONS, CiscoSettings};
@@ -188,6 +189,7 @@ pub enum BackendConfig {
     File(FileBackendConfig),
     Exec(crate::backend::exec::ExecBackendConfig),
     Vault(VaultBackendConfig),
+    Aws(AwsBackendConfig),
 }
 
 impl BackendConfig {
@@ -196,6 +198,7 @@ impl BackendConfig {
             BackendConfig::File(_) => "file",
             BackendConfig::Exec(_) => "exec",
             BackendConfig::Vault(_) => "vault",
+            BackendConfig::Aws(_) => "aws",
         }
     }
 }
@@ -292,7 +295,7 @@ pub fn load(path: &Path) -> std::result::Result<Inventory, ConfigErrors> {
 pub const PROVIDER_TYPES: &[&str] = &["taegis", "cisco"];
 /// Keys every `[providers.*]` table may have, whatever its type.
 const PROVIDER_COMMON_KEYS: &[&str] = &["tenant", "rate_limit", "timeout", "bootstrap"];
-pub const BACKEND_TYPES: &[&str] = &["file", "exec", "vault"];
+pub const BACKEND_TYPES: &[&str] = &["file", "exec", "vault", "aws"];
 
 /// Parses and validates inventory text; `path` is used for messages and relative paths only.
 ///
@@ -518,6 +521,9 @@ impl Checker {
                 }
                 Some("vault") => {
                     BackendConfig::Vault(crate::backend::vault::parse_config(self, name, t, &path))
+                }
+                Some("aws") => {
+                    BackendConfig::Aws(crate::backend::aws::parse_config(self, name, t, &path))
                 }
                 _ => BackendConfig::File(FileBackendConfig::placeholder(name)),
             };

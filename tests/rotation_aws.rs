@@ -1,0 +1,241 @@
+//! End to end with AWS Secrets Manager (moto) as the primary backend: the real binary, the
+//! emulator, and checks a user would make, including what a consumer reads with boto3.
+
+mod common;
+mod moto;
+use common::{AwsTarget, World};
+use moto::Moto;
+
+fn slots(names: &[(&str, &str)]) -> String {
+    names
+        .iter()
+        .map(|(n, s)| format!("[[slots]]\nname = \"{n}\"\nprovider = \"p0\"\nstrategy = \"{s}\"\n"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn actions(run: &common::Run, slot: &str) -> Vec<String> {
+    run.outcomes()
+        .into_iter()
+        .find(|o| o["slot"] == slot)
+        .unwrap_or_else(|| panic!("no outcome for {slot}"))["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn target(moto: &Moto) -> AwsTarget {
+    AwsTarget {
+        endpoint: moto.url(),
+        prefix: format!("rekey-e2e-{}/", common::random_alnum(10).to_lowercase()),
+    }
+}
+
+async fn apply(w: &World, offset: Option<&str>) -> common::Run {
+    let mut env = Vec::new();
+    if let Some(o) = offset {
+        env.push(("REKEY_TEST_CLOCK_OFFSET", o));
+    }
+    w.rekey_aws(&["apply", "-c", "inventory.toml", "--output", "json"], &env)
+        .await
+}
+
+/// The pair a consumer gets from boto3 asking for AWSCURRENT: (client_id, generation), and
+/// whether its secret is the stored one.
+fn consumer_current(moto: &Moto, t: &AwsTarget, w: &World, slot: &str) -> (String, u64, String) {
+    let out = moto.python(&format!(
+        r#"
+import boto3, json, os
+c = boto3.client("secretsmanager", endpoint_url=os.environ["MOTO_URL"])
+v = json.loads(c.get_secret_value(SecretId="{}{slot}", VersionStage="AWSCURRENT")["SecretString"])
+print(json.dumps(v))
+"#,
+        t.prefix
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    w.known_secrets.lock().unwrap().push(s("client_secret"));
+    (
+        s("client_id"),
+        v["generation"].as_u64().unwrap(),
+        s("client_secret"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_rotate_grace_and_the_consumer_view() {
+    let moto = Moto::start();
+    let t = target(&moto);
+    let w = World::new(1).await;
+    w.inventory_aws(&t, &slots(&[("alpha", "alternate"), ("beta", "in-place")]));
+    let first = apply(&w, None).await;
+    first.expect_code(0);
+    for s in ["alpha", "beta"] {
+        assert_eq!(actions(&first, s), vec!["created g1", "promoted g1"]);
+    }
+    w.assert_consistent_aws(&t, &["alpha", "beta"]).await;
+    let g1 = w.record_aws(&t, "alpha").await.unwrap().current.unwrap();
+    let (id, generation, secret) = consumer_current(&moto, &t, &w, "alpha");
+    assert!(id == g1.client_id && generation == 1 && secret == g1.secret.expose());
+
+    let second = apply(&w, None).await;
+    second.expect_code(0);
+    for s in ["alpha", "beta"] {
+        assert!(actions(&second, s).is_empty(), "second apply acted");
+    }
+
+    // Due: alternate makes g2, in-place a new secret for the same client.
+    let later = apply(&w, Some("31d")).await;
+    later.expect_code(0);
+    assert_eq!(actions(&later, "alpha"), vec!["created g2", "promoted g2"]);
+    let rec = w.record_aws(&t, "alpha").await.unwrap();
+    let g2 = rec.current.clone().unwrap();
+    assert_eq!(g2.generation, 2);
+    assert_eq!(rec.draining.len(), 1);
+    assert!(
+        w.token_ok(&g1.client_id, g1.secret.expose()).await,
+        "g1 alive in grace"
+    );
+    let (id, generation, secret) = consumer_current(&moto, &t, &w, "alpha");
+    assert!(id == g2.client_id && generation == 2 && secret == g2.secret.expose());
+    let beta = w.record_aws(&t, "beta").await.unwrap();
+    assert_eq!(beta.current.as_ref().unwrap().generation, 2);
+    let (id, _, secret) = consumer_current(&moto, &t, &w, "beta");
+    assert!(id == beta.current.as_ref().unwrap().client_id);
+    assert!(secret == beta.current.as_ref().unwrap().secret.expose());
+
+    // Grace over: g1 deleted at the provider; the consumer view is unchanged.
+    let after = apply(&w, Some("32d 1h")).await;
+    after.expect_code(0);
+    assert_eq!(actions(&after, "alpha"), vec!["deleted g1"]);
+    assert!(!w.token_ok(&g1.client_id, g1.secret.expose()).await);
+    w.assert_consistent_aws(&t, &["alpha", "beta"]).await;
+    for r in [&first, &second, &later, &after] {
+        w.assert_no_secrets(&r.all());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retire_soft_deletes_the_secret() {
+    let moto = Moto::start();
+    let t = target(&moto);
+    let w = World::new(1).await;
+    w.inventory_aws(&t, &slots(&[("alpha", "alternate"), ("old", "alternate")]));
+    apply(&w, None).await.expect_code(0);
+    let old = w.record_aws(&t, "old").await.unwrap().current.unwrap();
+    w.inventory_aws(
+        &t,
+        &format!(
+            "{}\n[[slots]]\nname = \"old\"\nprovider = \"p0\"\nretired = true\ngrace = \"1h\"\n",
+            slots(&[("alpha", "alternate")])
+        ),
+    );
+    let r = apply(&w, None).await;
+    r.expect_code(0);
+    assert_eq!(actions(&r, "old"), vec!["retiring"]);
+    let r = apply(&w, Some("2h")).await;
+    r.expect_code(0);
+    assert_eq!(actions(&r, "old"), vec!["retired (1 client deleted)"]);
+    assert!(w.record_aws(&t, "old").await.is_none(), "entry removed");
+    assert!(!w.token_ok(&old.client_id, old.secret.expose()).await);
+    let deleted = moto.python(&format!(
+        r#"
+import boto3, os
+c = boto3.client("secretsmanager", endpoint_url=os.environ["MOTO_URL"])
+print("DeletedDate" in c.describe_secret(SecretId="{}old"))
+"#,
+        t.prefix
+    ));
+    assert_eq!(deleted.trim(), "True", "soft-deleted (recoverable)");
+    w.assert_consistent_aws(&t, &["alpha"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_windows_of_an_alternate_rotation() {
+    let moto = Moto::start();
+    let points = [
+        "after-lease",
+        "after-op-recorded",
+        "after-provider-create",
+        "aws-after-record-put",
+        "after-pending-written",
+        "after-verify",
+        "aws-after-record-commit",
+        "after-promote",
+    ];
+    for point in points {
+        let t = target(&moto);
+        let w = World::new(1).await;
+        w.inventory_aws(&t, &slots(&[("alpha", "alternate")]));
+        apply(&w, None).await.expect_code(0);
+        let crashed = w
+            .rekey_aws(
+                &["apply", "-c", "inventory.toml", "--force"],
+                &[("REKEY_CRASH_AT", point)],
+            )
+            .await;
+        assert!(
+            crashed.signal.is_some() || crashed.stderr.contains("test crash point"),
+            "{point}: did not crash: {:?}\n{}",
+            crashed.code,
+            crashed.stderr
+        );
+        // The record stays readable whatever the crash; the next run finishes the job.
+        assert!(w.record_aws(&t, "alpha").await.is_some(), "{point}");
+        apply(&w, None).await.expect_code(0);
+        let rec = w.record_aws(&t, "alpha").await.unwrap();
+        assert!(rec.current.as_ref().unwrap().generation >= 1, "{point}");
+        let (id, _, secret) = consumer_current(&moto, &t, &w, "alpha");
+        assert!(
+            id == rec.current.as_ref().unwrap().client_id
+                && secret == rec.current.as_ref().unwrap().secret.expose(),
+            "{point}: consumers read the current pair"
+        );
+        apply(&w, Some("3d")).await.expect_code(0);
+        w.assert_consistent_aws(&t, &["alpha"]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_concurrent_applies_rotate_each_slot_exactly_once() {
+    let moto = Moto::start();
+    let t = target(&moto);
+    let w = World::new(1).await;
+    let names: Vec<String> = (0..6).map(|i| format!("s{i:02}")).collect();
+    let list: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "alternate")).collect();
+    w.inventory_aws(&t, &slots(&list));
+    apply(&w, None).await.expect_code(0);
+    let args = [
+        "apply",
+        "-c",
+        "inventory.toml",
+        "--output",
+        "json",
+        "--concurrency",
+        "3",
+    ];
+    let env = [("REKEY_TEST_CLOCK_OFFSET", "31d")];
+    let (a, b) = tokio::join!(w.rekey_aws(&args, &env), w.rekey_aws(&args, &env));
+    for r in [&a, &b] {
+        assert!(
+            matches!(r.code, Some(0) | Some(3)),
+            "exit {:?}\n{}",
+            r.code,
+            r.stderr
+        );
+    }
+    for n in &names {
+        let rec = w.record_aws(&t, n).await.unwrap();
+        assert_eq!(rec.current.as_ref().unwrap().generation, 2, "slot {n}");
+        let rotations = [&a, &b]
+            .iter()
+            .filter(|r| actions(r, n).iter().any(|x| x.starts_with("promoted")))
+            .count();
+        assert_eq!(rotations, 1, "slot {n}: rotated exactly once");
+    }
+    apply(&w, Some("33d")).await.expect_code(0);
+    w.assert_consistent_aws(&t, &names.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+}
