@@ -108,7 +108,7 @@ fn unknown_backend_type_lists_known_types() {
         &replace("type = \"file\"", "type = \"keepass\""),
         "backends.b.type",
         7,
-        "unknown type \"keepass\"; known types: file, vault",
+        "unknown type \"keepass\"; known types: file, exec, vault, aws",
     );
 }
 
