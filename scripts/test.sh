@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (a Python venv with the official Taegis SDK),
+# The test command: installs what the tests need (a Python venv with the official Taegis SDK;
+# promtool and the Pushgateway from Debian packages),
 # then runs every Rust test. Tests start their own servers (the emulator) on 127.0.0.1.
 # Ends with one line of totals over all test binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup-python.sh
+scripts/setup-system.sh
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -73,6 +73,23 @@ pub async fn engine(args: &RunArgs, clock: Arc<dyn Clock>) -> Result<Arc<Engine>
     Ok(Arc::new(Engine::build(inventory, clock, options).await?))
 }
 
+/// [`engine`], with its events going to `outputs` (metrics, audit trail, notifications).
+pub async fn observed_engine(
+    args: &RunArgs,
+    clock: Arc<dyn Clock>,
+    outputs: &crate::observe::Outputs,
+) -> Result<Arc<Engine>> {
+    let inventory = config::load(&args.config)?;
+    let options = Options {
+        force: args.force,
+        only: args.only.clone(),
+        concurrency: args.concurrency,
+    };
+    let mut engine = Engine::build(inventory, clock, options).await?;
+    engine.events = outputs.observer.clone();
+    Ok(Arc::new(engine))
+}
+
 fn clock() -> Arc<dyn Clock> {
     Arc::from(crate::clock::from_env())
 }
@@ -88,8 +105,16 @@ pub async fn plan(args: &RunArgs) -> Result<u8> {
 }
 
 pub async fn apply(args: &RunArgs) -> Result<u8> {
-    let engine = engine(args, clock()).await?;
-    let outcomes = engine.apply().await?;
+    let outputs = crate::observe::Outputs::open(&args.obs)?;
+    let engine = observed_engine(args, clock(), &outputs).await?;
+    let outcomes = match engine.apply().await {
+        Ok(o) => o,
+        Err(e) => {
+            outputs.after_failed_run(engine.clock.now()).await;
+            return Err(e);
+        }
+    };
+    outputs.after_run(&engine, &outcomes).await;
     match args.output {
         OutputFormat::Table => print!("{}", report::apply_table(&outcomes)),
         OutputFormat::Json => print!("{}", report::json(&outcomes)),

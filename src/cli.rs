@@ -97,6 +97,44 @@ pub struct RunArgs {
     /// Slots worked on at once (default from the inventory, else 16).
     #[arg(long)]
     pub concurrency: Option<usize>,
+
+    #[command(flatten)]
+    pub obs: ObsArgs,
+}
+
+/// Where metrics, the audit trail and notifications go (README "Operating rekey").
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Observability")]
+pub struct ObsArgs {
+    /// Write Prometheus metrics to FILE after each run (atomically; for the node exporter's
+    /// textfile collector, name it `*.prom`).
+    #[arg(long, env = "REKEY_METRICS_FILE", value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Push metrics to this Pushgateway after each run (job="rekey").
+    #[arg(long, env = "REKEY_PUSHGATEWAY", value_name = "URL")]
+    pub pushgateway: Option<String>,
+
+    /// Append one JSON line per slot state change to FILE (`-` for stdout), fsynced.
+    #[arg(long, env = "REKEY_AUDIT_LOG", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+
+    /// POST a notification to this URL for every failed or stuck slot.
+    #[arg(
+        long,
+        env = "REKEY_WEBHOOK_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub webhook: Option<String>,
+
+    /// Webhook payload: `generic` (the event as JSON) or `slack` (`{"text": ...}`).
+    #[arg(long, value_enum, default_value_t = crate::observe::notify::WebhookFormat::Generic)]
+    pub webhook_format: crate::observe::notify::WebhookFormat,
+
+    /// Timeout of one webhook attempt (3 attempts, with backoff).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub webhook_timeout: std::time::Duration,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -138,6 +138,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
         force: false,
         output: OutputFormat::Json,
         concurrency: None,
+        obs: Default::default(),
     };
     let pre = app::engine(&quiet, Arc::new(crate::clock::SystemClock))
         .await?
@@ -154,6 +155,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
         force,
         output: OutputFormat::Table,
         concurrency: None,
+        obs: Default::default(),
     };
     let mut failures = Vec::new();
 

@@ -59,6 +59,8 @@ pub struct Engine {
     pub clock: Arc<dyn Clock>,
     pub run_id: Uuid,
     pub started: DateTime<Utc>,
+    /// Where state changes and slot results go (log, metrics, audit, notifications).
+    pub events: Arc<dyn crate::observe::EventSink>,
     host: String,
     pid: u32,
     options: Options,
@@ -113,7 +115,9 @@ impl Engine {
     ) -> Result<Engine> {
         let mut backends: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
         for (name, cfg) in &inventory.backends {
-            backends.insert(name.clone(), crate::backend::build(cfg)?);
+            let inner = crate::backend::build(cfg)?;
+            let measured = crate::observe::metrics::MeasuredBackend { inner };
+            backends.insert(name.clone(), Arc::new(measured) as Arc<dyn Backend>);
         }
         let mut providers = BTreeMap::new();
         for (name, cfg) in &inventory.providers {
@@ -153,7 +157,10 @@ impl Engine {
                     }
                 }
             };
-            let provider = provider::build(cfg, bootstrap.clone())?;
+            let provider: Arc<dyn Provider> = Arc::new(crate::observe::metrics::MeasuredProvider {
+                inner: provider::build(cfg, bootstrap.clone())?,
+                name: name.clone(),
+            });
             providers.insert(
                 name.clone(),
                 ProviderEntry {
@@ -171,6 +178,7 @@ impl Engine {
             clock,
             run_id: Uuid::now_v7(),
             started: now,
+            events: Arc::new(crate::observe::LogOnly),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             pid: std::process::id(),
             options,
@@ -506,6 +514,16 @@ impl<'a> SlotRun<'a> {
             attempt += 1;
             match self.backend.write(self.slot(), &record, expected).await {
                 Ok(version) => {
+                    let before = self.stored.as_ref().map(|v| &v.record);
+                    if let Some(e) = crate::observe::StateChanged::between(
+                        self.engine.run_id,
+                        self.now(),
+                        self.slot(),
+                        before,
+                        Some(&record),
+                    ) {
+                        self.engine.events.state_changed(&e);
+                    }
                     self.stored = Some(Versioned { record, version });
                     return Ok(());
                 }
@@ -1119,6 +1137,15 @@ impl<'a> SlotRun<'a> {
             .delete(self.slot(), version)
             .await
             .map_err(|e| e.context("deleting the slot entry"))?;
+        if let Some(e) = crate::observe::StateChanged::between(
+            self.engine.run_id,
+            self.now(),
+            self.slot(),
+            self.stored.as_ref().map(|v| &v.record),
+            None,
+        ) {
+            self.engine.events.state_changed(&e);
+        }
         self.stored = None;
         self.actions.push(format!(
             "retired ({} client{} deleted)",
@@ -1162,6 +1189,24 @@ impl<'a> SlotRun<'a> {
             Ok(()) if self.skipped => (OutcomeKind::Skipped, self.detail.clone()),
             Ok(()) => (OutcomeKind::Ok, self.detail.clone()),
         };
+        self.engine
+            .events
+            .slot_finished(&crate::observe::SlotFinished {
+                time: self.now(),
+                run_id: self.engine.run_id,
+                slot: self.target.name.clone(),
+                provider: provider.clone(),
+                tenant: tenant.clone(),
+                result: match kind {
+                    OutcomeKind::Ok => "ok",
+                    OutcomeKind::Failed => "failed",
+                    OutcomeKind::Skipped => "skipped",
+                },
+                rotated: self.actions.iter().any(|a| a.starts_with("promoted")),
+                actions: self.actions.clone(),
+                detail: detail.clone(),
+                error_kind: result.as_ref().err().map(|e| e.kind().to_string()),
+            });
         SlotOutcome {
             slot: self.target.name.clone(),
             provider,

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod logging;
+pub mod observe;
 pub mod plan;
 pub mod provider;
 pub mod record;

@@ -1,0 +1,328 @@
+//! Typed telemetry events (STYLE.md §11): the engine emits one struct per event at each state
+//! change and at the end of each slot; the sinks here turn the *same fields* into a log line, a
+//! metric, an audit line and a notification, so they cannot drift. Nothing here ever holds a
+//! secret: events carry client ids and fingerprints only.
+
+pub mod audit;
+pub mod metrics;
+pub mod notify;
+
+use crate::record::{OpKind, SlotRecord};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A slot's coarse state, as audit lines and metrics name it. A closed set (bounded labels).
+pub fn state_name(record: Option<&SlotRecord>) -> &'static str {
+    let Some(r) = record else {
+        return "absent";
+    };
+    if r.retiring.is_some() {
+        return "retiring";
+    }
+    if let Some(op) = &r.op {
+        return match op.phase {
+            crate::record::Phase::Creating => "creating",
+            crate::record::Phase::Rotating => "rotating",
+            crate::record::Phase::Pending => "pending",
+        };
+    }
+    if !r.draining.is_empty() {
+        return "draining";
+    }
+    if r.current.is_some() {
+        return "current";
+    }
+    "empty"
+}
+
+/// One slot changed state (a compare-and-set write, or the removal of its entry).
+#[derive(Clone, Debug, Serialize)]
+pub struct StateChanged {
+    pub time: DateTime<Utc>,
+    pub run_id: Uuid,
+    pub slot: String,
+    pub provider: String,
+    pub tenant: String,
+    /// The rotation operation in flight before or after the change, if any.
+    pub operation_id: Option<Uuid>,
+    pub operation: Option<OpKind>,
+    pub from: &'static str,
+    pub to: &'static str,
+    /// Generation, client id and secret fingerprint of the current credential after the change.
+    pub generation: Option<u64>,
+    pub client_id: Option<String>,
+    pub fingerprint: Option<String>,
+    /// The pending credential after the change, if any.
+    pub pending_client_id: Option<String>,
+    pub pending_fingerprint: Option<String>,
+    /// Client ids still draining (alive for their grace period) after the change.
+    pub draining_client_ids: Vec<String>,
+    /// Who made the change: `user@host` and process id.
+    pub actor: String,
+    /// Why, for humans (e.g. `rollback`); empty for ordinary reconcile steps.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+impl StateChanged {
+    /// Builds the event from the record before and after a change. `None` when nothing that
+    /// the audit trail tracks changed (e.g. only the lease was renewed).
+    pub fn between(
+        run_id: Uuid,
+        time: DateTime<Utc>,
+        slot: &str,
+        before: Option<&SlotRecord>,
+        after: Option<&SlotRecord>,
+    ) -> Option<StateChanged> {
+        let (from, to) = (state_name(before), state_name(after));
+        let key = |r: Option<&SlotRecord>| {
+            r.map(|r| {
+                (
+                    r.current.as_ref().map(|c| c.client_id.clone()),
+                    r.pending.as_ref().map(|c| c.client_id.clone()),
+                    r.draining.len(),
+                    r.op.as_ref().map(|o| o.id),
+                )
+            })
+        };
+        if from == to && key(before) == key(after) {
+            return None;
+        }
+        let basis = after.or(before)?;
+        let op = after
+            .and_then(|r| r.op.as_ref())
+            .or_else(|| before.and_then(|r| r.op.as_ref()));
+        let current = after.and_then(|r| r.current.as_ref());
+        let pending = after.and_then(|r| r.pending.as_ref());
+        Some(StateChanged {
+            time,
+            run_id,
+            slot: slot.to_string(),
+            provider: basis.provider.clone(),
+            tenant: basis.tenant.clone(),
+            operation_id: op.map(|o| o.id),
+            operation: op.map(|o| o.kind),
+            from,
+            to,
+            generation: current.map(|c| c.generation),
+            client_id: current.map(|c| c.client_id.clone()),
+            fingerprint: current.map(|c| c.secret.fingerprint()),
+            pending_client_id: pending.map(|c| c.client_id.clone()),
+            pending_fingerprint: pending.map(|c| c.secret.fingerprint()),
+            draining_client_ids: after
+                .map(|r| {
+                    r.draining
+                        .iter()
+                        .map(|d| d.credential.client_id.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            actor: actor(),
+            reason: String::new(),
+        })
+    }
+}
+
+/// One slot's work in one run ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlotFinished {
+    pub time: DateTime<Utc>,
+    pub run_id: Uuid,
+    pub slot: String,
+    pub provider: String,
+    pub tenant: String,
+    /// `ok`, `failed` or `skipped`.
+    pub result: &'static str,
+    /// Whether a new credential was promoted in this run.
+    pub rotated: bool,
+    pub actions: Vec<String>,
+    /// Why, or what went wrong (never a secret).
+    pub detail: String,
+    /// The error kind when failed (`unauthorized`, `unavailable`, ...).
+    pub error_kind: Option<String>,
+}
+
+/// Where events go. Implementations must not block for long: they run inside slot tasks.
+pub trait EventSink: Send + Sync {
+    fn state_changed(&self, event: &StateChanged);
+    fn slot_finished(&self, event: &SlotFinished);
+}
+
+/// The default sink: the log line only.
+pub struct LogOnly;
+
+impl EventSink for LogOnly {
+    fn state_changed(&self, e: &StateChanged) {
+        log_state_changed(e);
+    }
+    fn slot_finished(&self, e: &SlotFinished) {
+        log_slot_finished(e);
+    }
+}
+
+fn log_state_changed(e: &StateChanged) {
+    tracing::debug!(
+        slot = %e.slot,
+        from = e.from,
+        to = e.to,
+        operation_id = ?e.operation_id,
+        client_id = ?e.client_id,
+        fingerprint = ?e.fingerprint,
+        "state changed"
+    );
+}
+
+fn log_slot_finished(e: &SlotFinished) {
+    tracing::debug!(slot = %e.slot, result = e.result, rotated = e.rotated, "slot finished");
+}
+
+/// The sink a command uses: log line, metrics, and optionally the audit trail and the
+/// notifier, all from the same event.
+pub struct Observer {
+    pub audit: Option<Arc<audit::AuditLog>>,
+    pub notifier: Option<Arc<notify::Notifier>>,
+}
+
+impl EventSink for Observer {
+    fn state_changed(&self, e: &StateChanged) {
+        log_state_changed(e);
+        metrics::global().state_changed(e);
+        if let Some(a) = &self.audit {
+            a.write(e);
+        }
+    }
+
+    fn slot_finished(&self, e: &SlotFinished) {
+        log_slot_finished(e);
+        metrics::global().slot_finished(e);
+        if let Some(n) = &self.notifier {
+            n.slot_finished(e);
+        }
+    }
+}
+
+/// `user@host`, for the audit trail's "who".
+pub fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    format!("{user}@{host} pid {}", std::process::id())
+}
+
+/// A command's observability outputs, opened from its flags before the run.
+pub struct Outputs {
+    pub args: crate::cli::ObsArgs,
+    pub observer: Arc<Observer>,
+}
+
+impl Outputs {
+    pub fn open(args: &crate::cli::ObsArgs) -> crate::error::Result<Outputs> {
+        let audit = match &args.audit_log {
+            Some(p) => Some(Arc::new(audit::AuditLog::open(p)?)),
+            None => None,
+        };
+        let notifier = args.webhook.as_ref().map(|url| {
+            Arc::new(notify::Notifier::new(
+                url.clone(),
+                args.webhook_format,
+                args.webhook_timeout,
+                3,
+            ))
+        });
+        if let Some(p) = &args.metrics_file {
+            metrics::global().load_previous(p);
+        }
+        Ok(Outputs {
+            args: args.clone(),
+            observer: Arc::new(Observer { audit, notifier }),
+        })
+    }
+
+    /// After a run: the store's gauges, stuck-slot notices, then metrics out and notices sent.
+    /// Failures here are logged: the run's own result stands.
+    pub async fn after_run(
+        &self,
+        engine: &crate::engine::Engine,
+        outcomes: &[crate::engine::SlotOutcome],
+    ) {
+        let rows = match crate::app::status_rows(engine).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %crate::error::chain(&e), "cannot read slot states for metrics");
+                Vec::new()
+            }
+        };
+        let max_ages = engine
+            .inventory
+            .slots
+            .iter()
+            .map(|s| (s.name.clone(), s.max_age))
+            .collect();
+        metrics::global().observe_run(&rows, &max_ages, outcomes, engine.clock.now());
+        if let Some(n) = &self.observer.notifier {
+            let failed: std::collections::BTreeSet<&str> = outcomes
+                .iter()
+                .filter(|o| o.result == crate::engine::OutcomeKind::Failed)
+                .map(|o| o.slot.as_str())
+                .collect();
+            for r in rows.iter().filter(|r| r.state == "interrupted") {
+                if failed.contains(r.slot.as_str()) {
+                    continue; // already notified as failed
+                }
+                n.queue(notify::Notice {
+                    event: "slot_stuck",
+                    time: engine.clock.now(),
+                    run_id: engine.run_id,
+                    slot: r.slot.clone(),
+                    provider: r.provider.clone(),
+                    tenant: r.tenant.clone(),
+                    error_kind: None,
+                    detail: r.last_result.clone().unwrap_or_else(|| "an operation is still in flight and no run holds it".into()),
+                    action: format!("Run `rekey apply --only {}`: it resumes the operation. If it stays stuck, read `rekey status` and the audit log for this slot.", r.slot),
+                    host: gethostname::gethostname().to_string_lossy().into_owned(),
+                });
+            }
+        }
+        let successes: Vec<(String, String)> = {
+            let mut by: std::collections::BTreeMap<(String, String), bool> = Default::default();
+            for o in outcomes.iter().filter(|o| !o.provider.is_empty()) {
+                *by.entry((o.provider.clone(), o.tenant.clone()))
+                    .or_insert(true) &= o.result == crate::engine::OutcomeKind::Ok;
+            }
+            by.into_iter()
+                .filter(|(_, ok)| *ok)
+                .map(|(k, _)| k)
+                .collect()
+        };
+        self.export(&successes).await;
+        if let Some(n) = &self.observer.notifier {
+            n.flush().await;
+        }
+    }
+
+    /// A run that ended before any slot (e.g. a provider unreachable): counted as a failed run.
+    pub async fn after_failed_run(&self, now: DateTime<Utc>) {
+        metrics::global().observe_run(&[], &Default::default(), &[], now);
+        metrics::global()
+            .run
+            .with_label_values(&["failure"])
+            .set(now.timestamp_millis() as f64 / 1000.0);
+        self.export(&[]).await;
+    }
+
+    async fn export(&self, successes: &[(String, String)]) {
+        if let Some(p) = &self.args.metrics_file
+            && let Err(e) = metrics::global().write_file(p)
+        {
+            tracing::error!(error = %e, "metrics file not written");
+        }
+        if let Some(url) = &self.args.pushgateway
+            && let Err(e) = metrics::global().push(url, successes).await
+        {
+            tracing::error!(error = %e, "metrics not pushed");
+        }
+    }
+}
