@@ -37,10 +37,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Status(args) => status(&args).await,
         Command::Verify(args) => verify(&args).await,
         Command::Check(args) => check(&args).await,
-        Command::Run(args) if args.once => apply(&args.run).await,
-        Command::Run(_) => Err(Error::config(
-            "the long-running scheduler is not built yet; use `rekey run --once` or `rekey apply` from a CronJob",
-        )),
+        Command::Run(args) => crate::scheduler::run(&args).await,
         Command::Get(args) => get(&args).await,
         Command::Keygen(args) => {
             let recipient = crate::backend::file::generate_identity(&args.output)?;

@@ -55,6 +55,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  rekey check -c inventory.toml")]
     Check(CheckArgs),
     /// Long-running scheduler: apply on a cron schedule (`--once` for one cycle).
+    #[command(
+        after_help = "Examples:\n  rekey run -c inventory.toml --schedule '0 */6 * * *' --timezone Europe/Berlin --jitter 10m --metrics-listen 0.0.0.0:9899\n  rekey run -c inventory.toml --once --pushgateway http://pushgateway:9091"
+    )]
     Run(ScheduleArgs),
     /// Print a slot's current CLIENT_ID/CLIENT_SECRET (the only command that prints a secret).
     #[command(
@@ -160,6 +163,19 @@ pub struct ScheduleArgs {
     /// Run one cycle and exit.
     #[arg(long)]
     pub once: bool,
+    /// Cron expression: 5 fields, or 6 with seconds first (default: `[settings] schedule`,
+    /// else hourly, `0 * * * *`).
+    #[arg(long, env = "REKEY_SCHEDULE", value_name = "CRON")]
+    pub schedule: Option<String>,
+    /// IANA time zone the schedule is read in (default: `[settings] timezone`, else UTC).
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// Random delay up to this long after each fire time (default: `[settings] jitter`, else 0).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub jitter: Option<std::time::Duration>,
+    /// Serve Prometheus metrics on http://ADDR/metrics while running.
+    #[arg(long, env = "REKEY_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

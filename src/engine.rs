@@ -61,6 +61,8 @@ pub struct Engine {
     pub started: DateTime<Utc>,
     /// Where state changes and slot results go (log, metrics, audit, notifications).
     pub events: Arc<dyn crate::observe::EventSink>,
+    /// Set on shutdown (`rekey run`, SIGTERM): slots not yet started are left for the next run.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
     host: String,
     pid: u32,
     options: Options,
@@ -179,6 +181,7 @@ impl Engine {
             run_id: Uuid::now_v7(),
             started: now,
             events: Arc::new(crate::observe::LogOnly),
+            stop: Arc::default(),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             pid: std::process::id(),
             options,
@@ -389,6 +392,12 @@ impl Engine {
     /// Moves one slot as far as it can go in this run.
     pub async fn reconcile(&self, target: Target) -> SlotOutcome {
         let mut run = SlotRun::new(self, &target);
+        if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            // Shutting down: not started, so nothing to finish and no lease to release.
+            run.skipped = true;
+            run.detail = "not started: rekey is shutting down".into();
+            return run.finish(Ok(())).await;
+        }
         let result = run.drive().await;
         run.finish(result).await
     }

@@ -21,4 +21,6 @@ pub mod plan;
 pub mod provider;
 pub mod record;
 pub mod report;
+pub mod schedule;
+pub mod scheduler;
 pub mod secret;

@@ -61,6 +61,12 @@ pub struct Settings {
     pub verify_delay: Duration,
     /// Runs in a row a pending pair may fail verification before it is discarded (default 3).
     pub max_verify_failures: u32,
+    /// `rekey run`: cron expression (seconds optional), its time zone, and a random delay
+    /// added to each fire time (README "Operating rekey"). `--schedule`, `--timezone` and
+    /// `--jitter` override.
+    pub schedule: String,
+    pub timezone: String,
+    pub jitter: Duration,
 }
 
 impl Default for Settings {
@@ -73,6 +79,9 @@ impl Default for Settings {
             verify_attempts: 5,
             verify_delay: Duration::from_secs(2),
             max_verify_failures: 3,
+            schedule: crate::schedule::DEFAULT_SCHEDULE.to_string(),
+            timezone: "UTC".to_string(),
+            jitter: Duration::ZERO,
         }
     }
 }
@@ -408,6 +417,9 @@ impl Checker {
                 "verify_attempts",
                 "verify_delay",
                 "max_verify_failures",
+                "schedule",
+                "timezone",
+                "jitter",
             ],
         );
         let mut s = Settings::default();
@@ -445,6 +457,25 @@ impl Checker {
         }
         if let Some(n) = self.integer(t, p, "max_verify_failures", 1, 1_000) {
             s.max_verify_failures = n as u32;
+        }
+        if let Some((v, e)) = self.string(t, p, "schedule") {
+            s.schedule = v.to_string();
+            if let Err(err) = crate::schedule::Schedule::parse(v, "UTC", Duration::ZERO) {
+                self.err(e.line, "settings.schedule", err.to_string());
+            }
+        }
+        if let Some((v, e)) = self.string(t, p, "timezone") {
+            s.timezone = v.to_string();
+            if v.parse::<chrono_tz::Tz>().is_err() {
+                self.err(
+                    e.line,
+                    "settings.timezone",
+                    format!("\"{v}\" is not an IANA time zone name (such as UTC or Europe/Berlin)"),
+                );
+            }
+        }
+        if let Some((d, _)) = self.duration(t, p, "jitter", true) {
+            s.jitter = d;
         }
         s
     }

@@ -47,6 +47,7 @@ pub struct Metrics {
     pub slots: IntGaugeVec,
     pub run: GaugeVec,
     pub run_slots: IntGaugeVec,
+    pub runs: IntCounterVec,
     pub provider_calls: HistogramVec,
     pub provider_errors: IntCounterVec,
     pub backend_calls: HistogramVec,
@@ -143,6 +144,11 @@ impl Metrics {
                     &["result"],
                 )
                 .expect("valid metric"),
+            ),
+            runs: counter(
+                "rekey_runs_total",
+                "Runs (apply cycles) by result (success: no slot failed).",
+                &["result"],
             ),
             provider_calls: histogram(
                 "rekey_provider_call_duration_seconds",
@@ -242,9 +248,9 @@ impl Metrics {
         let failed = outcomes
             .iter()
             .any(|o| o.result == crate::engine::OutcomeKind::Failed);
-        self.run
-            .with_label_values(&[if failed { "failure" } else { "success" }])
-            .set(ts);
+        let result = if failed { "failure" } else { "success" };
+        self.run.with_label_values(&[result]).set(ts);
+        self.runs.with_label_values(&[result]).inc();
     }
 
     /// The text exposition of every metric.

@@ -305,11 +305,11 @@ impl Outputs {
 
     /// A run that ended before any slot (e.g. a provider unreachable): counted as a failed run.
     pub async fn after_failed_run(&self, now: DateTime<Utc>) {
-        metrics::global().observe_run(&[], &Default::default(), &[], now);
-        metrics::global()
-            .run
+        let m = metrics::global();
+        m.run
             .with_label_values(&["failure"])
             .set(now.timestamp_millis() as f64 / 1000.0);
+        m.runs.with_label_values(&["failure"]).inc();
         self.export(&[]).await;
     }
 

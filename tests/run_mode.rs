@@ -1,0 +1,185 @@
+//! `rekey run`: the scheduler on a per-second schedule against the emulator. Two cycles, the
+//! second rotates nothing; SIGTERM in the middle of a cycle leaves no operation in flight and
+//! no lease held; `/metrics` is served while running.
+
+mod common;
+use common::World;
+use rekey::emulator::Faults;
+use std::time::{Duration, Instant};
+
+fn slots(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("[[slots]]\nname = \"s{i:02}\"\nprovider = \"p0\"\n"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn spawn_run(w: &World, extra: &[&str]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rekey"));
+    cmd.args(["run", "-c", "inventory.toml", "--schedule", "* * * * * *"])
+        .args(extra)
+        .current_dir(w.path())
+        .env("REKEY_LOG_FORMAT", "json")
+        .env("RUST_LOG", "rekey=info")
+        .env_remove("REKEY_CRASH_AT")
+        .env_remove("REKEY_TEST_CLOCK_OFFSET")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn().unwrap()
+}
+
+/// Polls `check` until it is true or `secs` pass.
+async fn until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("running") as libc::pid_t;
+    // SAFETY: sends SIGTERM to the child we spawned, by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+}
+
+async fn wait_exit(child: tokio::process::Child) -> common::Run {
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("rekey run exits after SIGTERM")
+        .unwrap();
+    common::Run::from(out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_cycles_the_second_rotates_nothing_and_metrics_are_served() {
+    let w = World::new(1).await;
+    w.inventory(&slots(3));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = spawn_run(
+        &w,
+        &[
+            "--metrics-file",
+            "rekey.prom",
+            "--audit-log",
+            "audit.jsonl",
+            "--metrics-listen",
+            &listen,
+        ],
+    );
+    let prom = w.path().join("rekey.prom");
+    until(60, "two cycles", || {
+        let text = std::fs::read_to_string(&prom).unwrap_or_default();
+        sample(&text, r#"rekey_runs_total{result="success"}"#).unwrap_or(0.0) >= 2.0
+    })
+    .await;
+    let served = reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .unwrap();
+    assert!(served.status().is_success());
+    let served = served.text().await.unwrap();
+    sigterm(&child);
+    let run = wait_exit(child).await;
+    run.expect_code(0);
+
+    let text = std::fs::read_to_string(&prom).unwrap();
+    // Three rotations in all: the first cycle created the slots, the next ones did nothing.
+    assert_eq!(
+        sample(
+            &text,
+            r#"rekey_rotations_total{provider="p0",result="success"}"#
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(sample(&text, r#"rekey_runs_total{result="success"}"#).unwrap() >= 2.0);
+    assert!(
+        served.contains("rekey_rotations_total{provider=\"p0\",result=\"success\"} 3"),
+        "{served}"
+    );
+    let audit = std::fs::read_to_string(w.path().join("audit.jsonl")).unwrap();
+    assert_eq!(
+        audit.lines().count(),
+        9,
+        "3 slots x (creating, pending, current):\n{audit}"
+    );
+    for r in w.records().await {
+        assert_eq!(r.generation, 1, "{}", r.slot);
+        assert!(r.lease.is_none(), "{} still leased", r.slot);
+    }
+    assert!(
+        run.stderr.contains("next run") && run.stderr.contains("next_fire"),
+        "{}",
+        run.stderr
+    );
+    w.assert_consistent(&["s00", "s01", "s02"]).await;
+    w.assert_no_secrets(&run.all());
+    w.assert_no_secrets(&text);
+    w.assert_no_secrets(&audit);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_cycle_leaves_nothing_stuck_or_locked() {
+    let w = World::new(1).await;
+    let names: Vec<String> = (0..12).map(|i| format!("s{i:02}")).collect();
+    w.inventory(&slots(names.len()));
+    // Slow platform: a cycle over 12 slots two at a time takes seconds.
+    w.set_faults(Faults {
+        latency_ms: 150,
+        ..Faults::default()
+    })
+    .await;
+    let child = spawn_run(&w, &["--audit-log", "audit.jsonl", "--concurrency", "2"]);
+    let audit = w.path().join("audit.jsonl");
+    until(60, "the cycle to start changing slots", || {
+        std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 2
+    })
+    .await;
+    sigterm(&child);
+    let run = wait_exit(child).await;
+    run.expect_code(0);
+    assert!(run.stderr.contains("shutting down"), "{}", run.stderr);
+
+    let records = w.records().await;
+    assert!(
+        !records.is_empty() && records.len() < names.len(),
+        "SIGTERM landed mid-cycle: {} slots done",
+        records.len()
+    );
+    for r in &records {
+        assert!(
+            r.op.is_none(),
+            "slot {} left with an operation in flight: {:?}",
+            r.slot,
+            r.op
+        );
+        assert!(
+            r.lease.is_none(),
+            "slot {} still leased: {:?}",
+            r.slot,
+            r.lease
+        );
+        assert!(r.current.is_some(), "slot {} has no current pair", r.slot);
+    }
+    // The next run finishes the rest; nothing is lost or orphaned.
+    w.set_faults(Faults::default()).await;
+    w.apply(&[]).await.expect_code(0);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    w.assert_consistent(&refs).await;
+    w.assert_no_secrets(&run.all());
+}
