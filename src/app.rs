@@ -38,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Verify(args) => verify(&args).await,
         Command::Check(args) => check(&args).await,
         Command::Run(args) => crate::scheduler::run(&args).await,
+        Command::Rollback(args) => rollback(&args).await,
         Command::Get(args) => get(&args).await,
         Command::Keygen(args) => {
             let recipient = crate::backend::file::generate_identity(&args.output)?;
@@ -341,6 +342,21 @@ pub async fn verify(args: &RunArgs) -> Result<u8> {
     } else {
         exit::ATTENTION
     })
+}
+
+/// `rekey rollback SLOT`: the previous credential becomes current again (audited).
+pub async fn rollback(args: &crate::cli::RollbackArgs) -> Result<u8> {
+    let outputs = crate::observe::Outputs::open(&args.obs)?;
+    let inventory = config::load(&args.config)?;
+    let mut engine = Engine::build(inventory, clock(), Options::default()).await?;
+    engine.events = outputs.observer.clone();
+    let outcome = engine.rollback(&args.slot, args.hold).await?;
+    let outcomes = vec![outcome];
+    match args.output {
+        OutputFormat::Table => print!("{}", report::apply_table(&outcomes)),
+        OutputFormat::Json => print!("{}", report::json(&outcomes)),
+    }
+    Ok(apply_exit_code(&outcomes))
 }
 
 /// `rekey get`: the one place a secret is printed, because the operator asked for it.

@@ -59,6 +59,12 @@ pub enum Command {
         after_help = "Examples:\n  rekey run -c inventory.toml --schedule '0 */6 * * *' --timezone Europe/Berlin --jitter 10m --metrics-listen 0.0.0.0:9899\n  rekey run -c inventory.toml --once --pushgateway http://pushgateway:9091"
     )]
     Run(ScheduleArgs),
+    /// Make a slot's previous credential current again while it is still alive (inside its
+    /// grace period); the newer one drains. Refused once the previous client is gone.
+    #[command(
+        after_help = "Example:\n  rekey rollback -c inventory.toml siem-ingest-acme --hold 48h"
+    )]
+    Rollback(RollbackArgs),
     /// Print a slot's current CLIENT_ID/CLIENT_SECRET (the only command that prints a secret).
     #[command(
         after_help = "Examples:\n  rekey get -c inventory.toml siem-ingest-acme > siem.env\n  rekey get -c inventory.toml siem-ingest-acme --format json"
@@ -176,6 +182,23 @@ pub struct ScheduleArgs {
     /// Serve Prometheus metrics on http://ADDR/metrics while running.
     #[arg(long, env = "REKEY_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RollbackArgs {
+    /// The inventory (TOML).
+    #[arg(short, long, env = "REKEY_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Slot name.
+    pub slot: String,
+    /// No age-based rotation of the slot for this long (`--force` still rotates).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+    pub hold: std::time::Duration,
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub obs: ObsArgs,
 }
 
 #[derive(Args, Debug, Clone)]

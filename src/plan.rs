@@ -188,6 +188,15 @@ pub fn decide(
             format!("--force (age {})", fmt_age(age)),
         );
     }
+    if let Some(hold) = rec.hold_until
+        && hold > ctx.now
+    {
+        return Decision::nothing(format!(
+            "g{} restored by rollback; rotation held until {}",
+            current.generation,
+            fmt_time(hold)
+        ));
+    }
     if age >= max_age {
         return Decision::act(
             Step::Rotate {

@@ -42,6 +42,10 @@ pub struct SlotRecord {
     /// Set on a mirror's copy: the name of the primary backend. Copies are never acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_of: Option<String>,
+    /// Set by `rekey rollback`: no age-based rotation before this time (`--force` still
+    /// rotates), so the restored credential is not replaced at once by the next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_until: Option<DateTime<Utc>>,
 }
 
 impl SlotRecord {
@@ -61,6 +65,7 @@ impl SlotRecord {
             last: None,
             retiring: None,
             mirror_of: None,
+            hold_until: None,
         }
     }
 
