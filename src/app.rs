@@ -96,7 +96,7 @@ pub async fn plan(args: &RunArgs) -> Result<u8> {
     let engine = engine(args, clock()).await?;
     let rows = engine.plan().await?;
     match args.output {
-        OutputFormat::Table => print!("{}", report::plan_table(&rows)),
+        OutputFormat::Table => print!("{}", crate::terminal::paint(&report::plan_table(&rows))),
         OutputFormat::Json => print!("{}", report::json(&rows)),
     }
     Ok(exit::OK)
@@ -105,7 +105,22 @@ pub async fn plan(args: &RunArgs) -> Result<u8> {
 pub async fn apply(args: &RunArgs) -> Result<u8> {
     let outputs = crate::observe::Outputs::open(&args.obs)?;
     let engine = observed_engine(args, clock(), &outputs).await?;
-    let outcomes = match engine.apply().await {
+    let bar = match args.output {
+        OutputFormat::Table => match crate::terminal::progress(0, "apply") {
+            Some(pb) => {
+                pb.set_length(engine.targets().await?.len() as u64);
+                let _ = outputs.observer.progress.set(pb.clone());
+                Some(pb)
+            }
+            None => None,
+        },
+        OutputFormat::Json => None,
+    };
+    let result = engine.apply().await;
+    if let Some(pb) = &bar {
+        pb.finish_and_clear();
+    }
+    let outcomes = match result {
         Ok(o) => o,
         Err(e) => {
             outputs.after_failed_run(engine.clock.now()).await;
@@ -114,7 +129,10 @@ pub async fn apply(args: &RunArgs) -> Result<u8> {
     };
     outputs.after_run(&engine, &outcomes).await;
     match args.output {
-        OutputFormat::Table => print!("{}", report::apply_table(&outcomes)),
+        OutputFormat::Table => print!(
+            "{}",
+            crate::terminal::paint(&report::apply_table(&outcomes))
+        ),
         OutputFormat::Json => print!("{}", report::json(&outcomes)),
     }
     Ok(apply_exit_code(&outcomes))
@@ -247,7 +265,7 @@ pub async fn status(args: &RunArgs) -> Result<u8> {
     let engine = engine(args, clock()).await?;
     let rows = status_rows(&engine).await?;
     match args.output {
-        OutputFormat::Table => print!("{}", status_table(&rows)),
+        OutputFormat::Table => print!("{}", crate::terminal::paint(&status_table(&rows))),
         OutputFormat::Json => print!("{}", report::json(&rows)),
     }
     Ok(if rows.iter().any(|r| r.attention) {

@@ -24,3 +24,4 @@ pub mod report;
 pub mod schedule;
 pub mod scheduler;
 pub mod secret;
+pub mod terminal;

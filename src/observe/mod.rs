@@ -183,6 +183,8 @@ fn log_slot_finished(e: &SlotFinished) {
 pub struct Observer {
     pub audit: Option<Arc<audit::AuditLog>>,
     pub notifier: Option<Arc<notify::Notifier>>,
+    /// The terminal's progress bar, advanced once per finished slot.
+    pub progress: std::sync::OnceLock<indicatif::ProgressBar>,
 }
 
 impl EventSink for Observer {
@@ -197,6 +199,10 @@ impl EventSink for Observer {
     fn slot_finished(&self, e: &SlotFinished) {
         log_slot_finished(e);
         metrics::global().slot_finished(e);
+        if let Some(pb) = self.progress.get() {
+            pb.inc(1);
+            pb.set_message(e.slot.clone());
+        }
         if let Some(n) = &self.notifier {
             n.slot_finished(e);
         }
@@ -237,7 +243,11 @@ impl Outputs {
         }
         Ok(Outputs {
             args: args.clone(),
-            observer: Arc::new(Observer { audit, notifier }),
+            observer: Arc::new(Observer {
+                audit,
+                notifier,
+                progress: Default::default(),
+            }),
         })
     }
 

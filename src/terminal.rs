@@ -1,0 +1,69 @@
+//! The terminal: a progress bar on stderr for long runs, colours in reports on stdout. Both only
+//! when the stream is a terminal and `NO_COLOR` is unset; never in JSON output.
+
+use std::io::IsTerminal;
+
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// Colours in reports on stdout.
+pub fn colour() -> bool {
+    std::io::stdout().is_terminal() && !no_color()
+}
+
+/// A progress bar on stderr over `len` slots, or `None` when stderr is not a terminal.
+pub fn progress(len: u64, verb: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() || no_color() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{verb} {{bar:40.cyan/blue}} {{pos:>4}}/{{len}} slots  {{elapsed_precise}}  {{wide_msg}}"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("█▉▊▋▌▍▎▏ ");
+    pb.set_style(style);
+    Some(pb)
+}
+
+const RED: &str = "\x1b[1;31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// Colours a rendered report: words that need attention red, `ok` results green, skips
+/// yellow, the header and the summary line bold. Column alignment is kept (codes are added
+/// around words, never inside padding).
+pub fn paint(report: &str) -> String {
+    if !colour() {
+        return report.to_string();
+    }
+    let lines: Vec<&str> = report.lines().collect();
+    let last = lines.iter().rposition(|l| !l.trim().is_empty());
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let painted = if i == 0 {
+            format!("{BOLD}{line}{RESET}")
+        } else if Some(i) == last {
+            let bad = line.contains("need") && !line.contains(" 0 need")
+                || line.contains(" failed") && !line.contains(" 0 failed");
+            format!("{}{line}{RESET}", if bad { RED } else { GREEN })
+        } else {
+            let mut l = format!(" {line} ");
+            for w in ["FAILED", "OVERDUE", "MISSING", "INTERRUPTED", "ORPHANED"] {
+                l = l.replace(&format!(" {w} "), &format!(" {RED}{w}{RESET} "));
+            }
+            l = l.replace(" ok ", &format!(" {GREEN}ok{RESET} "));
+            l = l.replace(" skipped ", &format!(" {YELLOW}skipped{RESET} "));
+            l[1..l.len() - 1].to_string()
+        };
+        out.push_str(&painted);
+        out.push('\n');
+    }
+    out
+}
