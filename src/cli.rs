@@ -82,6 +82,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the Taegis-compatible API emulator on a loopback port.
     #[cfg(feature = "emulator")]
+    #[command(
+        after_help = "Example:\n  ADMIN_SECRET=... rekey emulator --listen 127.0.0.1:8484 --bootstrap 11772:admin-client:ADMIN_SECRET"
+    )]
     Emulator(crate::emulator::EmulatorArgs),
 }
 

@@ -476,5 +476,9 @@ async fn failed_slot_is_posted_to_the_webhook() {
             !run.all().contains("SECRETPATH"),
             "the webhook URL is never logged"
         );
+        assert!(
+            !run.all().contains('\u{1b}'),
+            "no colours or bars when not a terminal"
+        );
     }
 }
