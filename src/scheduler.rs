@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub async fn run(args: &ScheduleArgs) -> Result<u8> {
-    let outputs = Outputs::open(&args.run.obs)?;
+    let mut outputs = Outputs::open(&args.run.obs)?;
+    outputs.serving = args.metrics_listen.is_some();
     let inventory = crate::config::load(&args.run.config)?;
     let s = &inventory.settings;
     let schedule = Schedule::parse(

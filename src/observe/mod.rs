@@ -222,6 +222,8 @@ pub fn actor() -> String {
 pub struct Outputs {
     pub args: crate::cli::ObsArgs,
     pub observer: Arc<Observer>,
+    /// Metrics are served (`rekey run --metrics-listen`): keep the store gauges current.
+    pub serving: bool,
 }
 
 impl Outputs {
@@ -248,6 +250,7 @@ impl Outputs {
                 notifier,
                 progress: Default::default(),
             }),
+            serving: false,
         })
     }
 
@@ -258,6 +261,14 @@ impl Outputs {
         engine: &crate::engine::Engine,
         outcomes: &[crate::engine::SlotOutcome],
     ) {
+        let wanted = self.serving
+            || self.args.metrics_file.is_some()
+            || self.args.pushgateway.is_some()
+            || self.observer.notifier.is_some();
+        if !wanted {
+            // Nobody reads the store gauges: spare the backends a second pass over every slot.
+            return;
+        }
         let rows = match crate::app::status_rows(engine).await {
             Ok(rows) => rows,
             Err(e) => {
