@@ -93,8 +93,14 @@ fn clock() -> Arc<dyn Clock> {
 }
 
 pub async fn plan(args: &RunArgs) -> Result<u8> {
-    let engine = engine(args, clock()).await?;
-    let rows = engine.plan().await?;
+    let outputs = crate::observe::Outputs::open(&crate::cli::ObsArgs::default())?;
+    let engine = observed_engine(args, clock(), &outputs).await?;
+    let bar = progress_bar(args, &engine, &outputs, "plan ").await?;
+    let rows = engine.plan().await;
+    if let Some(pb) = &bar {
+        pb.finish_and_clear();
+    }
+    let rows = rows?;
     match args.output {
         OutputFormat::Table => print!("{}", crate::terminal::paint(&report::plan_table(&rows))),
         OutputFormat::Json => print!("{}", report::json(&rows)),
@@ -105,17 +111,7 @@ pub async fn plan(args: &RunArgs) -> Result<u8> {
 pub async fn apply(args: &RunArgs) -> Result<u8> {
     let outputs = crate::observe::Outputs::open(&args.obs)?;
     let engine = observed_engine(args, clock(), &outputs).await?;
-    let bar = match args.output {
-        OutputFormat::Table => match crate::terminal::progress(0, "apply") {
-            Some(pb) => {
-                pb.set_length(engine.targets().await?.len() as u64);
-                let _ = outputs.observer.progress.set(pb.clone());
-                Some(pb)
-            }
-            None => None,
-        },
-        OutputFormat::Json => None,
-    };
+    let bar = progress_bar(args, &engine, &outputs, "apply").await?;
     let result = engine.apply().await;
     if let Some(pb) = &bar {
         pb.finish_and_clear();
@@ -136,6 +132,25 @@ pub async fn apply(args: &RunArgs) -> Result<u8> {
         OutputFormat::Json => print!("{}", report::json(&outcomes)),
     }
     Ok(apply_exit_code(&outcomes))
+}
+
+/// A progress bar over the run's slots, advanced by the engine's events; only for table
+/// output on a terminal.
+async fn progress_bar(
+    args: &RunArgs,
+    engine: &Engine,
+    outputs: &crate::observe::Outputs,
+    verb: &str,
+) -> Result<Option<indicatif::ProgressBar>> {
+    if args.output != OutputFormat::Table {
+        return Ok(None);
+    }
+    let Some(pb) = crate::terminal::progress(0, verb) else {
+        return Ok(None);
+    };
+    pb.set_length(engine.targets().await?.len() as u64);
+    let _ = outputs.observer.progress.set(pb.clone());
+    Ok(Some(pb))
 }
 
 pub fn apply_exit_code(outcomes: &[crate::engine::SlotOutcome]) -> u8 {

@@ -290,6 +290,7 @@ impl Engine {
                     .map(|s| s.name().to_string())
                     .unwrap_or_else(|| "nothing".into())
             };
+            self.events.slot_planned(&t.name);
             rows.push(PlanRow {
                 slot: t.name,
                 provider,

@@ -148,6 +148,8 @@ pub struct SlotFinished {
 pub trait EventSink: Send + Sync {
     fn state_changed(&self, event: &StateChanged);
     fn slot_finished(&self, event: &SlotFinished);
+    /// `plan` decided one slot (progress only; no log, metric or audit line).
+    fn slot_planned(&self, _slot: &str) {}
 }
 
 /// The default sink: the log line only.
@@ -188,6 +190,13 @@ pub struct Observer {
 }
 
 impl EventSink for Observer {
+    fn slot_planned(&self, slot: &str) {
+        if let Some(pb) = self.progress.get() {
+            pb.inc(1);
+            pb.set_message(slot.to_string());
+        }
+    }
+
     fn state_changed(&self, e: &StateChanged) {
         log_state_changed(e);
         metrics::global().state_changed(e);
