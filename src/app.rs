@@ -65,10 +65,18 @@ pub async fn run(cli: Cli) -> Result<u8> {
 /// Loads the inventory and builds the engine (no network yet).
 pub async fn engine(args: &RunArgs, clock: Arc<dyn Clock>) -> Result<Arc<Engine>> {
     let inventory = config::load(&args.config)?;
+    let shard = match args.shard {
+        Some(s) => Some(s),
+        None => crate::shard::Shard::from_env(|k| std::env::var(k).ok())?,
+    };
+    if let Some(s) = shard {
+        tracing::info!(shard = %s, "working on shard {s} of the inventory");
+    }
     let options = Options {
         force: args.force,
         only: args.only.clone(),
         concurrency: args.concurrency,
+        shard,
     };
     Ok(Arc::new(Engine::build(inventory, clock, options).await?))
 }

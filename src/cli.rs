@@ -97,6 +97,15 @@ pub struct RunArgs {
     /// Slots worked on at once (default from the inventory, else 16).
     #[arg(long)]
     pub concurrency: Option<usize>,
+
+    /// Only this shard's slots: those whose name hashes to INDEX modulo COUNT (see README,
+    /// "Sharding"). Default: JOB_COMPLETION_INDEX / REKEY_SHARD_COUNT when both are set.
+    #[arg(long, value_name = "INDEX/COUNT", value_parser = parse_shard)]
+    pub shard: Option<crate::shard::Shard>,
+}
+
+fn parse_shard(s: &str) -> Result<crate::shard::Shard, String> {
+    s.parse().map_err(|e: crate::error::Error| e.to_string())
 }
 
 #[derive(Args, Debug, Clone)]

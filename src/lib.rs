@@ -21,3 +21,4 @@ pub mod provider;
 pub mod record;
 pub mod report;
 pub mod secret;
+pub mod shard;
