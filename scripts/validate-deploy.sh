@@ -56,12 +56,14 @@ PY
             timeout 120 "$REKEY_BIN" --quiet plan -c "$inv" >/dev/null 2>"$tmp/err"
         code=$?
         set -e
-        if [ "$code" = 2 ]; then
+        # Exit 2 naming the file is a problem in the inventory itself; other failures here
+        # (no service-account token, no vault) are this machine not being the cluster.
+        if [ "$code" = 2 ] && grep -qF "$inv:" "$tmp/err"; then
             echo "FAIL $(basename "$inv"): rekey rejects it:" >&2
             cat "$tmp/err" >&2
             exit 1
         fi
-        echo "ok   $(basename "$inv"): accepted by rekey's config checks (plan exit $code: no vault reachable here)"
+        echo "ok   $(basename "$inv"): accepted by rekey's config checks (then exit $code off-cluster: no vault, token or cloud here)"
     done
 fi
 echo "validate-deploy: all checks passed"

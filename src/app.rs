@@ -59,6 +59,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         )),
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => crate::emulator::run(args).await.map(|()| exit::OK),
+        #[cfg(not(feature = "emulator"))]
+        Command::Emulator { .. } => Err(Error::config(
+            "this rekey was built without the `emulator` feature (a production build); the emulator is not in it",
+        )),
     }
 }
 

@@ -74,6 +74,13 @@ pub enum Command {
     /// Run the Taegis-compatible API emulator on a loopback port.
     #[cfg(feature = "emulator")]
     Emulator(crate::emulator::EmulatorArgs),
+    /// Not in this build (a production build leaves the emulator out).
+    #[cfg(not(feature = "emulator"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Emulator {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
