@@ -161,4 +161,27 @@ mod tests {
         assert!(Shard::from_env(env(&[(INDEX_ENV, "3"), (COUNT_ENV, "3")])).is_err());
         assert!(Shard::from_env(env(&[(INDEX_ENV, "a"), (COUNT_ENV, "3")])).is_err());
     }
+
+    #[test]
+    fn the_cli_takes_shard_on_run_commands() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser;
+        for cmd in ["plan", "apply", "status", "verify", "run"] {
+            let cli =
+                Cli::try_parse_from(["rekey", cmd, "-c", "i.toml", "--shard", "2/5"]).unwrap();
+            let args = match cli.command {
+                Command::Plan(a) | Command::Apply(a) | Command::Status(a) | Command::Verify(a) => a,
+                Command::Run(s) => s.run,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(args.shard, Some(Shard { index: 2, count: 5 }), "{cmd}");
+        }
+        for bad in ["3/2", "x/y", "0/0"] {
+            let e = Cli::try_parse_from(["rekey", "apply", "-c", "i.toml", "--shard", bad])
+                .unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+        let cli = Cli::try_parse_from(["rekey", "apply", "-c", "i.toml"]).unwrap();
+        assert!(matches!(cli.command, Command::Apply(a) if a.shard.is_none()));
+    }
 }
