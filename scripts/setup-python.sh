@@ -13,6 +13,8 @@ PACKAGES=(
   "flask==3.1.3"
   "flask-cors==6.0.5"
   "boto3==1.44.5"
+  "kubernetes-validate==1.37.0"
+  "check-jsonschema==0.39.0"
 )
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

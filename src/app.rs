@@ -57,18 +57,37 @@ pub async fn run(cli: Cli) -> Result<u8> {
         )),
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => crate::emulator::run(args).await.map(|()| exit::OK),
+        #[cfg(not(feature = "emulator"))]
+        Command::Emulator { .. } => Err(Error::config(
+            "this rekey was built without the `emulator` feature (a production build); the emulator is not in it",
+        )),
     }
 }
 
 /// Loads the inventory and builds the engine (no network yet).
 pub async fn engine(args: &RunArgs, clock: Arc<dyn Clock>) -> Result<Arc<Engine>> {
     let inventory = config::load(&args.config)?;
-    let options = Options {
+    Ok(Arc::new(
+        Engine::build(inventory, clock, options(args)?).await?,
+    ))
+}
+
+/// The engine options a command's arguments ask for, the shard included (from `--shard`, else
+/// from `JOB_COMPLETION_INDEX` / `REKEY_SHARD_COUNT`).
+pub fn options(args: &RunArgs) -> Result<Options> {
+    let shard = match args.shard {
+        Some(s) => Some(s),
+        None => crate::shard::Shard::from_env(|k| std::env::var(k).ok())?,
+    };
+    if let Some(s) = shard {
+        tracing::info!(shard = %s, "working on shard {s} of the inventory");
+    }
+    Ok(Options {
         force: args.force,
         only: args.only.clone(),
         concurrency: args.concurrency,
-    };
-    Ok(Arc::new(Engine::build(inventory, clock, options).await?))
+        shard,
+    })
 }
 
 /// [`engine`], with its events going to `outputs` (metrics, audit trail, notifications).
@@ -78,12 +97,7 @@ pub async fn observed_engine(
     outputs: &crate::observe::Outputs,
 ) -> Result<Arc<Engine>> {
     let inventory = config::load(&args.config)?;
-    let options = Options {
-        force: args.force,
-        only: args.only.clone(),
-        concurrency: args.concurrency,
-    };
-    let mut engine = Engine::build(inventory, clock, options).await?;
+    let mut engine = Engine::build(inventory, clock, options(args)?).await?;
     engine.events = outputs.observer.clone();
     Ok(Arc::new(engine))
 }

@@ -86,6 +86,13 @@ pub enum Command {
         after_help = "Example:\n  ADMIN_SECRET=... rekey emulator --listen 127.0.0.1:8484 --bootstrap 11772:admin-client:ADMIN_SECRET"
     )]
     Emulator(crate::emulator::EmulatorArgs),
+    /// Not in this build (a production build leaves the emulator out).
+    #[cfg(not(feature = "emulator"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Emulator {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -110,8 +117,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub concurrency: Option<usize>,
 
+    /// Only this shard's slots: those whose name hashes to INDEX modulo COUNT (see README,
+    /// "Sharding"). Default: JOB_COMPLETION_INDEX / REKEY_SHARD_COUNT when both are set.
+    #[arg(long, value_name = "INDEX/COUNT", value_parser = parse_shard)]
+    pub shard: Option<crate::shard::Shard>,
+
     #[command(flatten)]
     pub obs: ObsArgs,
+}
+
+fn parse_shard(s: &str) -> Result<crate::shard::Shard, String> {
+    s.parse().map_err(|e: crate::error::Error| e.to_string())
 }
 
 /// Where metrics, the audit trail and notifications go (README "Operating rekey").

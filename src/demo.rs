@@ -130,6 +130,8 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
         &recipient[..12]
     );
 
+    // The whole inventory, whatever JOB_COMPLETION_INDEX / REKEY_SHARD_COUNT say.
+    const WHOLE: Option<crate::shard::Shard> = Some(crate::shard::Shard { index: 0, count: 1 });
     // Yesterday: the legacy slot was in use. Today's inventory retires it.
     std::fs::write(&inventory, inventory_text(&emu.url(), false)).map_err(io_err(&inventory))?;
     let quiet = RunArgs {
@@ -139,6 +141,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
         output: OutputFormat::Json,
         concurrency: None,
         obs: Default::default(),
+        shard: WHOLE,
     };
     let pre = app::engine(&quiet, Arc::new(crate::clock::SystemClock))
         .await?
@@ -156,6 +159,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
         output: OutputFormat::Table,
         concurrency: None,
         obs: Default::default(),
+        shard: WHOLE,
     };
     let mut failures = Vec::new();
 

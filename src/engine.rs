@@ -50,6 +50,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// Overrides `settings.concurrency`.
     pub concurrency: Option<usize>,
+    /// Only slots (and orphans) of this shard (`--shard`).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 pub struct Engine {
@@ -251,7 +253,8 @@ impl Engine {
     }
 
     fn selected(&self, name: &str) -> bool {
-        self.options.only.is_empty() || self.options.only.iter().any(|sel| glob_match(sel, name))
+        (self.options.only.is_empty() || self.options.only.iter().any(|sel| glob_match(sel, name)))
+            && self.options.shard.is_none_or(|s| s.contains(name))
     }
 
     fn context<'a>(&self, alive: &'a dyn Fn(&Lease) -> bool) -> plan::Context<'a> {

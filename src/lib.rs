@@ -24,4 +24,5 @@ pub mod report;
 pub mod schedule;
 pub mod scheduler;
 pub mod secret;
+pub mod shard;
 pub mod terminal;

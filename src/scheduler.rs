@@ -82,11 +82,7 @@ async fn cycle(
 ) -> Result<u8> {
     let result = async {
         let inventory = crate::config::load(&args.run.config)?;
-        let options = crate::engine::Options {
-            force: args.run.force,
-            only: args.run.only.clone(),
-            concurrency: args.run.concurrency,
-        };
+        let options = crate::app::options(&args.run)?;
         let mut engine =
             crate::engine::Engine::build(inventory, Arc::from(crate::clock::from_env()), options)
                 .await?;

@@ -1,0 +1,221 @@
+"""Offline checks of deploy/ and helm/rekey/ (run by scripts/validate-deploy.sh, in the .venv).
+
+1. Every Kubernetes object in deploy/ validates strictly against the official schemas of
+   Kubernetes KUBE_VERSION (kubernetes-validate). Objects of the Prometheus Operator, External
+   Secrets and Vault Secrets Operator CRDs have no official schema: they are checked for shape
+   only (apiVersion, kind, metadata.name, spec) and listed as such.
+2. Each kustomization is built (resources, namespace, images, inline JSON 6902 patches: the
+   subset deploy/ uses) and the built objects are validated too, so an overlay's patch is held
+   to the schema.
+3. Every inventory.toml in a ConfigMap (and the chart's inline one) is valid TOML.
+4. Each template of helm/rekey/templates renders only kinds (apiVersion + kind) that appear,
+   validated, among deploy/'s objects.
+
+Prints what it validated; exits 1 on the first kind of failure it finds, after listing them all.
+"""
+
+import copy
+import pathlib
+import re
+import sys
+import tomllib
+
+import kubernetes_validate
+import yaml
+
+KUBE_VERSION = "1.37.0"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+CHART = ROOT / "helm" / "rekey"
+CRDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("external-secrets.io/v1", "ExternalSecret"),
+    ("external-secrets.io/v1", "SecretStore"),
+    ("external-secrets.io/v1", "ClusterSecretStore"),
+    ("secrets.hashicorp.com/v1beta1", "VaultStaticSecret"),
+    ("secrets.hashicorp.com/v1beta1", "VaultAuth"),
+    ("secrets.hashicorp.com/v1beta1", "VaultConnection"),
+}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "ClusterSecretStore"}
+
+failures = []
+validated = []  # (apiVersion, kind, name, where, how)
+
+
+def fail(msg):
+    failures.append(msg)
+    print(f"FAIL {msg}")
+
+
+def load_docs(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def check_object(obj, where):
+    api, kind = obj.get("apiVersion"), obj.get("kind")
+    name = (obj.get("metadata") or {}).get("name")
+    if not api or not kind or not name:
+        fail(f"{where}: an object without apiVersion, kind or metadata.name")
+        return
+    if (api, kind) in CRDS:
+        if "spec" not in obj:
+            fail(f"{where}: {kind}/{name} has no spec")
+            return
+        validated.append((api, kind, name, where, "shape only (CRD, no official schema)"))
+        return
+    try:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError:
+        fail(f"{where}: no Kubernetes {KUBE_VERSION} schema for {api} {kind}")
+        return
+    except kubernetes_validate.ValidationError as e:
+        fail(f"{where}: {kind}/{name}: {e.message} at {'/'.join(map(str, e.path))}")
+        return
+    validated.append((api, kind, name, where, f"schema {KUBE_VERSION} strict"))
+
+
+def pointer(path):
+    return [p.replace("~1", "/").replace("~0", "~") for p in path.lstrip("/").split("/")]
+
+
+def apply_op(doc, op):
+    *parents, last = pointer(op["path"])
+    node = doc
+    for p in parents:
+        node = node[int(p)] if isinstance(node, list) else node[p]
+    kind = op["op"]
+    if isinstance(node, list):
+        if kind == "add":
+            node.append(op["value"]) if last == "-" else node.insert(int(last), op["value"])
+        elif kind == "replace":
+            node[int(last)] = op["value"]
+        elif kind == "remove":
+            del node[int(last)]
+        else:
+            raise ValueError(f"unsupported op {kind}")
+    else:
+        if kind in ("add", "replace"):
+            if kind == "replace" and last not in node:
+                raise KeyError(op["path"])
+            node[last] = op["value"]
+        elif kind == "remove":
+            del node[last]
+        else:
+            raise ValueError(f"unsupported op {kind}")
+
+
+def build(kdir):
+    """The objects `kustomize build kdir` would print, for the features deploy/ uses."""
+    k = load_docs(kdir / "kustomization.yaml")[0]
+    known = {"apiVersion", "kind", "namespace", "resources", "images", "patches"}
+    unknown = set(k) - known
+    if unknown:
+        raise ValueError(f"{kdir}: kustomization fields this check cannot build: {sorted(unknown)}")
+    objs = []
+    for r in k.get("resources", []):
+        p = (kdir / r).resolve()
+        if p.is_dir():
+            objs += build(p)
+        elif p.is_file():
+            objs += [copy.deepcopy(d) for d in load_docs(p)]
+        else:
+            raise FileNotFoundError(f"{kdir}: resource {r} does not exist")
+    for patch in k.get("patches", []):
+        t = patch["target"]
+        ops = yaml.safe_load(patch["patch"])
+        hit = [o for o in objs if o["kind"] == t["kind"] and o["metadata"]["name"] == t["name"]]
+        if not hit:
+            raise ValueError(f"{kdir}: patch target {t} matches nothing")
+        for o in hit:
+            for op in ops:
+                apply_op(o, op)
+    for img in k.get("images", []):
+        for o in objs:
+            spec = o.get("spec", {})
+            for pod in (spec.get("template", {}).get("spec"),
+                        spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec")):
+                for c in (pod or {}).get("containers", []):
+                    if c["image"].split(":")[0] == img["name"]:
+                        c["image"] = f"{img.get('newName', img['name'])}:{img.get('newTag', 'latest')}"
+    if "namespace" in k:
+        for o in objs:
+            if o["kind"] not in CLUSTER_SCOPED:
+                o["metadata"]["namespace"] = k["namespace"]
+    return objs
+
+
+def check_inventory(text, where):
+    try:
+        inv = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        fail(f"{where}: inventory.toml is not valid TOML: {e}")
+        return
+    if not inv.get("slots"):
+        fail(f"{where}: inventory has no [[slots]]")
+    print(f"ok   {where}: inventory.toml parses ({len(inv.get('slots', []))} slots)")
+
+
+def main():
+    deploy_objs = []
+    files = sorted(p for p in DEPLOY.rglob("*.yaml") if p.name != "kustomization.yaml")
+    for path in files:
+        rel = path.relative_to(ROOT)
+        for doc in load_docs(path):
+            if "groups" in doc and "kind" not in doc:
+                # A plain Prometheus rules file (deploy/prometheus-rules.yaml): not an object.
+                print(f"ok   {rel}: Prometheus rules file ({len(doc['groups'])} groups), not a Kubernetes object")
+                continue
+            check_object(doc, str(rel))
+            if "consumers" not in rel.parts:
+                deploy_objs.append(doc)
+            if doc.get("kind") == "ConfigMap" and "inventory.toml" in doc.get("data", {}):
+                check_inventory(doc["data"]["inventory.toml"], str(rel))
+    for kfile in sorted(DEPLOY.rglob("kustomization.yaml")):
+        kdir = kfile.parent
+        rel = kdir.relative_to(ROOT)
+        try:
+            objs = build(kdir)
+        except Exception as e:  # noqa: BLE001 - report any build failure as a check failure
+            fail(f"{rel}: cannot build: {e}")
+            continue
+        for o in objs:
+            check_object(o, f"{rel} (built)")
+        print(f"ok   {rel}: kustomization builds ({len(objs)} objects)")
+
+    for api, kind, name, where, how in validated:
+        print(f"ok   {where}: {api} {kind}/{name}: {how}")
+
+    # The chart renders only kinds that deploy/ has, validated.
+    have = {(o.get("apiVersion"), o.get("kind")) for o in deploy_objs}
+    plain_rules = (DEPLOY / "prometheus-rules.yaml").is_file()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    if values.get("inventory", {}).get("content"):
+        check_inventory(values["inventory"]["content"], "helm/rekey/values.yaml")
+    for tpl in sorted((CHART / "templates").glob("*.yaml")):
+        text = tpl.read_text()
+        apis = re.findall(r"^apiVersion:\s*(\S+)\s*$", text, re.M)
+        kinds = re.findall(r"^kind:\s*(\S+)\s*$", text, re.M)
+        rel = tpl.relative_to(ROOT)
+        if len(apis) != len(kinds) or not kinds:
+            fail(f"{rel}: cannot pair apiVersion and kind lines (keep one literal pair per object)")
+            continue
+        for api, kind in zip(apis, kinds):
+            if (api, kind) in have:
+                print(f"ok   {rel}: {api} {kind} also in deploy/, validated")
+            elif kind == "PrometheusRule" and plain_rules:
+                print(f"ok   {rel}: {api} {kind} wraps deploy/prometheus-rules.yaml (the chart's files/prometheus-rules.yaml)")
+            elif kind == "PrometheusRule":
+                print(f"NOTE {rel}: {api} {kind}: deploy/prometheus-rules.yaml is not there yet; its rules come from files/prometheus-rules.yaml")
+            else:
+                fail(f"{rel}: {api} {kind} is not among deploy/'s validated objects")
+
+    if failures:
+        print(f"validate-deploy: {len(failures)} failure(s)", file=sys.stderr)
+        sys.exit(1)
+    print(f"validate-deploy: {len(validated)} objects validated; chart kinds match deploy/")
+
+
+if __name__ == "__main__":
+    main()
