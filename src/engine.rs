@@ -769,7 +769,17 @@ impl<'a> SlotRun<'a> {
                 ..current
             });
         }
-        self.save(rec).await?;
+        let creating_entry = self.stored.is_none();
+        match self.save(rec).await {
+            Ok(()) => {}
+            // The write that creates the entry is this run's claim on the slot. Losing it means
+            // another run created the slot first: re-read, and the loop finds it held.
+            Err(e) if creating_entry && e.kind() == ErrorKind::Conflict => {
+                self.load().await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
         crash::point("after-op-recorded");
         self.advance_fresh(true).await
     }

@@ -169,9 +169,9 @@ fn log_state_changed(e: &StateChanged) {
         slot = %e.slot,
         from = e.from,
         to = e.to,
-        operation_id = ?e.operation_id,
-        client_id = ?e.client_id,
-        fingerprint = ?e.fingerprint,
+        operation_id = e.operation_id.map(|id| id.to_string()),
+        client_id = e.client_id.as_deref(),
+        fingerprint = e.fingerprint.as_deref(),
         "state changed"
     );
 }
