@@ -167,6 +167,10 @@ def main():
                 # A plain Prometheus rules file (deploy/prometheus-rules.yaml): not an object.
                 print(f"ok   {rel}: Prometheus rules file ({len(doc['groups'])} groups), not a Kubernetes object")
                 continue
+            if "rule_files" in doc and "tests" in doc and "kind" not in doc:
+                # The alert rules' unit tests, run by `promtool test rules` (tests/observability.rs).
+                print(f"ok   {rel}: promtool rule tests ({len(doc['tests'])} cases), not a Kubernetes object")
+                continue
             check_object(doc, str(rel))
             if "consumers" not in rel.parts:
                 deploy_objs.append(doc)
