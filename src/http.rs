@@ -110,6 +110,31 @@ pub async fn read_body(mut resp: reqwest::Response, what: &str) -> Result<Vec<u8
     }
 }
 
+/// An OAuth client-credentials token request (`grant_type=client_credentials`, form body, HTTP
+/// Basic), as both platforms take it. Returns the status, any `Retry-After`, and the bounded
+/// body; what the answer means is the caller's to classify.
+pub async fn client_credentials(
+    http: &reqwest::Client,
+    url: &str,
+    pair: &crate::secret::ClientPair,
+    timeout: Duration,
+    what: &str,
+) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>)> {
+    let resp = http
+        .post(url)
+        .basic_auth(&pair.client_id, Some(pair.secret.expose()))
+        .header(reqwest::header::ACCEPT, "application/json")
+        .form(&[("grant_type", "client_credentials")])
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| classify_transport(e, what))?;
+    let status = resp.status();
+    let wait = retry_after(&resp);
+    let body = read_body(resp, what).await?;
+    Ok((status, wait, body))
+}
+
 /// Requests-per-second limiters shared by every provider instance talking to one API base, so
 /// two inventory entries for the same environment do not double the rate.
 pub fn limiter_for(base_url: &str, per_second: f64) -> Arc<DefaultDirectRateLimiter> {

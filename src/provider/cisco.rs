@@ -264,19 +264,14 @@ impl CiscoProvider {
     async fn fetch_token(&self, pair: &ClientPair) -> Result<Token> {
         let what = "token request";
         self.pace(what).await?;
-        let resp = self
-            .http
-            .post(format!("{}{TOKEN_PATH}", self.base_url))
-            .basic_auth(&pair.client_id, Some(pair.secret.expose()))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&[("grant_type", "client_credentials")])
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| classify_transport(e, what))?;
-        let status = resp.status();
-        let wait = retry_after(&resp);
-        let body = read_body(resp, what).await?;
+        let (status, wait, body) = http::client_credentials(
+            &self.http,
+            &format!("{}{TOKEN_PATH}", self.base_url),
+            pair,
+            self.timeout,
+            what,
+        )
+        .await?;
         let body = classify(status, wait, &body, what).map_err(|e| {
             if matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::Forbidden)
                 || status == StatusCode::BAD_REQUEST

@@ -188,19 +188,14 @@ impl TaegisProvider {
     async fn fetch_token(&self, pair: &ClientPair) -> Result<Token> {
         let what = "token request";
         self.limiter.until_ready().await;
-        let resp = self
-            .http
-            .post(format!("{}/auth/api/v2/auth/token", self.base_url))
-            .basic_auth(&pair.client_id, Some(pair.secret.expose()))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&[("grant_type", "client_credentials")])
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| classify_transport(e, what))?;
-        let status = resp.status();
-        let wait = retry_after(&resp);
-        let body = read_body(resp, what).await?;
+        let (status, wait, body) = http::client_credentials(
+            &self.http,
+            &format!("{}/auth/api/v2/auth/token", self.base_url),
+            pair,
+            self.timeout,
+            what,
+        )
+        .await?;
         if !status.is_success() {
             // OAuth error bodies carry a code (`invalid_client`) and no secret; keep the code only.
             let code = serde_json::from_slice::<Value>(&body)

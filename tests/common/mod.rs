@@ -177,29 +177,11 @@ impl World {
     }
 
     pub async fn record(&self, slot: &str) -> Option<SlotRecord> {
-        let r = self.backend().read(slot).await.unwrap().map(|v| v.record);
-        if let Some(rec) = &r {
-            let mut known = self.known_secrets.lock().unwrap();
-            for c in rec
-                .current
-                .iter()
-                .chain(rec.pending.iter())
-                .chain(rec.draining.iter().map(|d| &d.credential))
-            {
-                known.push(c.secret.expose().to_string());
-            }
-        }
-        r
+        self.record_in(&self.backend(), slot).await
     }
 
     pub async fn records(&self) -> Vec<SlotRecord> {
-        let mut out = Vec::new();
-        for name in self.backend().list().await.unwrap() {
-            if let Some(r) = self.record(&name).await {
-                out.push(r);
-            }
-        }
-        out
+        self.records_in(&self.backend()).await
     }
 
     /// A token exchange straight against the emulator (not through rekey's provider).
@@ -250,49 +232,8 @@ impl World {
     /// Every slot's current pair works; every rekey-named client at the platform is one the
     /// store knows (current, pending or draining): nothing lost, nothing orphaned.
     pub async fn assert_consistent(&self, expect_slots: &[&str]) {
-        let records = self.records().await;
-        let names: BTreeSet<&str> = records.iter().map(|r| r.slot.as_str()).collect();
-        for s in expect_slots {
-            assert!(names.contains(s), "slot {s} has no record; have {names:?}");
-        }
-        let mut referenced = BTreeSet::new();
-        for r in &records {
-            let cur = r
-                .current
-                .as_ref()
-                .unwrap_or_else(|| panic!("slot {} has no current pair: {r:?}", r.slot));
-            assert!(
-                self.token_ok(&cur.client_id, cur.secret.expose()).await,
-                "slot {}: current pair g{} does not work",
-                r.slot,
-                cur.generation
-            );
-            assert!(
-                r.op.is_none(),
-                "slot {} still has an operation in flight: {:?}",
-                r.slot,
-                r.op
-            );
-            for c in r
-                .current
-                .iter()
-                .chain(r.pending.iter())
-                .chain(r.draining.iter().map(|d| &d.credential))
-            {
-                referenced.insert(c.client_id.clone());
-            }
-        }
-        for t in &self.tenants {
-            for (name, client_id, _) in self.platform_clients(&t.id).await {
-                if name.starts_with("rekey-") {
-                    assert!(
-                        referenced.contains(&client_id),
-                        "orphaned client {name} ({client_id}) in tenant {}",
-                        t.id
-                    );
-                }
-            }
-        }
+        self.assert_consistent_in(&self.backend(), expect_slots)
+            .await
     }
 
     pub async fn managed_clients(&self, tenant: &str, slot: &str) -> Vec<String> {
@@ -678,79 +619,16 @@ impl World {
     }
 
     pub async fn record_aws(&self, t: &AwsTarget, slot: &str) -> Option<SlotRecord> {
-        let r = self
-            .aws_backend(t)
-            .read(slot)
-            .await
-            .unwrap()
-            .map(|v| v.record);
-        if let Some(rec) = &r {
-            let mut known = self.known_secrets.lock().unwrap();
-            for c in rec
-                .current
-                .iter()
-                .chain(rec.pending.iter())
-                .chain(rec.draining.iter().map(|d| &d.credential))
-            {
-                known.push(c.secret.expose().to_string());
-            }
-        }
-        r
+        self.record_in(&self.aws_backend(t), slot).await
     }
 
     pub async fn records_aws(&self, t: &AwsTarget) -> Vec<SlotRecord> {
-        let mut out = Vec::new();
-        for name in self.aws_backend(t).list().await.unwrap() {
-            if let Some(r) = self.record_aws(t, &name).await {
-                out.push(r);
-            }
-        }
-        out
+        self.records_in(&self.aws_backend(t)).await
     }
 
     /// `assert_consistent` over the slots stored in the `aws` backend.
     pub async fn assert_consistent_aws(&self, t: &AwsTarget, expect_slots: &[&str]) {
-        let records = self.records_aws(t).await;
-        let names: BTreeSet<&str> = records.iter().map(|r| r.slot.as_str()).collect();
-        for s in expect_slots {
-            assert!(names.contains(s), "slot {s} has no record; have {names:?}");
-        }
-        let mut referenced = BTreeSet::new();
-        for r in &records {
-            let cur = r
-                .current
-                .as_ref()
-                .unwrap_or_else(|| panic!("slot {} has no current pair", r.slot));
-            assert!(
-                self.token_ok(&cur.client_id, cur.secret.expose()).await,
-                "slot {}: current pair g{} does not work",
-                r.slot,
-                cur.generation
-            );
-            assert!(
-                r.op.is_none(),
-                "slot {} still has an operation in flight",
-                r.slot
-            );
-            for c in r
-                .current
-                .iter()
-                .chain(r.pending.iter())
-                .chain(r.draining.iter().map(|d| &d.credential))
-            {
-                referenced.insert(c.client_id.clone());
-            }
-        }
-        for tn in &self.tenants {
-            for (name, client_id, _) in self.platform_clients(&tn.id).await {
-                if name.starts_with("rekey-") {
-                    assert!(
-                        referenced.contains(&client_id),
-                        "orphaned client {name} in tenant {}",
-                        tn.id
-                    );
-                }
-            }
-        }
+        self.assert_consistent_in(&self.aws_backend(t), expect_slots)
+            .await
     }
 }
