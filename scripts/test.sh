@@ -9,12 +9,23 @@ cd "$(dirname "$0")/.."
 scripts/setup-python.sh
 scripts/setup-system.sh
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The leak scan (tests/common/secrets.rs, scripts/scan-secrets.sh): every secret the tests make
+# is recorded in a 0600 registry, every rekey process they start logs at trace level into
+# rekey-logs/, all test output is kept (--show-output), and all of it is scanned at the end.
+out=target/test-output
+rm -rf "$out"
+mkdir -m 700 -p "$out/rekey-logs"
+export REKEY_SECRET_REGISTRY="$PWD/$out/secrets" REKEY_TEST_LOG_DIR="$PWD/$out/rekey-logs"
+trap 'rm -f "$REKEY_SECRET_REGISTRY"' EXIT
+log="$out/test-output.log"
+args=("$@")
+if [[ " $* " == *" -- "* ]]; then args+=(--show-output); else args+=(-- --show-output); fi
+
 cargo build --examples --quiet
 set +e
-cargo test --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$log"
+cargo test --no-fail-fast --lib --bins --tests "${args[@]}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+scripts/scan-secrets.sh "$REKEY_SECRET_REGISTRY" "$log" "$REKEY_TEST_LOG_DIR" || status=1
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
      END { printf "rekey: %d passed, %d failed\n", p, f }' "$log"

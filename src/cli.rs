@@ -13,7 +13,7 @@ use std::path::PathBuf;
 their platform with a bootstrap credential, and stores each new CLIENT_ID/CLIENT_SECRET in a vault \
 backend. A new pair is stored before it is used, verified before it becomes current, and the old one \
 is deleted only after a grace period.\n\nExit codes: 0 success; 1 some slots failed or need attention; \
-2 bad configuration or usage; 3 another run holds a slot's lease; 4 a provider or backend was \
+2 bad configuration or usage (also: root in the container without --allow-root); 3 another run holds a slot's lease; 4 a provider or backend was \
 unreachable before any change.",
     after_help = "Try it with no setup:  rekey demo"
 )]
@@ -32,6 +32,11 @@ pub struct Cli {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Run even as root inside the container image (REKEY_IN_CONTAINER=1), which is refused
+    /// otherwise (exit 2).
+    #[arg(long, global = true, env = "REKEY_ALLOW_ROOT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_root: bool,
 }
 
 #[derive(Subcommand, Debug)]

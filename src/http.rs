@@ -12,22 +12,65 @@ use std::time::Duration;
 /// Largest response body rekey reads; anything bigger is refused as malformed.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// The settings every client shares. Certificate verification is rustls's default and there is
+/// deliberately no way to turn it off: a custom CA ([`client_with_ca`]) is the only knob.
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(64)
+        // Redirects could carry the Authorization header elsewhere: never follow them.
+        .redirect(reqwest::redirect::Policy::none())
+}
+
 /// The process-wide HTTP client. Per-request timeouts are set by each caller.
 pub fn client() -> reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
-            reqwest::Client::builder()
-                .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(10))
-                .pool_idle_timeout(Duration::from_secs(60))
-                .pool_max_idle_per_host(64)
-                // Redirects could carry the Authorization header elsewhere: never follow them.
-                .redirect(reqwest::redirect::Policy::none())
+            builder()
                 .build()
                 .expect("the HTTP client configuration is static and valid")
         })
         .clone()
+}
+
+/// The process-wide client, or, with `ca_cert`, one that also trusts the CA certificates in
+/// that PEM file (one client per file, shared, so connections are still reused).
+pub fn client_with_ca(ca_cert: Option<&std::path::Path>) -> Result<reqwest::Client> {
+    let Some(path) = ca_cert else {
+        return Ok(client());
+    };
+    static CLIENTS: OnceLock<Mutex<HashMap<std::path::PathBuf, reqwest::Client>>> = OnceLock::new();
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("client map poisoned");
+    if let Some(c) = clients.get(path) {
+        return Ok(c.clone());
+    }
+    let pem = std::fs::read(path).map_err(|e| {
+        Error::config(format!("cannot read ca_cert {}", path.display())).with_source(e)
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            Error::config(format!(
+                "ca_cert {} holds no PEM certificate",
+                path.display()
+            ))
+        })?;
+    let client = certs
+        .into_iter()
+        .fold(builder(), |b, cert| b.add_root_certificate(cert))
+        .build()
+        .map_err(|e| {
+            Error::config(format!("ca_cert {} cannot be used", path.display())).with_source(e)
+        })?;
+    clients.insert(path.to_path_buf(), client.clone());
+    Ok(client)
 }
 
 /// Accepts `https://` URLs, and `http://` only when the host is loopback (the emulator, tests).
@@ -63,12 +106,33 @@ pub fn classify_transport(err: reqwest::Error, what: &str) -> Error {
         Error::new(ErrorKind::Timeout, format!("{what}: no answer in time")).with_source(err)
     } else if err.is_connect() {
         // The request never left: safe to resend even a mutation.
-        Error::new(ErrorKind::Unavailable, format!("{what}: cannot connect"))
-            .with_source(err)
-            .not_applied()
+        let hint = if is_certificate_error(&err) {
+            " (its TLS certificate is not trusted; for a private CA, set ca_cert)"
+        } else {
+            ""
+        };
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("{what}: cannot connect{hint}"),
+        )
+        .with_source(err)
+        .not_applied()
     } else {
         Error::new(ErrorKind::Unavailable, format!("{what}: connection failed")).with_source(err)
     }
+}
+
+/// Whether a connection failed on the server's certificate (the cause chain names it).
+pub fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if text.contains("certificate") || text.contains("UnknownIssuer") {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// Parses `Retry-After`: delta-seconds or an HTTP date. Capped at 10 minutes.
@@ -91,9 +155,15 @@ pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
         .and_then(parse_retry_after)
 }
 
-/// Reads a body, refusing more than [`MAX_BODY`] bytes.
-pub async fn read_body(mut resp: reqwest::Response, what: &str) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
+/// Reads a body, refusing more than [`MAX_BODY`] bytes. The buffer is zeroized when dropped:
+/// a create or token answer *is* a secret. (Sized up front from `Content-Length` so that growing
+/// it rarely leaves unzeroized copies behind; hyper's own buffers are out of reach.)
+pub async fn read_body(
+    mut resp: reqwest::Response,
+    what: &str,
+) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let hint = resp.content_length().unwrap_or(0).min(MAX_BODY as u64) as usize;
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(hint));
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
@@ -119,7 +189,11 @@ pub async fn client_credentials(
     pair: &crate::secret::ClientPair,
     timeout: Duration,
     what: &str,
-) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>)> {
+) -> Result<(
+    reqwest::StatusCode,
+    Option<Duration>,
+    zeroize::Zeroizing<Vec<u8>>,
+)> {
     let resp = http
         .post(url)
         .basic_auth(&pair.client_id, Some(pair.secret.expose()))

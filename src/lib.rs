@@ -14,6 +14,7 @@ pub mod demo;
 pub mod emulator;
 pub mod engine;
 pub mod error;
+pub mod harden;
 pub mod http;
 pub mod logging;
 pub mod observe;

@@ -34,6 +34,7 @@ impl Secret {
         let s: String = (0..len)
             .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
             .collect();
+        record_for_leak_scan(&s);
         Secret::new(s)
     }
 
@@ -41,6 +42,32 @@ impl Secret {
         self.0.is_empty()
     }
 }
+
+/// Test builds only (`test-hooks`): when `REKEY_SECRET_REGISTRY` names a file, every secret
+/// made here (by the tests, the emulator, or rekey's caller-chosen secrets) is appended to it,
+/// one a line, so that `scripts/test.sh` can scan all test output for it afterwards. The file is
+/// created 0600. Production builds have no such code.
+#[cfg(feature = "test-hooks")]
+pub fn record_for_leak_scan(value: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(path) = std::env::var_os("REKEY_SECRET_REGISTRY") else {
+        return;
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+    {
+        // One write per line: O_APPEND keeps lines whole between concurrent processes.
+        let _ = f.write_all(format!("{value}\n").as_bytes());
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub fn record_for_leak_scan(_value: &str) {}
 
 pub fn fingerprint(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);

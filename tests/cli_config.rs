@@ -329,6 +329,12 @@ async fn check_reports_every_backend_and_provider() {
 
     // A bootstrap secret the platform refuses: exit 1, the provider named.
     std::fs::write(w.path().join("wrong.secret"), "not-the-secret").unwrap();
+    // rekey refuses a secret file others can read.
+    std::fs::set_permissions(
+        w.path().join("wrong.secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     w.inventory_raw(&valid.replacen("boot-0.secret", "wrong.secret", 1));
     let r = w.rekey(&["check", "-c", "inventory.toml"]).await;
     r.expect_code(1);

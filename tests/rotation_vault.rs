@@ -27,6 +27,12 @@ impl VaultWorld {
         let token = bao.token(&["rekey"], "1h").await;
         let token_file = w.path().join("vault-token");
         std::fs::write(&token_file, &token).unwrap();
+        // rekey refuses a secret file others can read.
+        std::fs::set_permissions(
+            &token_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         let prefix = format!("rekey/e2e-{}/", random_hex(8));
         let backend = VaultBackend::open(&VaultBackendConfig {
             name: "vault".into(),

@@ -642,9 +642,19 @@ mod imp {
                                     aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
                                 ))
                                 .build_https();
+                            // The same timeouts for the credential chain's own calls (STS
+                            // web identity, ECS), so no network call of the backend is unbounded.
                             let mut loader =
                                 aws_config::defaults(aws_config::BehaviorVersion::latest())
-                                    .http_client(http);
+                                    .http_client(http)
+                                    .timeout_config(
+                                        aws_config::timeout::TimeoutConfig::builder()
+                                            .operation_timeout(cfg.timeout)
+                                            .connect_timeout(
+                                                cfg.timeout.min(Duration::from_secs(5)),
+                                            )
+                                            .build(),
+                                    );
                             if let Some(r) = &cfg.region {
                                 loader = loader.region(aws_config::Region::new(r.clone()));
                             }

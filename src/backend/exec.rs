@@ -199,12 +199,32 @@ impl ExecBackend {
             drop(stdin);
             let mut out = Vec::new();
             let mut err = Vec::new();
-            let mut out_limited = (&mut stdout).take(MAX_RESPONSE as u64 + 1);
-            let mut err_limited = (&mut stderr).take(64 * 1024);
-            let (o, e) = tokio::join!(
-                out_limited.read_to_end(&mut out),
-                err_limited.read_to_end(&mut err)
-            );
+            // Over the stdout limit, stderr is not waited for: the plugin (or a process it
+            // started) may hold it open while it keeps writing. It is killed just after.
+            let over = tokio::sync::Notify::new();
+            let read_out = async {
+                let r = (&mut stdout)
+                    .take(MAX_RESPONSE as u64 + 1)
+                    .read_to_end(&mut out)
+                    .await;
+                if out.len() > MAX_RESPONSE {
+                    over.notify_one();
+                }
+                r
+            };
+            let read_err = async {
+                let drain = async {
+                    let r = (&mut stderr).take(64 * 1024).read_to_end(&mut err).await;
+                    // Past the cap, keep draining (and dropping): a chatty plugin never blocks.
+                    let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+                    r
+                };
+                tokio::select! {
+                    r = drain => r,
+                    _ = over.notified() => Ok(0),
+                }
+            };
+            let (o, e) = tokio::join!(read_out, read_err);
             o.and(e).map(|_| (out, err))
         };
         let (out, err) = match tokio::time::timeout(self.config.timeout, io).await {
@@ -227,6 +247,15 @@ impl ExecBackend {
                 ));
             }
         };
+        if out.len() > MAX_RESPONSE {
+            // It is still writing into a pipe nobody reads: stop it now rather than at timeout.
+            let _ = child.kill().await;
+            return Err(Error::malformed(format!(
+                "{what}: answer larger than {MAX_RESPONSE} bytes"
+            )));
+        }
+        // Close our ends, so a plugin still writing (past the stderr cap) gets EPIPE and exits.
+        drop((stdout, stderr));
         let status = match tokio::time::timeout(self.config.timeout, child.wait()).await {
             Ok(Ok(s)) => s,
             _ => {
@@ -249,11 +278,6 @@ impl ExecBackend {
                 format!("; its stderr ends: {s}")
             }
         };
-        if out.len() > MAX_RESPONSE {
-            return Err(Error::malformed(format!(
-                "{what}: answer larger than {MAX_RESPONSE} bytes"
-            )));
-        }
         let response: Response = match serde_json::from_slice(&out) {
             Ok(r) => r,
             Err(_) if !status.success() => {

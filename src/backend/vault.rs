@@ -451,7 +451,13 @@ fn classify_vault_error(e: &ClientError, what: &str) -> Error {
             }
             Rest::RequestError { source, .. } => {
                 let re = source.downcast_ref::<reqwest13::Error>();
-                if re.is_some_and(|r| r.is_timeout()) {
+                let cause: &(dyn std::error::Error + 'static) = &**source;
+                if crate::http::is_certificate_error(cause) {
+                    Error::unavailable(format!(
+                        "{what}: cannot connect to Vault: its TLS certificate is not trusted (for a private CA, set ca_cert)"
+                    ))
+                    .not_applied()
+                } else if re.is_some_and(|r| r.is_timeout()) {
                     Error::new(
                         ErrorKind::Timeout,
                         format!("{what}: no answer from Vault in time"),
@@ -652,8 +658,10 @@ impl VaultBackend {
                 jwt_file,
                 mount,
             } => {
+                // Kubelet mounts the token 0644 (0640 with fsGroup); its short life and audience
+                // binding are what protect it, so its mode is not held against it.
                 let jwt = ValueRef::File(jwt_file.clone())
-                    .resolve()
+                    .resolve_any_mode()
                     .map_err(|e| ctx(e.context("the service-account token (jwt_file)")))?;
                 let mut client = self.new_client("")?;
                 let info = vaultrs::auth::kubernetes::login(&client, mount, role, jwt.expose())

@@ -116,8 +116,18 @@ pub enum ValueRef {
 }
 
 impl ValueRef {
-    /// Reads the value. The error names the reference, never the value.
+    /// Reads the value. The error names the reference, never the value. A file that users other
+    /// than its owner can read or write is refused (it holds a credential, or sits next to one).
     pub fn resolve(&self) -> Result<Secret> {
+        if let ValueRef::File(path) = self {
+            crate::harden::check_private_file(path, "secret file")?;
+        }
+        self.resolve_any_mode()
+    }
+
+    /// [`resolve`](Self::resolve) without the file-mode check, for files whose mode the platform
+    /// sets and the operator cannot tighten (Kubernetes' projected service-account token).
+    pub fn resolve_any_mode(&self) -> Result<Secret> {
         match self {
             ValueRef::Env(name) => match std::env::var(name) {
                 Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
@@ -176,6 +186,8 @@ pub struct ProviderConfig {
     pub rate_limit: f64,
     /// Timeout of each HTTP request (default 30s).
     pub timeout: Duration,
+    /// An extra CA (PEM) trusted for this provider's TLS, besides the public roots.
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -303,7 +315,7 @@ pub fn load(path: &Path) -> std::result::Result<Inventory, ConfigErrors> {
 /// Values of `type` accepted in `[providers.*]` and `[backends.*]`.
 pub const PROVIDER_TYPES: &[&str] = &["taegis", "cisco"];
 /// Keys every `[providers.*]` table may have, whatever its type.
-const PROVIDER_COMMON_KEYS: &[&str] = &["tenant", "rate_limit", "timeout", "bootstrap"];
+const PROVIDER_COMMON_KEYS: &[&str] = &["tenant", "rate_limit", "timeout", "bootstrap", "ca_cert"];
 pub const BACKEND_TYPES: &[&str] = &["file", "exec", "vault", "aws"];
 
 /// Parses and validates inventory text; `path` is used for messages and relative paths only.
@@ -596,6 +608,7 @@ impl Checker {
             tenant: None,
             rate_limit: 50.0,
             timeout: Duration::from_secs(30),
+            ca_cert: None,
         };
         let ty = self.type_of(t, &path, PROVIDER_TYPES);
         let is_cisco = ty == Some("cisco");
@@ -641,6 +654,13 @@ impl Checker {
         }
         if let Some((d, _)) = self.duration(t, &path, "timeout", false) {
             cfg.timeout = d;
+        }
+        match self.string(t, &path, "ca_cert") {
+            Some((p, e)) if p.trim().is_empty() => {
+                self.err(e.line, join(&path, "ca_cert"), "must not be empty")
+            }
+            Some((p, _)) => cfg.ca_cert = Some(self.base_dir.join(p)),
+            None => {}
         }
         let mut bootstrap_slot = None;
         match t.get("bootstrap") {

@@ -149,7 +149,9 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
 /// A fresh password: 40 random bytes as URL-safe base64, 54 characters.
 fn new_password() -> String {
     let bytes: [u8; 40] = rand::rng().random();
-    URL_SAFE_NO_PAD.encode(bytes)
+    let password = URL_SAFE_NO_PAD.encode(bytes);
+    crate::secret::record_for_leak_scan(&password);
+    password
 }
 
 /// Whether `held` scopes cover `want`: the same scope, or a parent of it (`enrich` covers

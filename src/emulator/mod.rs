@@ -220,6 +220,8 @@ impl std::fmt::Debug for SeedClient {
 
 impl Seed {
     pub fn from_file(path: &std::path::Path) -> Result<Seed> {
+        // A seed holds plaintext client secrets.
+        crate::harden::check_private_file(path, "seed file")?;
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::config(format!("cannot read seed file {}", path.display())).with_source(e)
         })?;

@@ -254,6 +254,10 @@ impl State {
 
     /// Loads a state file, or None when it does not exist yet.
     pub fn load(path: &Path) -> Result<Option<Self>> {
+        // The state holds only salted secret hashes, but a hash is still guessing material.
+        if path.exists() {
+            crate::harden::check_private_file(path, "emulator state file")?;
+        }
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

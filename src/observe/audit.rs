@@ -34,6 +34,11 @@ impl AuditLog {
             .map_err(|e| {
                 Error::config(format!("cannot open the audit log {}: {e}", path.display()))
             })?;
+        // An existing log keeps its mode; one others can read or write is refused (it names
+        // every client and fingerprint, and others could forge lines). Pipes and terminals pass.
+        if file.metadata().is_ok_and(|m| m.is_file()) {
+            crate::harden::check_private_file(path, "audit log")?;
+        }
         Ok(AuditLog {
             out: Mutex::new(Out::File(file)),
         })

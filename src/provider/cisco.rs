@@ -28,6 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// The JWT claim that names the client a token was issued to.
 pub const CLIENT_ID_CLAIM: &str = "https://schemas.cisco.com/iroh/identity/claims/oauth/client/id";
@@ -235,6 +236,12 @@ impl CiscoProvider {
         })
     }
 
+    /// Uses `http` instead of the process-wide client (a provider with its own `ca_cert`).
+    pub fn with_http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+
     /// Waits for the per-second limiter and takes one request from the hourly org budget.
     /// When that budget is spent for longer than [`MAX_BUDGET_WAIT`], the call fails as rate
     /// limited (nothing was sent) instead of holding the run for up to an hour.
@@ -310,7 +317,7 @@ impl CiscoProvider {
         url: &str,
         body: Option<&Value>,
         what: &str,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let (status, wait, bytes) = self.send(method, url, body, what).await?;
         classify(status, wait, &bytes, what)
     }
@@ -321,7 +328,7 @@ impl CiscoProvider {
         url: &str,
         body: Option<&Value>,
         what: &str,
-    ) -> Result<(StatusCode, Option<Duration>, Vec<u8>)> {
+    ) -> Result<(StatusCode, Option<Duration>, Zeroizing<Vec<u8>>)> {
         let boot = self
             .bootstrap
             .get()
@@ -584,9 +591,9 @@ pub(crate) fn classify(
     wait: Option<Duration>,
     body: &[u8],
     what: &str,
-) -> Result<Vec<u8>> {
+) -> Result<Zeroizing<Vec<u8>>> {
     if status.is_success() {
-        return Ok(body.to_vec());
+        return Ok(Zeroizing::new(body.to_vec()));
     }
     let detail = serde_json::from_slice::<Value>(body)
         .ok()

@@ -184,6 +184,12 @@ impl TaegisProvider {
         })
     }
 
+    /// Uses `http` instead of the process-wide client (a provider with its own `ca_cert`).
+    pub fn with_http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+
     /// One token exchange. Used for the bootstrap token and to verify new pairs.
     async fn fetch_token(&self, pair: &ClientPair) -> Result<Token> {
         let what = "token request";

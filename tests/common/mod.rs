@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod secrets;
+
 use rekey::backend::Backend;
 use rekey::emulator::{self, EmulatorConfig, EmulatorHandle, Faults, Seed, SeedClient, SeedTenant};
 use rekey::record::SlotRecord;
@@ -147,7 +149,7 @@ impl World {
         cmd.args(args)
             .current_dir(self.path())
             .env("REKEY_LOG_FORMAT", "json")
-            .env("RUST_LOG", "rekey=debug");
+            .env("RUST_LOG", secrets::rust_log());
         cmd.env_remove("REKEY_CRASH_AT")
             .env_remove("REKEY_TEST_CLOCK_OFFSET");
         for (k, v) in env {
@@ -157,6 +159,7 @@ impl World {
             .await
             .expect("rekey finished in time")
             .unwrap();
+        secrets::keep_output(args, &out);
         Run::from(out)
     }
 

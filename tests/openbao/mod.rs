@@ -72,6 +72,8 @@ impl OpenBao {
         for _ in 0..3 {
             let port = free_port_pair();
             let root = format!("root-{}", random_hex(24));
+            // The leak scan (tests/common/secrets.rs) checks test output for these tokens too.
+            rekey::secret::record_for_leak_scan(&root);
             let mut cmd = Command::new(&bin);
             cmd.args([
                 "server",
@@ -185,7 +187,9 @@ impl OpenBao {
             )
             .await;
         Self::ok(s, &b, "create token");
-        b["auth"]["client_token"].as_str().unwrap().to_string()
+        let token = b["auth"]["client_token"].as_str().unwrap().to_string();
+        rekey::secret::record_for_leak_scan(&token);
+        token
     }
 
     /// Enables AppRole (once) and makes role `role` with `policies`; returns (role_id, secret_id).
@@ -215,6 +219,7 @@ impl OpenBao {
             .await;
         Self::ok(s, &b, "secret id");
         let secret_id = b["data"]["secret_id"].as_str().unwrap().to_string();
+        rekey::secret::record_for_leak_scan(&secret_id);
         (role_id, secret_id)
     }
 
@@ -224,6 +229,7 @@ impl OpenBao {
     pub async fn kubernetes(&self, role: &str, policies: &[&str]) -> (String, TokenReview) {
         let (ns, sa, uid) = ("rekey-ns", "rekey", uuid::Uuid::now_v7().to_string());
         let jwt = service_account_jwt(ns, sa, &uid);
+        rekey::secret::record_for_leak_scan(&jwt);
         let review =
             TokenReview::start(jwt.clone(), format!("system:serviceaccount:{ns}:{sa}"), uid).await;
         let _ = self

@@ -42,7 +42,22 @@ def remember(*values):
     for v in values:
         if v:
             SENSITIVE.add(v)
+    register(*values)
     return values[0] if len(values) == 1 else values
+
+
+def register(*values):
+    """Adds the values to the leak scan's registry (scripts/test.sh, tests/common/secrets.rs)."""
+    path = os.environ.get("REKEY_SECRET_REGISTRY")
+    if not path:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        for v in values:
+            if v:
+                os.write(fd, f"{v}\n".encode())
+    finally:
+        os.close(fd)
 
 
 def redact(text):
