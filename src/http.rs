@@ -104,19 +104,20 @@ pub fn classify_transport(err: reqwest::Error, what: &str) -> Error {
     let err = err.without_url();
     if err.is_timeout() {
         Error::new(ErrorKind::Timeout, format!("{what}: no answer in time")).with_source(err)
-    } else if err.is_connect() {
-        // The request never left: safe to resend even a mutation.
-        let hint = if is_certificate_error(&err) {
-            " (its TLS certificate is not trusted; for a private CA, set ca_cert)"
-        } else {
-            ""
-        };
+    } else if is_certificate_error(&err) {
+        // Not temporary: retrying cannot make an untrusted certificate trusted (and it may be
+        // an interception). Fails at once, as a configuration problem, before any change.
         Error::new(
-            ErrorKind::Unavailable,
-            format!("{what}: cannot connect{hint}"),
+            ErrorKind::Config,
+            format!("{what}: cannot connect: its TLS certificate is not trusted (for a private CA, set ca_cert)"),
         )
         .with_source(err)
         .not_applied()
+    } else if err.is_connect() {
+        // The request never left: safe to resend even a mutation.
+        Error::new(ErrorKind::Unavailable, format!("{what}: cannot connect"))
+            .with_source(err)
+            .not_applied()
     } else {
         Error::new(ErrorKind::Unavailable, format!("{what}: connection failed")).with_source(err)
     }

@@ -453,7 +453,8 @@ fn classify_vault_error(e: &ClientError, what: &str) -> Error {
                 let re = source.downcast_ref::<reqwest13::Error>();
                 let cause: &(dyn std::error::Error + 'static) = &**source;
                 if crate::http::is_certificate_error(cause) {
-                    Error::unavailable(format!(
+                    // Not temporary: no retry makes the certificate trusted.
+                    Error::config(format!(
                         "{what}: cannot connect to Vault: its TLS certificate is not trusted (for a private CA, set ca_cert)"
                     ))
                     .not_applied()
