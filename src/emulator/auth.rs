@@ -54,6 +54,8 @@ pub fn sign<C: Serialize>(key: &[u8], claims: &C) -> String {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(signing_input.as_bytes());
     let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    // A bearer token is a secret too: the leak scan looks for its signature (test builds).
+    crate::secret::record_for_leak_scan(&sig);
     format!("{signing_input}.{sig}")
 }
 
