@@ -187,8 +187,11 @@ impl ExecBackend {
                 .with_source(e)
                 .not_applied()
         })?;
-        let body = serde_json::to_vec(request)
-            .map_err(|e| Error::internal(format!("{what}: encoding: {e}")))?;
+        // The request and the answer carry records, secrets included: zeroized on drop.
+        let body = zeroize::Zeroizing::new(
+            serde_json::to_vec(request)
+                .map_err(|e| Error::internal(format!("{what}: encoding: {e}")))?,
+        );
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
@@ -197,8 +200,8 @@ impl ExecBackend {
             // the broken pipe.
             let _ = stdin.write_all(&body).await;
             drop(stdin);
-            let mut out = Vec::new();
-            let mut err = Vec::new();
+            let mut out = zeroize::Zeroizing::new(Vec::new());
+            let mut err = zeroize::Zeroizing::new(Vec::new());
             // Over the stdout limit, stderr is not waited for: the plugin (or a process it
             // started) may hold it open while it keeps writing. It is killed just after.
             let over = tokio::sync::Notify::new();
