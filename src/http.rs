@@ -248,6 +248,24 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_cert_that_is_not_pem_is_a_clear_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate").unwrap();
+        let err = client_with_ca(Some(&path)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(
+            err.to_string().contains("holds no PEM certificate"),
+            "{err}"
+        );
+        let missing = client_with_ca(Some(&dir.path().join("nope.pem"))).unwrap_err();
+        assert!(
+            missing.to_string().contains("cannot read ca_cert"),
+            "{missing}"
+        );
+    }
+
+    #[test]
     fn retry_after_reads_seconds_and_dates() {
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
         let future = std::time::SystemTime::now() + Duration::from_secs(30);
