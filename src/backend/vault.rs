@@ -33,6 +33,7 @@ use crate::config::{Checker, Table, ValueRef, is_valid_slot_name};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{MANAGED_BY, SlotRecord, StoredCredential, Versioned};
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
@@ -49,6 +50,8 @@ use vaultrs::error::ClientError;
 
 /// The folder, under `path_prefix`, holding rekey's state entries.
 const STATE_DIR: &str = ".rekey/";
+/// State entries read at once while listing.
+const LIST_READS: usize = 16;
 const DEFAULT_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// `type = "vault"`: HashiCorp Vault or OpenBao, KV v2.
@@ -1053,12 +1056,24 @@ impl VaultBackend {
                 return Err(e);
             }
         };
+        // Sub-folders ("x/") and names rekey never writes are skipped. The entries are read
+        // a few at a time, not one round trip after another: a listing is part of every apply
+        // and plan, and one by one it took as long as the reads of all the slots.
+        let reads: Vec<(String, Result<Option<Versioned>>)> =
+            futures_util::stream::iter(keys.into_iter().filter(|k| is_valid_slot_name(k)))
+                .map(|key| {
+                    let client = &client;
+                    async move {
+                        let read = self.read_state(client, &key).await;
+                        (key, read)
+                    }
+                })
+                .buffered(LIST_READS)
+                .collect()
+                .await;
         let mut slots = Vec::new();
-        for key in keys {
-            if !is_valid_slot_name(&key) {
-                continue; // sub-folders ("x/") and names rekey never writes
-            }
-            match self.read_state(&client, &key).await {
+        for (key, read) in reads {
+            match read {
                 Ok(Some(_)) => slots.push(key),
                 Ok(None) => {}
                 Err(e) if e.kind() == ErrorKind::Conflict || e.kind() == ErrorKind::Malformed => {
