@@ -500,6 +500,22 @@ struct Session {
 pub struct VaultBackend {
     config: VaultBackendConfig,
     session: tokio::sync::Mutex<Option<Session>>,
+    /// Per slot, a state version this process read or wrote and the current pair it holds
+    /// ([`shown_key`]). A state version holding current pair C means the consumer entry shows C
+    /// (or a later generation): writes put the consumer entry first. So a write over that
+    /// version that keeps C needs no re-read of the consumer entry (two of a rotation's three
+    /// writes).
+    shown: std::sync::Mutex<HashMap<String, (u64, String)>>,
+}
+
+/// Identifies a current pair without holding its secret (generation, client id, fingerprint).
+fn shown_key(c: &StoredCredential) -> String {
+    format!(
+        "{}:{}:{}",
+        c.generation,
+        c.client_id,
+        c.secret.fingerprint()
+    )
 }
 
 impl fmt::Debug for VaultBackend {
@@ -554,7 +570,23 @@ impl VaultBackend {
         Ok(VaultBackend {
             config: config.clone(),
             session: tokio::sync::Mutex::new(None),
+            shown: Default::default(),
         })
+    }
+
+    /// Remembers what state `version` of `slot` holds as its current pair (see `shown`).
+    fn note_shown(&self, slot: &str, version: u64, current: Option<&StoredCredential>) {
+        let mut shown = self.shown.lock().expect("shown map poisoned");
+        match current {
+            Some(c) => shown.insert(slot.to_string(), (version, shown_key(c))),
+            None => shown.remove(slot),
+        };
+    }
+
+    /// Whether a write over `expected` that keeps `current` finds the consumer entry showing it.
+    fn known_shown(&self, slot: &str, expected: Option<u64>, current: &StoredCredential) -> bool {
+        let shown = self.shown.lock().expect("shown map poisoned");
+        expected.is_some_and(|v| shown.get(slot) == Some(&(v, shown_key(current))))
     }
 
     fn new_client(&self, token: &str) -> Result<VaultClient> {
@@ -930,7 +962,10 @@ impl VaultBackend {
         self.check_slot(slot)?;
         let client = self.client().await?;
         match self.read_state(&client, slot).await? {
-            Some(v) => Ok(Some(v)),
+            Some(v) => {
+                self.note_shown(slot, v.version, v.record.current.as_ref());
+                Ok(Some(v))
+            }
             None => {
                 // No record: make sure the consumer path is not someone else's secret.
                 self.consumer(&client, slot).await?;
@@ -954,8 +989,13 @@ impl VaultBackend {
         }
         let client = self.client().await?;
         // The consumer path is checked on creation (never adopt someone else's secret) and
-        // whenever there is a current pair to show.
-        if expected.is_none() || record.current.is_some() {
+        // whenever there is a current pair to show, unless the version written over is known to
+        // hold the same pair (its consumer entry shows it already).
+        let known = record
+            .current
+            .as_ref()
+            .is_some_and(|c| self.known_shown(slot, expected, c));
+        if expected.is_none() || (record.current.is_some() && !known) {
             let existing = self.consumer(&client, slot).await?;
             if let Some(current) = &record.current {
                 self.sync_consumer(&client, record, current, existing)
@@ -965,23 +1005,36 @@ impl VaultBackend {
         let path = self.state_path(slot);
         let data = serde_json::to_value(record)
             .map_err(|_| Error::internal(format!("slot {slot}: cannot encode the record")))?;
+        let written = self.put_state(&client, &path, data, expected).await?;
+        self.note_shown(slot, written, record.current.as_ref());
+        Ok(written)
+    }
+
+    /// The state entry's compare-and-set write (see `do_write`).
+    async fn put_state(
+        &self,
+        client: &VaultClient,
+        path: &str,
+        data: serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<u64> {
         match expected {
-            Some(v) => self.put(&client, &path, data, v).await,
-            None => match self.put(&client, &path, data.clone(), 0).await {
+            Some(v) => self.put(client, path, data, v).await,
+            None => match self.put(client, path, data.clone(), 0).await {
                 Err(e) if e.kind() == ErrorKind::Conflict => {
                     // A deleted entry keeps its metadata: "must not exist" then means "its latest
                     // version is deleted", and the CAS is against that version.
-                    let meta = self.read_metadata(&client, &path).await?;
+                    let meta = self.read_metadata(client, path).await?;
                     let deleted_at = meta.and_then(|m| {
                         let latest = m.versions.get(&m.current_version.to_string())?;
                         (!latest.deletion_time.is_empty() || latest.destroyed)
                             .then_some(m.current_version)
                     });
                     match deleted_at {
-                        Some(v) => self.put(&client, &path, data, v).await,
+                        Some(v) => self.put(client, path, data, v).await,
                         None => Err(Error::conflict(format!(
                             "{} already exists (another run created it first)",
-                            self.shown(&path)
+                            self.shown(path)
                         ))),
                     }
                 }
@@ -992,6 +1045,7 @@ impl VaultBackend {
 
     async fn do_delete(&self, slot: &str, expected: u64) -> Result<()> {
         self.check_slot(slot)?;
+        self.note_shown(slot, 0, None);
         let client = self.client().await?;
         let path = self.state_path(slot);
         let stale = |found: String| {
