@@ -126,6 +126,17 @@ class Measured:
         return self
 
 
+def cpu_seconds(proc):
+    """CPU time (user+sys) a running server has used so far, from /proc."""
+    with open(f"/proc/{proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def servers_cpu(procs):
+    return [cpu_seconds(p) for p in procs]
+
+
 def emulator_calls(url):
     s = http("GET", url + "/_emulator/stats")
     return sum(s["requests"].values()), s.get("rate_limited", 0)
@@ -140,7 +151,7 @@ def main():
                     help="emulator limit, requests/s over all requests (429 with Retry-After beyond it); default none")
     ap.add_argument("--rekey-rate-limit", type=float, default=None,
                     help="rekey's own per-environment rate_limit (default: --rate-limit, else 10000)")
-    ap.add_argument("--concurrency", type=int, default=32, help="rekey --concurrency")
+    ap.add_argument("--concurrency", type=int, default=16, help="rekey --concurrency (default 16, rekey's own default)")
     ap.add_argument("--backend", default="vault", choices=["vault", "file"])
     ap.add_argument("--strategy", default="alternate", choices=["alternate", "in-place"])
     ap.add_argument("--baseline-slots", type=int, default=None,
@@ -238,16 +249,19 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
         return
 
     apply = [binary, "apply", "-c", "inventory.toml", "--output", "json", "-q"]
-    first = Measured(apply, work, env).check("first apply (create)")
+    # Set-up only (not measured): wide, so big inventories do not take long to create.
+    first = Measured(apply + ["--concurrency", str(max(a.concurrency, 64))], work, env).check("first apply (create)")
 
     faults = {"latency_ms": a.latency_ms}
     if a.rate_limit:
         faults["rate_limit_per_sec"] = a.rate_limit
     http("PUT", url + "/_emulator/faults", faults)
     c0, r0 = emulator_calls(url)
+    s0 = servers_cpu(procs)
     metrics = os.path.join(work, "forced.prom")
     forced = Measured(apply + ["--force"] + (["--metrics-file", metrics] if a.breakdown else []), work, env)
     c1, r1 = emulator_calls(url)
+    s1 = servers_cpu(procs)
     if forced.code not in (0, 1):
         sys.exit(f"bench: apply --force failed (exit {forced.code}):\n{forced.stderr[-3000:]}")
     outcomes = json.loads(forced.stdout)
@@ -281,6 +295,9 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
         print(f"  throughput / limit    {calls / forced.wall / a.rate_limit:9.1%}")
     print(f"  CPU (user+sys)        {forced.cpu:9.2f} s")
     print(f"  peak RSS              {forced.rss_mib:9.1f} MiB")
+    names = ["emulator", "OpenBao"][:len(procs)]
+    print("  servers' CPU meanwhile " + ", ".join(f"{n} {b - a:.2f} s" for n, a, b in zip(names, s0, s1))
+          + f"   (machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
     lim_s = f"{a.rate_limit:g}/s" if a.rate_limit else "inf"
     conc_s = f"{by_concurrency:g}/s" if by_concurrency < math.inf else "inf"
     print(f"  theoretical floor     {floor:9.2f} s   = {per_slot:.2f} calls/slot x {a.slots} slots / "
