@@ -267,7 +267,10 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     outcomes = json.loads(forced.stdout)
     failed = [o["slot"] for o in outcomes if o["result"] != "ok"]
     rotated = sum(1 for o in outcomes if any(x.startswith("promoted") for x in o["actions"]))
-    calls = c1 - c0
+    # Requests answered 429 did no work: they count in the 429 figure, not in calls per slot,
+    # the throughput or the floor.
+    sent, limited = c1 - c0, r1 - r0
+    calls = sent - limited
     per_slot = calls / a.slots
     limit = a.rate_limit or math.inf
     by_concurrency = a.concurrency / (a.latency_ms / 1000) if a.latency_ms > 0 else math.inf
@@ -290,7 +293,8 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     print("rekey apply --force")
     print(f"  wall                  {forced.wall:9.2f} s   ({rotated} slots rotated, {len(failed)} failed, exit {forced.code})")
     print(f"  slots/s               {a.slots / forced.wall:9.1f}")
-    print(f"  provider calls/slot   {per_slot:9.2f}   ({calls} requests, {calls / forced.wall:.1f} req/s, {r1 - r0} answered 429)")
+    print(f"  provider calls/slot   {per_slot:9.2f}   ({calls} requests served, {calls / forced.wall:.1f} req/s; "
+          f"{limited} more answered 429 and retried)")
     if a.rate_limit:
         print(f"  throughput / limit    {calls / forced.wall / a.rate_limit:9.1%}")
     print(f"  CPU (user+sys)        {forced.cpu:9.2f} s")
