@@ -16,6 +16,7 @@ use crate::record::{
 };
 use crate::secret::{ClientPair, Secret};
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -321,29 +322,47 @@ impl Engine {
             .filter_map(|t| t.config.as_ref())
             .map(|c| c.provider.as_str())
             .collect();
-        for name in providers {
-            let entry = &self.providers[name];
-            let pair = entry.bootstrap.get()?;
-            let tenant = self.inventory.providers[name]
-                .tenant
-                .clone()
-                .unwrap_or_default();
-            entry.provider.verify(&tenant, &pair).await.map_err(|e| {
-                let kind = if e.is_temporary() {
-                    e.kind()
-                } else {
-                    ErrorKind::Unauthorized
-                };
-                Error::new(
-                    kind,
-                    format!(
-                        "provider {name}: the bootstrap credential {} cannot get a token: {e}",
-                        pair.client_id
-                    ),
-                )
-            })?;
-        }
-        Ok(())
+        // All providers at once (bounded), not one round trip after another: with one provider
+        // per tenant this check was a serial section that grew with the tenants. The first
+        // failure in name order is the one reported.
+        let checks: Vec<Result<()>> = futures_util::stream::iter(providers)
+            .map(|name| self.check_bootstrap(name))
+            .buffered(self.concurrency())
+            .collect()
+            .await;
+        checks.into_iter().collect()
+    }
+
+    /// One token exchange with a provider's bootstrap credential (the provider keeps the token).
+    async fn check_bootstrap(&self, name: &str) -> Result<()> {
+        let entry = &self.providers[name];
+        let pair = entry.bootstrap.get()?;
+        let tenant = self.inventory.providers[name]
+            .tenant
+            .clone()
+            .unwrap_or_default();
+        entry.provider.verify(&tenant, &pair).await.map_err(|e| {
+            let kind = if e.is_temporary() {
+                e.kind()
+            } else {
+                ErrorKind::Unauthorized
+            };
+            Error::new(
+                kind,
+                format!(
+                    "provider {name}: the bootstrap credential {} cannot get a token: {e}",
+                    pair.client_id
+                ),
+            )
+        })
+    }
+
+    /// Slots worked on at once: `--concurrency`, else `settings.concurrency`.
+    fn concurrency(&self) -> usize {
+        self.options
+            .concurrency
+            .unwrap_or(self.inventory.settings.concurrency)
+            .max(1)
     }
 
     /// Runs the plan: ordinary slots concurrently (bounded), then each provider's bootstrap slot,
@@ -360,12 +379,7 @@ impl Engine {
             .into_iter()
             .partition(|t| bootstrap_slots.contains(&t.name));
 
-        let concurrency = self
-            .options
-            .concurrency
-            .unwrap_or(self.inventory.settings.concurrency)
-            .max(1);
-        let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.concurrency()));
         let mut set = tokio::task::JoinSet::new();
         for (i, target) in first.into_iter().enumerate() {
             let engine = Arc::clone(self);
@@ -693,7 +707,10 @@ impl<'a> SlotRun<'a> {
             let Some(step) = decision.step else {
                 return Ok(());
             };
-            if !self.acquire().await? {
+            // A new operation claims the slot in the write that records it (`start`), so it
+            // costs no separate lease write; every other step claims the slot first.
+            let claims_itself = matches!(step, Step::Create | Step::Rotate { .. });
+            if !claims_itself && !self.acquire().await? {
                 continue;
             }
             tracing::info!(slot = self.slot(), step = step.name(), reason = %decision.reason, "step");
@@ -717,17 +734,20 @@ impl<'a> SlotRun<'a> {
         Err(Error::internal("the slot did not settle within one run"))
     }
 
-    /// Records a new operation (before any provider call), then carries it out.
+    /// Records a new operation (before any provider call), then carries it out. The same
+    /// compare-and-set write takes the slot's lease, if this run does not hold it yet: it either
+    /// claims the slot and records the operation together, or changes nothing.
     async fn start(&mut self, kind: OpKind) -> Result<()> {
         let cfg = self.config()?;
         let mut rec = match &self.stored {
             Some(v) => v.record.clone(),
-            None => {
-                let mut r = SlotRecord::new(self.slot(), &cfg.provider, &cfg.tenant);
-                r.lease = Some(self.my_lease());
-                r
-            }
+            None => SlotRecord::new(self.slot(), &cfg.provider, &cfg.tenant),
         };
+        let claiming = rec
+            .lease
+            .as_ref()
+            .is_none_or(|l| l.run_id != self.engine.run_id);
+        rec.lease = Some(self.my_lease());
         let generation = rec.generation + 1;
         let phase = if kind == OpKind::RotateInPlace {
             if !self.provider()?.provider.capabilities().in_place_rotation {
@@ -769,12 +789,12 @@ impl<'a> SlotRun<'a> {
                 ..current
             });
         }
-        let creating_entry = self.stored.is_none();
         match self.save(rec).await {
             Ok(()) => {}
-            // The write that creates the entry is this run's claim on the slot. Losing it means
-            // another run created the slot first: re-read, and the loop finds it held.
-            Err(e) if creating_entry && e.kind() == ErrorKind::Conflict => {
+            // This write is the run's claim on the slot. Losing it means another run wrote the
+            // record first (created the entry, or took the lease): re-read, and the loop decides
+            // again (and finds the slot held, or already done).
+            Err(e) if claiming && e.kind() == ErrorKind::Conflict => {
                 self.load().await?;
                 return Ok(());
             }
@@ -1017,6 +1037,7 @@ impl<'a> SlotRun<'a> {
             ok: true,
             message: format!("g{} verified and promoted", op.generation),
         });
+        self.release_if_done(&mut rec);
         self.save(rec).await?;
         crash::point("after-promote");
         if entry.bootstrap_slot.as_deref() == Some(self.slot()) {
@@ -1126,7 +1147,34 @@ impl<'a> SlotRun<'a> {
         }
         let mut rec = rec;
         rec.draining = keep;
+        self.release_if_done(&mut rec);
         self.save(rec).await
+    }
+
+    /// Hands the lease back in this write (instead of a separate write in `finish`) when the
+    /// record it writes leaves nothing more for this run to do: the next decision on it is
+    /// "nothing", and there are no mirrors to bring up to date after it.
+    fn release_if_done(&self, rec: &mut SlotRecord) {
+        if self
+            .target
+            .config
+            .as_ref()
+            .is_none_or(|c| !c.mirrors.is_empty())
+        {
+            return;
+        }
+        let held = rec.lease.take();
+        let host = self.engine.host.clone();
+        let alive = move |l: &Lease| lease_holder_alive(l, &host);
+        let next = plan::decide(
+            self.target.config.as_ref(),
+            Some(rec),
+            self.settings().prune,
+            &self.engine.context(&alive),
+        );
+        if next.step.is_some() || next.locked {
+            rec.lease = held;
+        }
     }
 
     /// Retires the slot: marks it (grace starts if it was in use), then deletes its clients at

@@ -29,8 +29,9 @@ const CREATE_POINTS: &[&str] = &[
     "after-verify",
     "after-promote",
 ];
+// A rotation takes the slot's lease in the same write that records its operation, so it has
+// no "after-lease" window of its own (delete-old and retire still claim the slot first).
 const ROTATE_POINTS: &[&str] = &[
-    "after-lease",
     "after-op-recorded",
     "after-provider-create",
     "after-pending-written",
@@ -38,7 +39,6 @@ const ROTATE_POINTS: &[&str] = &[
     "after-promote",
 ];
 const IN_PLACE_POINTS: &[&str] = &[
-    "after-lease",
     "after-op-recorded",
     "after-provider-rotate",
     "after-pending-written",

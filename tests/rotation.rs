@@ -574,8 +574,8 @@ async fn a_pending_pair_that_never_verifies_is_discarded_after_max_failures() {
     w.apply(&[]).await.expect_code(0);
     let g1 = w.record("alpha").await.unwrap().current.unwrap();
 
-    // The first `skip` token requests pass (the preflight, and the bootstrap's token when the
-    // run creates a client), then the 3 verify attempts fail.
+    // The first `skip` token requests pass (the preflight's, whose token the run then reuses
+    // for its GraphQL calls), then the 3 verify attempts fail.
     let refuse_verification = |skip: u32| Faults {
         fail_next: vec![OneShot {
             operation: Some("token".into()),
@@ -586,7 +586,7 @@ async fn a_pending_pair_that_never_verifies_is_discarded_after_max_failures() {
         ..Faults::default()
     };
     let env = [("REKEY_TEST_CLOCK_OFFSET", "31d")];
-    w.set_faults(refuse_verification(2)).await;
+    w.set_faults(refuse_verification(1)).await;
     let r = w
         .rekey_env(&["apply", "-c", "inventory.toml", "--output", "json"], &env)
         .await;
@@ -611,7 +611,7 @@ async fn a_pending_pair_that_never_verifies_is_discarded_after_max_failures() {
         st.stdout
     );
 
-    // Second failing run (a resume: no new client, so no bootstrap token): discarded.
+    // Second failing run (a resume): discarded.
     w.set_faults(refuse_verification(1)).await;
     let r = w
         .rekey_env(&["apply", "-c", "inventory.toml", "--output", "json"], &env)

@@ -33,6 +33,7 @@ use crate::config::{Checker, Table, ValueRef, is_valid_slot_name};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{MANAGED_BY, SlotRecord, StoredCredential, Versioned};
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
@@ -49,6 +50,8 @@ use vaultrs::error::ClientError;
 
 /// The folder, under `path_prefix`, holding rekey's state entries.
 const STATE_DIR: &str = ".rekey/";
+/// State entries read at once while listing.
+const LIST_READS: usize = 16;
 const DEFAULT_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// `type = "vault"`: HashiCorp Vault or OpenBao, KV v2.
@@ -504,6 +507,22 @@ struct Session {
 pub struct VaultBackend {
     config: VaultBackendConfig,
     session: tokio::sync::Mutex<Option<Session>>,
+    /// Per slot, a state version this process read or wrote and the current pair it holds
+    /// ([`shown_key`]). A state version holding current pair C means the consumer entry shows C
+    /// (or a later generation): writes put the consumer entry first. So a write over that
+    /// version that keeps C needs no re-read of the consumer entry (two of a rotation's three
+    /// writes).
+    shown: std::sync::Mutex<HashMap<String, (u64, String)>>,
+}
+
+/// Identifies a current pair without holding its secret (generation, client id, fingerprint).
+fn shown_key(c: &StoredCredential) -> String {
+    format!(
+        "{}:{}:{}",
+        c.generation,
+        c.client_id,
+        c.secret.fingerprint()
+    )
 }
 
 impl fmt::Debug for VaultBackend {
@@ -558,7 +577,23 @@ impl VaultBackend {
         Ok(VaultBackend {
             config: config.clone(),
             session: tokio::sync::Mutex::new(None),
+            shown: Default::default(),
         })
+    }
+
+    /// Remembers what state `version` of `slot` holds as its current pair (see `shown`).
+    fn note_shown(&self, slot: &str, version: u64, current: Option<&StoredCredential>) {
+        let mut shown = self.shown.lock().expect("shown map poisoned");
+        match current {
+            Some(c) => shown.insert(slot.to_string(), (version, shown_key(c))),
+            None => shown.remove(slot),
+        };
+    }
+
+    /// Whether a write over `expected` that keeps `current` finds the consumer entry showing it.
+    fn known_shown(&self, slot: &str, expected: Option<u64>, current: &StoredCredential) -> bool {
+        let shown = self.shown.lock().expect("shown map poisoned");
+        expected.is_some_and(|v| shown.get(slot) == Some(&(v, shown_key(current))))
     }
 
     fn new_client(&self, token: &str) -> Result<VaultClient> {
@@ -936,7 +971,10 @@ impl VaultBackend {
         self.check_slot(slot)?;
         let client = self.client().await?;
         match self.read_state(&client, slot).await? {
-            Some(v) => Ok(Some(v)),
+            Some(v) => {
+                self.note_shown(slot, v.version, v.record.current.as_ref());
+                Ok(Some(v))
+            }
             None => {
                 // No record: make sure the consumer path is not someone else's secret.
                 self.consumer(&client, slot).await?;
@@ -960,8 +998,13 @@ impl VaultBackend {
         }
         let client = self.client().await?;
         // The consumer path is checked on creation (never adopt someone else's secret) and
-        // whenever there is a current pair to show.
-        if expected.is_none() || record.current.is_some() {
+        // whenever there is a current pair to show, unless the version written over is known to
+        // hold the same pair (its consumer entry shows it already).
+        let known = record
+            .current
+            .as_ref()
+            .is_some_and(|c| self.known_shown(slot, expected, c));
+        if expected.is_none() || (record.current.is_some() && !known) {
             let existing = self.consumer(&client, slot).await?;
             if let Some(current) = &record.current {
                 self.sync_consumer(&client, record, current, existing)
@@ -971,23 +1014,36 @@ impl VaultBackend {
         let path = self.state_path(slot);
         let data = serde_json::to_value(record)
             .map_err(|_| Error::internal(format!("slot {slot}: cannot encode the record")))?;
+        let written = self.put_state(&client, &path, data, expected).await?;
+        self.note_shown(slot, written, record.current.as_ref());
+        Ok(written)
+    }
+
+    /// The state entry's compare-and-set write (see `do_write`).
+    async fn put_state(
+        &self,
+        client: &VaultClient,
+        path: &str,
+        data: serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<u64> {
         match expected {
-            Some(v) => self.put(&client, &path, data, v).await,
-            None => match self.put(&client, &path, data.clone(), 0).await {
+            Some(v) => self.put(client, path, data, v).await,
+            None => match self.put(client, path, data.clone(), 0).await {
                 Err(e) if e.kind() == ErrorKind::Conflict => {
                     // A deleted entry keeps its metadata: "must not exist" then means "its latest
                     // version is deleted", and the CAS is against that version.
-                    let meta = self.read_metadata(&client, &path).await?;
+                    let meta = self.read_metadata(client, path).await?;
                     let deleted_at = meta.and_then(|m| {
                         let latest = m.versions.get(&m.current_version.to_string())?;
                         (!latest.deletion_time.is_empty() || latest.destroyed)
                             .then_some(m.current_version)
                     });
                     match deleted_at {
-                        Some(v) => self.put(&client, &path, data, v).await,
+                        Some(v) => self.put(client, path, data, v).await,
                         None => Err(Error::conflict(format!(
                             "{} already exists (another run created it first)",
-                            self.shown(&path)
+                            self.shown(path)
                         ))),
                     }
                 }
@@ -998,6 +1054,7 @@ impl VaultBackend {
 
     async fn do_delete(&self, slot: &str, expected: u64) -> Result<()> {
         self.check_slot(slot)?;
+        self.note_shown(slot, 0, None);
         let client = self.client().await?;
         let path = self.state_path(slot);
         let stale = |found: String| {
@@ -1062,12 +1119,24 @@ impl VaultBackend {
                 return Err(e);
             }
         };
+        // Sub-folders ("x/") and names rekey never writes are skipped. The entries are read
+        // a few at a time, not one round trip after another: a listing is part of every apply
+        // and plan, and one by one it took as long as the reads of all the slots.
+        let reads: Vec<(String, Result<Option<Versioned>>)> =
+            futures_util::stream::iter(keys.into_iter().filter(|k| is_valid_slot_name(k)))
+                .map(|key| {
+                    let client = &client;
+                    async move {
+                        let read = self.read_state(client, &key).await;
+                        (key, read)
+                    }
+                })
+                .buffered(LIST_READS)
+                .collect()
+                .await;
         let mut slots = Vec::new();
-        for key in keys {
-            if !is_valid_slot_name(&key) {
-                continue; // sub-folders ("x/") and names rekey never writes
-            }
-            match self.read_state(&client, &key).await {
+        for (key, read) in reads {
+            match read {
                 Ok(Some(_)) => slots.push(key),
                 Ok(None) => {}
                 Err(e) if e.kind() == ErrorKind::Conflict || e.kind() == ErrorKind::Malformed => {

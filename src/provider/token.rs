@@ -103,6 +103,16 @@ impl TokenCache {
         Ok(value)
     }
 
+    /// Keeps `token`, fetched for `pair` outside `get` (a check that the pair works), for the
+    /// calls that follow, unless a fresh token is cached already.
+    pub async fn offer(&self, pair: &ClientPair, token: Token) {
+        let slot = self.slot(pair);
+        let mut guard = slot.lock().await;
+        if guard.as_ref().is_none_or(|t| !t.fresh()) {
+            *guard = Some(token);
+        }
+    }
+
     /// Forgets `stale` (after a 401), unless another task already replaced it.
     pub async fn invalidate(&self, pair: &ClientPair, stale: &Secret) {
         let slot = self.slot(pair);

