@@ -6,7 +6,8 @@
 #
 # Runs on the stable toolchain: RUSTC_BOOTSTRAP=1 lets it take the -Z flags cargo fuzz passes.
 # cargo-fuzz is installed from crates.io into .tools/ when it is missing. Each target starts from
-# its committed seeds (fuzz/seeds/T) and keeps what it learns in fuzz/corpus/T (git-ignored).
+# its committed seeds (fuzz/seeds/T), with a dictionary of the format's words (fuzz/dict/T.dict),
+# and keeps what it learns in fuzz/corpus/T (git-ignored).
 # A crash stops the script with exit 1 and leaves the input in fuzz/artifacts/T/: fix the bug,
 # then keep the input in fuzz/regressions/T/ (tests/fuzz_replay.rs replays it in `cargo test`).
 set -euo pipefail
@@ -50,7 +51,8 @@ for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
     log="$logs/$t.log"
     if ! cargo fuzz run "${build[@]}" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
-        "${limits[@]}" -max_total_time="$secs" -artifact_prefix="fuzz/artifacts/$t/" > "$log" 2>&1; then
+        "${limits[@]}" -dict="fuzz/dict/$t.dict" -max_total_time="$secs" \
+        -artifact_prefix="fuzz/artifacts/$t/" > "$log" 2>&1; then
         tail -n 40 "$log" >&2
         echo "fuzz: target $t FAILED; the input is in fuzz/artifacts/$t/" >&2
         exit 1

@@ -87,6 +87,7 @@ fn strings_at(v: &serde_json::Value, key: &str, out: &mut Vec<String>) {
     }
 }
 
+/// The secrets an answer carries: string values of `keys`, anywhere in it.
 fn secrets_in(body: &[u8], keys: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
@@ -94,7 +95,10 @@ fn secrets_in(body: &[u8], keys: &[&str]) -> Vec<String> {
             strings_at(&v, k, &mut out);
         }
     }
-    out.retain(|s| s.len() >= MIN_CHECKED_SECRET);
+    // A string that also stands elsewhere in the answer (say, the server copied it into an
+    // error code) may be echoed from there: only strings found once are checked.
+    let text = String::from_utf8_lossy(body);
+    out.retain(|s| s.len() >= MIN_CHECKED_SECRET && text.matches(s.as_str()).count() == 1);
     out
 }
 
