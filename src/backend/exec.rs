@@ -278,12 +278,13 @@ pub(crate) fn decode_response(
                 ),
             ));
         }
-        // serde's message quotes a string found where another type belongs; the plugin may
-        // have put a secret of the request there, so the message is scrubbed like stderr.
+        // serde's message quotes unknown field names and strings of the wrong type (found by
+        // fuzzing); the plugin may have put a secret of the request there, so the message is
+        // scrubbed like stderr.
         Err(e) => {
             return Err(Error::malformed(format!(
                 "{what}: the answer is not a {PROTOCOL} response ({}){}",
-                e,
+                tail(&scrub_secrets(&e.to_string(), scrub), MAX_STDERR_QUOTE),
                 stderr_quote()
             )));
         }
@@ -291,7 +292,7 @@ pub(crate) fn decode_response(
     if response.protocol != PROTOCOL {
         return Err(Error::malformed(format!(
             "{what}: speaks {:?}, rekey speaks {PROTOCOL}",
-            response.protocol
+            tail(&scrub_secrets(&response.protocol, scrub), 100)
         )));
     }
     if !response.ok {

@@ -471,8 +471,12 @@ fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
 fn decode<T: serde::de::DeserializeOwned>(v: Value, field: &str, scrub: &[&Secret]) -> Result<T> {
     // serde's message names the missing field, and quotes a string found where another type
     // belongs: that string may be the secret rekey chose, so it is scrubbed like server text.
-    serde_json::from_value(v)
-        .map_err(|e| Error::malformed(format!("{field}: unexpected answer shape: {}", e)))
+    serde_json::from_value(v).map_err(|e| {
+        Error::malformed(format!(
+            "{field}: unexpected answer shape: {}",
+            scrub_text(&e.to_string(), scrub)
+        ))
+    })
 }
 
 /// `data.createClient` / `data.rotateClientSecret` → the issued client.
