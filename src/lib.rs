@@ -14,6 +14,8 @@ pub mod demo;
 pub mod emulator;
 pub mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod harden;
 pub mod http;
 pub mod logging;

@@ -121,7 +121,7 @@ struct Request<'a> {
 /// A response, as the plugin writes it to stdout.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Response {
+pub(crate) struct Response {
     protocol: String,
     ok: bool,
     #[serde(default)]
@@ -269,55 +269,93 @@ impl ExecBackend {
                 ));
             }
         };
-        let stderr_quote = || {
-            let s = tail(
-                &scrub_secrets(&String::from_utf8_lossy(&err), scrub),
-                MAX_STDERR_QUOTE,
-            );
-            let s = s.trim().replace('\n', " | ");
-            if s.is_empty() {
-                String::new()
-            } else {
-                format!("; its stderr ends: {s}")
-            }
-        };
-        let response: Response = match serde_json::from_slice(&out) {
-            Ok(r) => r,
-            Err(_) if !status.success() => {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "{what}: exited with {status} without an answer{}",
-                        stderr_quote()
-                    ),
-                ));
-            }
-            // serde's message names a field or position, never a value.
-            Err(e) => {
-                return Err(Error::malformed(format!(
-                    "{what}: the answer is not a {PROTOCOL} response ({e}){}",
+        decode_response(&what, &out, status, &err, scrub)
+    }
+}
+
+/// What a plugin's answer means: its stdout, exit status and stderr become a response or an
+/// error. No process, so the fuzz targets can feed it any answer.
+pub(crate) fn decode_response(
+    what: &str,
+    out: &[u8],
+    status: std::process::ExitStatus,
+    err: &[u8],
+    scrub: &[&Secret],
+) -> Result<Response> {
+    let stderr_quote = || {
+        let s = tail(
+            &scrub_secrets(&String::from_utf8_lossy(err), scrub),
+            MAX_STDERR_QUOTE,
+        );
+        let s = s.trim().replace('\n', " | ");
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!("; its stderr ends: {s}")
+        }
+    };
+    if out.len() > MAX_RESPONSE {
+        return Err(Error::malformed(format!(
+            "{what}: answer larger than {MAX_RESPONSE} bytes"
+        )));
+    }
+    let response: Response = match serde_json::from_slice(out) {
+        Ok(r) => r,
+        Err(_) if !status.success() => {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "{what}: exited with {status} without an answer{}",
                     stderr_quote()
-                )));
-            }
-        };
-        if response.protocol != PROTOCOL {
+                ),
+            ));
+        }
+        // serde's message quotes unknown field names and strings of the wrong type (found by
+        // fuzzing); the plugin may have put a secret of the request there, so the message is
+        // scrubbed like stderr.
+        Err(e) => {
             return Err(Error::malformed(format!(
-                "{what}: speaks {:?}, rekey speaks {PROTOCOL}",
-                response.protocol
+                "{what}: the answer is not a {PROTOCOL} response ({}){}",
+                tail(&scrub_secrets(&e.to_string(), scrub), MAX_STDERR_QUOTE),
+                stderr_quote()
             )));
         }
-        if !response.ok {
-            let (kind, message) = match &response.error {
-                Some(e) => (classify_plugin_error(&e.kind), e.message.clone()),
-                None => (
-                    ErrorKind::Malformed,
-                    "ok = false without an error".to_string(),
-                ),
-            };
-            let message = tail(&scrub_secrets(&message, scrub), MAX_STDERR_QUOTE);
-            return Err(Error::new(kind, format!("{what}: {message}")));
+    };
+    if response.protocol != PROTOCOL {
+        return Err(Error::malformed(format!(
+            "{what}: speaks {:?}, rekey speaks {PROTOCOL}",
+            tail(&scrub_secrets(&response.protocol, scrub), 100)
+        )));
+    }
+    if !response.ok {
+        let (kind, message) = match &response.error {
+            Some(e) => (classify_plugin_error(&e.kind), e.message.clone()),
+            None => (
+                ErrorKind::Malformed,
+                "ok = false without an error".to_string(),
+            ),
+        };
+        let message = tail(&scrub_secrets(&message, scrub), MAX_STDERR_QUOTE);
+        return Err(Error::new(kind, format!("{what}: {message}")));
+    }
+    Ok(response)
+}
+
+/// A read's answer → the slot's record, refusing one that is not rekey's or not this slot's.
+pub(crate) fn read_answer(backend: &str, slot: &str, r: Response) -> Result<Option<Versioned>> {
+    match (r.record, r.version) {
+        (None, _) => Ok(None),
+        (Some(record), Some(version)) => {
+            if !record.is_managed() || record.slot != slot {
+                return Err(Error::conflict(format!(
+                    "backend {backend}: the entry for {slot} is not rekey's"
+                )));
+            }
+            Ok(Some(Versioned { record, version }))
         }
-        Ok(response)
+        (Some(_), None) => Err(Error::malformed(format!(
+            "backend {backend}: read answered a record without a version"
+        ))),
     }
 }
 
@@ -385,22 +423,7 @@ impl super::Backend for ExecBackend {
 
     async fn read(&self, slot: &str) -> Result<Option<Versioned>> {
         let r = self.call(&request("read", Some(slot)), &[]).await?;
-        match (r.record, r.version) {
-            (None, _) => Ok(None),
-            (Some(record), Some(version)) => {
-                if !record.is_managed() || record.slot != slot {
-                    return Err(Error::conflict(format!(
-                        "backend {}: the entry for {slot} is not rekey's",
-                        self.config.name
-                    )));
-                }
-                Ok(Some(Versioned { record, version }))
-            }
-            (Some(_), None) => Err(Error::malformed(format!(
-                "backend {}: read answered a record without a version",
-                self.config.name
-            ))),
-        }
+        read_answer(&self.config.name, slot, r)
     }
 
     async fn write(&self, slot: &str, record: &SlotRecord, expected: Option<u64>) -> Result<u64> {

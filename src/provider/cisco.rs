@@ -279,33 +279,7 @@ impl CiscoProvider {
             what,
         )
         .await?;
-        let body = classify(status, wait, &body, what).map_err(|e| {
-            if matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::Forbidden)
-                || status == StatusCode::BAD_REQUEST
-            {
-                Error::new(
-                    ErrorKind::Unauthorized,
-                    format!(
-                        "{what}: client {} was refused: {}",
-                        pair.client_id,
-                        e.message()
-                    ),
-                )
-            } else {
-                e
-            }
-        })?;
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|_| Error::malformed(format!("{what}: the answer is not JSON")))?;
-        let Some(access) = v.get("access_token").and_then(Value::as_str) else {
-            return Err(Error::malformed(format!(
-                "{what}: the answer has no access_token"
-            )));
-        };
-        Ok(Token::from_response(
-            access.to_string(),
-            v.get("expires_in").and_then(Value::as_u64),
-        ))
+        decode_token(status, wait, &body, &pair.client_id)
     }
 
     /// One API call with the bootstrap credential. A 401 (expired or revoked token) fetches a
@@ -391,26 +365,7 @@ impl CiscoProvider {
             self.base_url, self.clients_path
         );
         let body = self.call(Method::GET, &url, None, what).await?;
-        let v: Value = serde_json::from_slice(&body).map_err(|_| {
-            Error::malformed(format!("{what}: the answer is not JSON (truncated?)"))
-        })?;
-        // Inferred endpoint: accept a bare array or the usual envelopes.
-        let list = match v {
-            Value::Array(a) => a,
-            Value::Object(mut o) => ["data", "items", "clients", "results"]
-                .iter()
-                .find_map(|k| match o.remove(*k) {
-                    Some(Value::Array(a)) => Some(a),
-                    _ => None,
-                })
-                .ok_or_else(|| Error::malformed(format!("{what}: the answer holds no list")))?,
-            _ => {
-                return Err(Error::malformed(format!(
-                    "{what}: the answer holds no list"
-                )));
-            }
-        };
-        Ok(list)
+        decode_list(&body)
     }
 
     async fn list_all(&self) -> Result<Vec<ClientInfo>> {
@@ -464,30 +419,7 @@ impl Provider for CiscoProvider {
         });
         let url = format!("{}{}", self.base_url, self.clients_path);
         let bytes = self.call(Method::POST, &url, Some(&body), what).await?;
-        // The body IS the secret: parse by hand so no serde message can quote it.
-        let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
-            Error::malformed(format!("{what}: the answer is not JSON (truncated?)"))
-        })?;
-        let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
-        let password = v
-            .get("password")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if id.is_empty() || password.is_empty() {
-            return Err(Error::malformed(format!(
-                "{what}: the answer has no client id or password"
-            )));
-        }
-        Ok(IssuedClient {
-            client_id: id.to_string(),
-            object_id: id.to_string(),
-            name: v
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or(&spec.name)
-                .to_string(),
-            secret: Secret::new(password),
-        })
+        decode_created(&bytes, &spec.name)
     }
 
     async fn rotate_secret(
@@ -569,7 +501,93 @@ impl Provider for CiscoProvider {
     }
 }
 
-fn client_info(v: &Value) -> Result<ClientInfo> {
+/// What a token answer means: a refusal, a temporary failure, or a token. No network, so the
+/// fuzz targets can feed it any answer.
+pub(crate) fn decode_token(
+    status: StatusCode,
+    wait: Option<Duration>,
+    body: &[u8],
+    client_id: &str,
+) -> Result<Token> {
+    let what = "token request";
+    let body = classify(status, wait, body, what).map_err(|e| {
+        if matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::Forbidden)
+            || status == StatusCode::BAD_REQUEST
+        {
+            Error::new(
+                ErrorKind::Unauthorized,
+                format!("{what}: client {} was refused: {}", client_id, e.message()),
+            )
+        } else {
+            e
+        }
+    })?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|_| Error::malformed(format!("{what}: the answer is not JSON")))?;
+    let Some(access) = v.get("access_token").and_then(Value::as_str) else {
+        return Err(Error::malformed(format!(
+            "{what}: the answer has no access_token"
+        )));
+    };
+    Ok(Token::from_response(
+        access.to_string(),
+        v.get("expires_in").and_then(Value::as_u64),
+    ))
+}
+
+/// A create answer → the issued client.
+pub(crate) fn decode_created(bytes: &[u8], spec_name: &str) -> Result<IssuedClient> {
+    let what = "create client";
+    // The body IS the secret: parse by hand so no serde message can quote it.
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|_| Error::malformed(format!("{what}: the answer is not JSON (truncated?)")))?;
+    let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
+    let password = v
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if id.is_empty() || password.is_empty() {
+        return Err(Error::malformed(format!(
+            "{what}: the answer has no client id or password"
+        )));
+    }
+    Ok(IssuedClient {
+        client_id: id.to_string(),
+        object_id: id.to_string(),
+        name: v
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(spec_name)
+            .to_string(),
+        secret: Secret::new(password),
+    })
+}
+
+/// A list answer → its entries (each read by [`client_info`]).
+pub(crate) fn decode_list(body: &[u8]) -> Result<Vec<Value>> {
+    let what = "list clients";
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|_| Error::malformed(format!("{what}: the answer is not JSON (truncated?)")))?;
+    // Inferred endpoint: accept a bare array or the usual envelopes.
+    let list = match v {
+        Value::Array(a) => a,
+        Value::Object(mut o) => ["data", "items", "clients", "results"]
+            .iter()
+            .find_map(|k| match o.remove(*k) {
+                Some(Value::Array(a)) => Some(a),
+                _ => None,
+            })
+            .ok_or_else(|| Error::malformed(format!("{what}: the answer holds no list")))?,
+        _ => {
+            return Err(Error::malformed(format!(
+                "{what}: the answer holds no list"
+            )));
+        }
+    };
+    Ok(list)
+}
+
+pub(crate) fn client_info(v: &Value) -> Result<ClientInfo> {
     let s = |k: &str| v.get(k).and_then(Value::as_str);
     let id = s("id")
         .or_else(|| s("client-id"))

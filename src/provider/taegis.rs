@@ -202,34 +202,7 @@ impl TaegisProvider {
             what,
         )
         .await?;
-        if !status.is_success() {
-            // OAuth error bodies carry a code (`invalid_client`) and no secret; keep the code only.
-            let code = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
-            let detail = code.map(|c| format!(" ({c})")).unwrap_or_default();
-            return Err(match status {
-                StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    Error::new(
-                        ErrorKind::Unauthorized,
-                        format!(
-                            "{what}: client {} was refused: HTTP {}{detail}",
-                            pair.client_id,
-                            status.as_u16()
-                        ),
-                    )
-                }
-                _ => classify_status(status, wait, what, &detail),
-            });
-        }
-        #[derive(Deserialize)]
-        struct TokenResponse {
-            access_token: String,
-            expires_in: Option<u64>,
-        }
-        let parsed: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|_| Error::malformed(format!("{what}: the answer has no access_token")))?;
-        Ok(Token::from_response(parsed.access_token, parsed.expires_in))
+        decode_token(status, wait, &body, &pair.client_id)
     }
 
     /// Runs one GraphQL document in `tenant` with the bootstrap credential and returns
@@ -293,15 +266,8 @@ impl TaegisProvider {
             "query {{ clientsSearch(filters: {{name: {}, pageOffset: {offset}, perPage: {PER_PAGE}, sortBy: NAME, sortOrder: ASC}}) {{ totalCount results {{ {CLIENT_FIELDS} }} }} }}",
             gql_string(&format!("{name_prefix}%"))
         );
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Page {
-            total_count: Option<usize>,
-            results: Vec<ClientWire>,
-        }
         let v = self.graphql(tenant, &doc, "clientsSearch", &[]).await?;
-        let page: Page = decode(v, "clientsSearch")?;
-        Ok((page.total_count.unwrap_or(0), page.results))
+        decode_page(v)
     }
 }
 
@@ -336,7 +302,7 @@ impl Provider for TaegisProvider {
             gql_string(&spec.name)
         );
         let v = self.graphql(tenant, &doc, "createClient", &[]).await?;
-        decode::<NewClientWire>(v, "createClient")?.issued()
+        decode_issued(v, "createClient", &[])
     }
 
     async fn rotate_secret(
@@ -356,7 +322,7 @@ impl Provider for TaegisProvider {
         let v = self
             .graphql(tenant, &doc, "rotateClientSecret", &scrub)
             .await?;
-        decode::<NewClientWire>(v, "rotateClientSecret")?.issued()
+        decode_issued(v, "rotateClientSecret", &scrub)
     }
 
     async fn delete_client(&self, tenant: &str, client: &str) -> Result<()> {
@@ -428,7 +394,7 @@ impl Provider for TaegisProvider {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ClientWire {
+pub(crate) struct ClientWire {
     id: String,
     #[serde(rename = "clientID")]
     client_id: String,
@@ -438,7 +404,7 @@ struct ClientWire {
 }
 
 impl ClientWire {
-    fn info(self) -> ClientInfo {
+    pub(crate) fn info(self) -> ClientInfo {
         ClientInfo {
             client_id: self.client_id,
             object_id: self.id,
@@ -470,15 +436,76 @@ impl NewClientWire {
     }
 }
 
+/// What a token answer means: a refusal, a temporary failure, or a token. No network, so the
+/// fuzz targets can feed it any answer.
+pub(crate) fn decode_token(
+    status: StatusCode,
+    wait: Option<Duration>,
+    body: &[u8],
+    client_id: &str,
+) -> Result<Token> {
+    let what = "token request";
+    if !status.is_success() {
+        // OAuth error bodies carry a code (`invalid_client`) and no secret; keep the code only.
+        let code = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
+        let detail = code.map(|c| format!(" ({c})")).unwrap_or_default();
+        return Err(match status {
+            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Error::new(
+                    ErrorKind::Unauthorized,
+                    format!(
+                        "{what}: client {} was refused: HTTP {}{detail}",
+                        client_id,
+                        status.as_u16()
+                    ),
+                )
+            }
+            _ => classify_status(status, wait, what, &detail),
+        });
+    }
+    #[derive(Deserialize)]
+    struct TokenResponse {
+        access_token: String,
+        expires_in: Option<u64>,
+    }
+    let parsed: TokenResponse = serde_json::from_slice(body)
+        .map_err(|_| Error::malformed(format!("{what}: the answer has no access_token")))?;
+    Ok(Token::from_response(parsed.access_token, parsed.expires_in))
+}
+
 fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
     s.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|d| d.with_timezone(&Utc))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: Value, field: &str) -> Result<T> {
-    // serde's message names the missing field, never a value.
-    serde_json::from_value(v)
-        .map_err(|e| Error::malformed(format!("{field}: unexpected answer shape: {e}")))
+fn decode<T: serde::de::DeserializeOwned>(v: Value, field: &str, scrub: &[&Secret]) -> Result<T> {
+    // serde's message names the missing field, and quotes a string found where another type
+    // belongs: that string may be the secret rekey chose, so it is scrubbed like server text.
+    serde_json::from_value(v).map_err(|e| {
+        Error::malformed(format!(
+            "{field}: unexpected answer shape: {}",
+            scrub_text(&e.to_string(), scrub)
+        ))
+    })
+}
+
+/// `data.createClient` / `data.rotateClientSecret` → the issued client.
+pub(crate) fn decode_issued(v: Value, field: &str, scrub: &[&Secret]) -> Result<IssuedClient> {
+    decode::<NewClientWire>(v, field, scrub)?.issued()
+}
+
+/// `data.clientsSearch` → (totalCount, this page's clients).
+pub(crate) fn decode_page(v: Value) -> Result<(usize, Vec<ClientWire>)> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Page {
+        total_count: Option<usize>,
+        results: Vec<ClientWire>,
+    }
+    let page: Page = decode(v, "clientsSearch", &[])?;
+    Ok((page.total_count.unwrap_or(0), page.results))
 }
 
 /// HTTP status → error kind, for statuses that are not the GraphQL 200.

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 /// Refresh this long before expiry, so a token never dies mid-request.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// The longest lifetime rekey believes a server: an absurd `expires_in` or `exp` (`u64::MAX`
+/// seconds overflowed the clock and panicked) means a token refreshed daily.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Clone)]
 pub struct Token {
@@ -35,7 +38,8 @@ impl Token {
         let lifetime = jwt_exp(&access_token)
             .map(|exp| Duration::from_secs(exp.saturating_sub(now_unix).max(0) as u64))
             .or(expires_in.map(Duration::from_secs))
-            .unwrap_or(Duration::from_secs(300));
+            .unwrap_or(Duration::from_secs(300))
+            .min(MAX_LIFETIME);
         // Short-lived tokens are refreshed when 10% of their life is left, long ones a minute early.
         let margin = REFRESH_MARGIN.min(lifetime / 10);
         Token {
@@ -143,6 +147,15 @@ mod tests {
         let left = t.expires_at.saturating_duration_since(Instant::now());
         assert!(left > Duration::from_secs(3500), "{left:?}");
         assert!(t.fresh());
+    }
+
+    #[test]
+    fn absurd_lifetimes_are_capped_not_a_panic() {
+        let t = Token::from_response("opaque".into(), Some(u64::MAX));
+        assert!(t.fresh());
+        assert!(t.expires_at <= Instant::now() + MAX_LIFETIME);
+        let t = Token::from_response(jwt_with_exp(i64::MAX), None);
+        assert!(t.expires_at <= Instant::now() + MAX_LIFETIME);
     }
 
     #[test]

@@ -1,0 +1,5 @@
+#![no_main]
+//! See rekey::fuzzing::taegis for the input format and the invariants checked.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| rekey::fuzzing::taegis(data));
