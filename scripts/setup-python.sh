@@ -13,6 +13,7 @@ PACKAGES=(
   "flask==3.1.3"
   "flask-cors==6.0.5"
   "boto3==1.44.5"
+  "hvac==2.4.0"
   "kubernetes-validate==1.37.0"
   "check-jsonschema==0.39.0"
 )
