@@ -544,9 +544,28 @@ class Campaign:
             if (n + 1) % 10 == 0:
                 self.say(f"  ... {n + 1}/{len(order)} rounds, {self.figures['scenarios']} scenarios, "
                          f"{len(self.failures)} failures, {time.monotonic() - t0:.0f}s")
+        self.self_test()
         self.scan_outputs()
         self.figures["seconds"] = round(time.monotonic() - t0)
         return self.report()
+
+    def self_test(self):
+        """The check must have teeth: a planted orphan client must be reported, and a secret
+        planted in a text must be found."""
+        w = self.worlds[0]
+        platform = self.platform(w)
+        platform.fresh_home()
+        object_id, secret = platform.taegis_plant_client(f"rekey-{w.slots[0]['name']}-g999999")
+        self.secret_set.add(secret)
+        self.scanner.add(secret)
+        fails, _, _ = check.check_world(w, w.reader, platform, w.snapshot, False, self.secret_set)
+        platform.taegis_delete_client(object_id)
+        if not any("orphaned client" in f for f in fails):
+            self.fail("self-test: a planted orphan client was not reported")
+        if not self.scanner.found_in(f"log line {{\"x\":\"{secret}\"}}"):
+            self.fail("self-test: a planted secret was not found by the output scan")
+        w.verify("after the self-test", expect_rotation=False)
+        self.figures["self_test"] = 0 if any(f.startswith("self-test") for f in self.failures) else 1
 
     def scan_outputs(self):
         """No secret the campaign saw may appear in anything captured."""

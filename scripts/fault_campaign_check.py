@@ -171,6 +171,25 @@ class Platform:
                 os.environ.pop(n, None)
         return {c.client_id: c.name for c in found}
 
+    def taegis_plant_client(self, name):
+        """Creates a client named like one of rekey's (the checker's self-test); returns
+        (object id, secret)."""
+        service, names = self._service(*self.admin)
+        try:
+            made = service.clients.mutation.create_client(name=name, roles=None)
+        finally:
+            for n in names:
+                os.environ.pop(n, None)
+        return made.client.id_, made.client_secret
+
+    def taegis_delete_client(self, object_id):
+        service, names = self._service(*self.admin)
+        try:
+            service.clients.mutation.delete_client(object_id)
+        finally:
+            for n in names:
+                os.environ.pop(n, None)
+
     def cisco_login_ok(self, client_id, password):
         try:
             ThreatResponse(client_id, password, environment=self.cisco_env, timeout=10)
