@@ -328,7 +328,8 @@ class Campaign:
 
     def platform(self, w):
         tenant, tid, tsec, org, cid, cpw = self.creds[w.name]
-        return check.Platform(self.emu.url, tenant, tid, tsec, org, cid, cpw)
+        # The SDK's token caches go under the work dir, which is removed at the end.
+        return check.Platform(self.emu.url, tenant, tid, tsec, org, cid, cpw, self.work)
 
     def stop(self):
         for s in (self.emu, self.bao, self.moto):

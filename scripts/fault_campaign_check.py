@@ -121,8 +121,9 @@ class AwsReader:
 class Platform:
     """The emulator, seen only through the official Python clients."""
 
-    def __init__(self, url, tenant, admin_id, admin_secret, org, cisco_id, cisco_password):
+    def __init__(self, url, tenant, admin_id, admin_secret, org, cisco_id, cisco_password, home_base):
         self.url = url
+        self.home_base = home_base
         self.tenant = tenant
         self.admin = (admin_id, admin_secret)
         self.org = org
@@ -134,7 +135,7 @@ class Platform:
     def fresh_home(self):
         """A new HOME for the SDK's token cache (one config file per check, so it stays small
         and no token from an earlier check is ever reused)."""
-        home = tempfile.mkdtemp(prefix="rekey-campaign-home-")
+        home = tempfile.mkdtemp(prefix="sdk-home-", dir=self.home_base)
         os.environ["HOME"] = home
         return home
 
