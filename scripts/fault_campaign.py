@@ -433,11 +433,14 @@ class Campaign:
         k = (i + 2 * self.worlds.index(w)) % (len(MUTATIONS) + 1)
         if k < len(MUTATIONS):
             op = MUTATIONS[k]
-            faults = {"fail_next": [{"operation": op, "action": "drop_after_commit",
-                                     "skip": self.rng.randint(0, 1)}]}
+            skip = self.rng.randint(0, 1)
+            faults = {"fail_next": [{"operation": op, "action": "drop_after_commit", "skip": skip}]}
+            # Deletes happen only once a previous rotation left draining clients.
+            reachable = self.expected_mutations(w)[op] > skip
             why += f" ({op})"
         else:
             faults = {"drop_after_commit_rate": 0.3, "fault_seed": self.rng.randrange(2**32)}
+            reachable = False  # a random share may miss every mutation
             why += " (30% of mutations)"
         self.emu.set_faults(faults)
         p = w.start()
@@ -446,11 +449,25 @@ class Campaign:
             self.fail(f"{why}: the run with lost answers exited {code}: {w.tail(p)}")
         before = self.emu_faults.get("drop_after_commit", 0)
         self.collect_emulator_faults()
-        # A one-shot always meets its mutation (every slot is due); a random share may miss.
-        if self.emu_faults.get("drop_after_commit", 0) == before and "fail_next" in faults:
+        if self.emu_faults.get("drop_after_commit", 0) == before and reachable:
             self.fail(f"{why}: no answer was dropped (the mutation was not reached)")
         self.figures["lost_answer_scenarios"] += 1
         self.end(w, why)
+
+    def expected_mutations(self, w):
+        """The provider calls one clean rotation of every slot makes, from the last check."""
+        want = {m: 0 for m in MUTATIONS}
+        for s in w.slots:
+            prev = w.snapshot.get(s["name"])
+            if prev is None:
+                continue
+            cisco = s["kind"] == "cisco"
+            if s["strategy"] == "in-place":
+                want["rotateClientSecret"] += 1
+            else:
+                want["cisco.createClient" if cisco else "createClient"] += 1
+                want["cisco.deleteClient" if cisco else "deleteClient"] += len(prev["draining"])
+        return want
 
     def sc_concurrent(self, w, i):
         why = f"{w.name} concurrent#{i}"
@@ -468,17 +485,7 @@ class Campaign:
         # The platform's own counters: one create per alternate slot (and one rotate per
         # in-place slot), one delete per client past its grace: a second rotation of any slot
         # shows up here even if it left no trace in the records.
-        want = {m: 0 for m in MUTATIONS}
-        for s in w.slots:
-            prev = w.snapshot.get(s["name"])
-            if prev is None:
-                continue
-            cisco = s["kind"] == "cisco"
-            if s["strategy"] == "in-place":
-                want["rotateClientSecret"] += 1
-            else:
-                want["cisco.createClient" if cisco else "createClient"] += 1
-                want["cisco.deleteClient" if cisco else "deleteClient"] += len(prev["draining"])
+        want = self.expected_mutations(w)
         got = {m: after[m] - before[m] for m in MUTATIONS}
         if w.snapshot and got != want:
             self.fail(f"{why}: the platform saw mutations {got}, expected exactly {want}")
