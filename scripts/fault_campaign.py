@@ -625,9 +625,11 @@ def main():
     try:
         code = c.run()
     finally:
-        c.stop()
-        if not args.keep:
-            shutil.rmtree(c.work, ignore_errors=True)
+        try:
+            c.stop()
+        finally:
+            if not args.keep:
+                shutil.rmtree(c.work, ignore_errors=True)
     sys.exit(code)
 
 
