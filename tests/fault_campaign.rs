@@ -5,6 +5,8 @@
 //! ends with an independent check through the standard clients; the campaign must report zero
 //! failures. A missing venv or `age` CLI fails the test (the script exits non-zero).
 
+mod common;
+
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -90,4 +92,66 @@ fn short_campaign_finds_no_failure() {
     assert!(n("slow_scenarios") >= 3, "{figures}");
     assert_eq!(n("slots_checked"), n("checks") * 6, "{figures}");
     assert!(n("faults_injected") > 0, "{figures}");
+}
+
+/// Found by the fault campaign: `apply` and `apply --force` launched together on a loaded
+/// machine; the forced one reached its engine ~300 ms late, after the other had rotated an
+/// in-place slot, took that fresh credential for one "issued before this run started" and
+/// rotated it again. A run's start is now its process's start. Here the forced run is
+/// launched first and held (SIGSTOP) before it even execs rekey, while a normal run rotates.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forced_run_never_rotates_what_a_run_launched_beside_it_issued() {
+    let w = common::World::new(1).await;
+    w.inventory("[[slots]]\nname = \"alpha\"\nprovider = \"p0\"\nstrategy = \"in-place\"\n");
+    w.apply(&[]).await.expect_code(0);
+    let later = [("REKEY_TEST_CLOCK_OFFSET", "31d")];
+
+    // The shell stops itself, then (continued) execs rekey in the same process.
+    let mut forced = Command::new("sh")
+        .args(["-c", "kill -STOP $$; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_rekey"))
+        .args(["apply", "-c", "inventory.toml", "--force"])
+        .current_dir(w.path())
+        .env("REKEY_TEST_CLOCK_OFFSET", "31d")
+        .env_remove("REKEY_CRASH_AT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sh");
+    let pid = forced.id();
+    let stopped = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('T')))
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !stopped() {
+        assert!(Instant::now() < deadline, "the forced run never stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Meanwhile a normal run finds the slot due (31 days later) and rotates it: g1 -> g2.
+    w.rekey_env(&["apply", "-c", "inventory.toml"], &later)
+        .await
+        .expect_code(0);
+    assert_eq!(w.record("alpha").await.unwrap().generation, 2);
+
+    unsafe {
+        libc::kill(pid as i32, libc::SIGCONT);
+    }
+    let out = forced.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "forced run: {:?}\n{stderr}",
+        out.status
+    );
+    w.assert_no_secrets(&format!("{}{stderr}", String::from_utf8_lossy(&out.stdout)));
+    let rec = w.record("alpha").await.unwrap();
+    assert_eq!(
+        rec.generation, 2,
+        "the forced run rotated a credential issued after it was launched"
+    );
+    w.assert_consistent(&["alpha"]).await;
 }
