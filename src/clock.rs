@@ -42,3 +42,49 @@ pub fn from_env() -> Box<dyn Clock> {
     }
     Box::new(SystemClock)
 }
+
+/// How long ago the kernel started this process: on Linux, `/proc/self/stat`'s start time
+/// against `/proc/uptime`; zero where that cannot be read. A run counts as started when its
+/// process was, not when it got round to building its engine: under load, runs launched
+/// together can reach that point hundreds of milliseconds apart, and `--force` must not rotate
+/// what a run launched beside it has just issued (found by the fault campaign).
+pub fn process_age() -> std::time::Duration {
+    process_age_linux().unwrap_or_default()
+}
+
+#[cfg(target_os = "linux")]
+fn process_age_linux() -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces; field 22 is the start
+    // time in clock ticks since boot, the 20th field after the name.
+    let after_name = stat.get(stat.rfind(')')? + 1..)?;
+    let start_ticks: f64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks_per_sec <= 0 {
+        return None;
+    }
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let age = uptime - start_ticks / ticks_per_sec as f64;
+    (age.is_finite() && age >= 0.0).then(|| std::time::Duration::from_secs_f64(age))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_age_linux() -> Option<std::time::Duration> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_process_started_a_moment_ago() {
+        let age = super::process_age();
+        // A test process is seconds old, never days; on Linux it is read, elsewhere zero.
+        assert!(age < std::time::Duration::from_secs(3600), "{age:?}");
+    }
+}

@@ -19,8 +19,19 @@ pub const POINTS: &[&str] = &[
 pub fn point(name: &'static str) {
     #[cfg(feature = "test-hooks")]
     if let Ok(want) = std::env::var("REKEY_CRASH_AT") {
-        // `name` or `name@slot` or `name#N` (the N-th time this point is reached).
-        if want == name {
+        // `name`, or `name#N`: the N-th time this process reaches the point (a point such as
+        // `aws-after-record-commit` is passed by every write of a rotation).
+        let hit = match want.split_once('#') {
+            None => want == name,
+            Some((point, n)) if point == name => {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static SEEN: AtomicU32 = AtomicU32::new(0);
+                let seen = SEEN.fetch_add(1, Ordering::SeqCst) + 1;
+                n.parse::<u32>().is_ok_and(|n| n == seen)
+            }
+            Some(_) => false,
+        };
+        if hit {
             eprintln!("rekey: test crash point reached: {name}");
             std::process::abort();
         }

@@ -182,7 +182,9 @@ impl Engine {
             providers,
             clock,
             run_id: Uuid::now_v7(),
-            started: now,
+            // The process's own start: see clock::process_age.
+            started: now
+                - chrono::Duration::from_std(crate::clock::process_age()).unwrap_or_default(),
             events: Arc::new(crate::observe::LogOnly),
             stop: Arc::default(),
             host: gethostname::gethostname().to_string_lossy().into_owned(),

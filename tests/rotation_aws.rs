@@ -239,3 +239,49 @@ async fn two_concurrent_applies_rotate_each_slot_exactly_once() {
     w.assert_consistent_aws(&t, &names.iter().map(String::as_str).collect::<Vec<_>>())
         .await;
 }
+
+/// Found by the fault campaign (RELIABILITY.md): an in-place rotation killed right after the
+/// commit of the write that promotes the new secret left `AWSCURRENT` on the old secret, which
+/// the rotation had already killed, and the next run (finding the slot settled) wrote nothing,
+/// so consumers read a dead pair until the next rotation. Every commit of the rotation is tried.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_place_crash_after_any_commit_leaves_consumers_a_working_pair() {
+    let moto = Moto::start();
+    let t = target(&moto);
+    let w = World::new(1).await;
+    w.inventory_aws(&t, &slots(&[("alpha", "in-place")]));
+    apply(&w, None).await.expect_code(0);
+    let mut crashed_at = 0;
+    for n in 1..=12 {
+        let point = format!("aws-after-record-commit#{n}");
+        let run = w
+            .rekey_aws(
+                &["apply", "-c", "inventory.toml", "--force"],
+                &[("REKEY_CRASH_AT", point.as_str())],
+            )
+            .await;
+        if !run.stderr.contains("test crash point") {
+            run.expect_code(0); // the rotation passes fewer commits than n
+            break;
+        }
+        crashed_at = n;
+        apply(&w, None).await.expect_code(0);
+        let rec = w.record_aws(&t, "alpha").await.unwrap();
+        let cur = rec.current.unwrap();
+        let (id, generation, secret) = consumer_current(&moto, &t, &w, "alpha");
+        assert_eq!(
+            (id.as_str(), generation),
+            (cur.client_id.as_str(), cur.generation),
+            "{point}: consumers read the current pair"
+        );
+        assert!(
+            w.token_ok(&id, &secret).await,
+            "{point}: the consumer's pair works"
+        );
+    }
+    assert!(
+        crashed_at >= 3,
+        "the rotation passed only {crashed_at} commits"
+    );
+    w.assert_consistent_aws(&t, &["alpha"]).await;
+}

@@ -24,7 +24,11 @@
 //! 1. `DescribeSecret`: ownership, deletion state, which version holds which label; `v` must
 //!    still hold `REKEY_RECORD` (else `Conflict` without writing anything).
 //! 2. `PutSecretValue` of the new record as a new version labelled only `REKEY_NEXT`
-//!    (invisible to consumers and to readers of the record).
+//!    (invisible to consumers and to readers of the record). If the record makes a pair current
+//!    that `AWSCURRENT` does not show yet, `AWSCURRENT` moves onto it now, before the commit
+//!    (consumers first, as in the vault backend): the record only ever makes verified pairs
+//!    current, and an in-place rotation has already killed the previous secret, so consumers
+//!    must never wait on a step after the commit for it.
 //! 3. `UpdateSecretVersionStage(REKEY_RECORD, RemoveFromVersionId = v's id, MoveToVersionId =
 //!    new)`: the commit point. Of two writers from `v` exactly one succeeds; the loser's version
 //!    is an unlabelled orphan AWS removes with its version limit. A failure is resolved by a
@@ -34,10 +38,10 @@
 //!    `AWSPENDING`; a changed current pair moves `AWSCURRENT` (onto the pending version when it
 //!    holds that pair); `AWSPENDING` is removed once nothing is pending.
 //!
-//! A crash before step 3 leaves the old record readable; after it, the new one. A crash between
-//! 3 and 4 leaves consumers on the previous pair, which is still valid (a pair is only deleted
-//! at the provider after its grace period, and every run that changes anything at the provider
-//! first writes the record, which re-does step 4).
+//! A crash before step 3 leaves the old record readable; after it, the new one. Either way
+//! consumers already read the newest current pair (step 2); a crash between 3 and 4 leaves only
+//! `AWSPENDING` behind, which the next write tidies. (The fault campaign found consumers left on
+//! a dead in-place secret when `AWSCURRENT` moved only in step 4.)
 //!
 //! The entry's version is the first 8 bytes of SHA-256 of the VersionId: equal for equal states,
 //! different after every write. `ClientRequestToken` (= the VersionId) of a record write is a
@@ -889,7 +893,10 @@ mod imp {
                 ))
             };
             let state = self.describe(slot).await?;
-            let remove_from = match start_write(&state, expected, &my) {
+            let start = start_write(&state, expected, &my);
+            // Only an update sees the labels as they are; a create or restore just changed them.
+            let early_view = matches!(start, WriteStart::Put { .. });
+            let remove_from = match start {
                 WriteStart::Conflict(why) => return Err(conflict(&why)),
                 WriteStart::Done => None,
                 WriteStart::Create => {
@@ -914,6 +921,9 @@ mod imp {
             };
             if let Some(remove_from) = remove_from {
                 self.put(slot, &value, &my, NEXT_STAGE, "record").await?;
+                if early_view {
+                    self.current_view_first(slot, record, &state).await?;
+                }
                 crate::crash::point("aws-after-record-put");
                 if let Err(e) = self
                     .move_stage(slot, RECORD_STAGE, Some(&my), remove_from.as_deref())
@@ -944,6 +954,36 @@ mod imp {
             crate::crash::point("aws-after-record-commit");
             self.sync_view(slot, record, &my).await?;
             Ok(version_of(&my))
+        }
+
+        /// Step 2's consumer part: `AWSCURRENT` onto the record's current pair before the
+        /// commit (`AWSPENDING` is left to step 4). A writer that then loses its
+        /// compare-and-set is set right by the winner's step 4.
+        async fn current_view_first(
+            &self,
+            slot: &str,
+            record: &SlotRecord,
+            state: &SecretState,
+        ) -> Result<()> {
+            let Some(current) = record.current.as_ref() else {
+                return Ok(());
+            };
+            let view = consumer_view(record, Some(current));
+            let ct = view_token(slot, &view);
+            let keep_pending = state.holder(PENDING_STAGE);
+            for op in plan_view(state, keep_pending, Some(&ct)) {
+                match op {
+                    StageOp::Put { token, stage, .. } => {
+                        self.put(slot, &view, &token, stage, "consumer view")
+                            .await?
+                    }
+                    StageOp::Move { stage, to, from } => {
+                        self.move_stage(slot, stage, to.as_deref(), from.as_deref())
+                            .await?
+                    }
+                }
+            }
+            Ok(())
         }
 
         /// Step 4: the consumer labels follow the record just committed under `mine`.
