@@ -107,7 +107,7 @@ async fn a_forced_run_never_rotates_what_a_run_launched_beside_it_issued() {
     let later = [("REKEY_TEST_CLOCK_OFFSET", "31d")];
 
     // The shell stops itself, then (continued) execs rekey in the same process.
-    let mut forced = Command::new("sh")
+    let forced = Command::new("sh")
         .args(["-c", "kill -STOP $$; exec \"$0\" \"$@\""])
         .arg(env!("CARGO_BIN_EXE_rekey"))
         .args(["apply", "-c", "inventory.toml", "--force"])
