@@ -419,8 +419,8 @@ async fn the_server_down_is_a_clear_unavailable_error() {
     assert!(start.elapsed() < Duration::from_secs(60));
 }
 
-/// One alternate rotation's writes, as the engine makes them: lease, op, pending, promote,
-/// release. Prints the latency (not asserted). Run:
+/// One alternate rotation's writes, as the engine makes them: the operation (which takes the
+/// lease), the pending pair, the promotion (which hands the lease back). Prints the latency (not asserted). Run:
 /// `cargo test --test conformance_aws rotation_write_latency -- --nocapture`
 #[tokio::test(flavor = "multi_thread")]
 async fn rotation_write_latency() {
@@ -438,12 +438,11 @@ async fn rotation_write_latency() {
         pid: 1,
         expires_at: Utc::now(),
     });
-    plan.push(("take lease", rec.clone()));
     rec.generation = 2;
     let mut o = op(2);
     o.phase = Phase::Creating;
     rec.op = Some(o);
-    plan.push(("op creating", rec.clone()));
+    plan.push(("op + lease", rec.clone()));
     rec.pending = Some(credential(2));
     rec.op.as_mut().unwrap().phase = Phase::Pending;
     plan.push(("pending", rec.clone()));
@@ -453,9 +452,8 @@ async fn rotation_write_latency() {
     });
     rec.current = rec.pending.take();
     rec.op = None;
-    plan.push(("promote", rec.clone()));
     rec.lease = None;
-    plan.push(("release lease", rec.clone()));
+    plan.push(("promote+release", rec.clone()));
     let total = Instant::now();
     let mut steps = Vec::new();
     for (label, r) in plan {
