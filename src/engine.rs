@@ -207,11 +207,11 @@ impl Engine {
                 backend: s.backend.clone(),
             })
             .collect();
-        let known: BTreeSet<&str> = self
+        let known: BTreeSet<String> = self
             .inventory
             .slots
             .iter()
-            .map(|s| s.name.as_str())
+            .map(|s| s.name.clone())
             .collect();
         // Backends that only ever hold mirror copies have no orphans of their own.
         let primaries: BTreeSet<&str> = self
@@ -232,11 +232,11 @@ impl Engine {
                 continue;
             }
             let listed = backend
-                .list()
+                .list_unknown(&known)
                 .await
                 .map_err(|e| e.context(format!("backend {bname}: listing slots")))?;
             for name in listed {
-                if known.contains(name.as_str()) || !self.selected(&name) {
+                if known.contains(&name) || !self.selected(&name) {
                     continue;
                 }
                 // A mirror's copy of a slot whose primary lives elsewhere is not an orphan.

@@ -25,6 +25,7 @@ use crate::record::{SlotRecord, Versioned};
 use age::secrecy::ExposeSecret;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -541,7 +542,8 @@ impl Inner {
         Ok(())
     }
 
-    fn list(&self) -> Result<Vec<String>> {
+    /// Owned slot names, leaving out `known` ones undecrypted (see `Backend::list_unknown`).
+    fn list(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
         let entries = fs::read_dir(&self.dir)
             .map_err(|e| classify_io(e, &format!("cannot list {}", self.dir.display())))?;
         let mut slots = Vec::new();
@@ -556,7 +558,7 @@ impl Inner {
                 continue;
             };
             // Temp and lock files start with '.', which no slot name does.
-            if !is_valid_slot_name(slot) {
+            if !is_valid_slot_name(slot) || known.contains(slot) {
                 continue;
             }
             match self.read(slot) {
@@ -638,7 +640,12 @@ impl Backend for FileBackend {
     }
 
     async fn list(&self) -> Result<Vec<String>> {
-        self.blocking(|b| b.list()).await
+        self.blocking(|b| b.list(&BTreeSet::new())).await
+    }
+
+    async fn list_unknown(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
+        let known = known.clone();
+        self.blocking(move |b| b.list(&known)).await
     }
 
     async fn check(&self) -> Result<()> {

@@ -3,6 +3,7 @@
 use crate::error::Result;
 use crate::record::{SlotRecord, Versioned};
 use async_trait::async_trait;
+use std::collections::BTreeSet;
 
 pub mod aws;
 pub mod exec;
@@ -42,6 +43,15 @@ pub trait Backend: Send + Sync {
 
     /// Names of the slots whose entries rekey owns in this backend.
     async fn list(&self) -> Result<Vec<String>>;
+
+    /// Like `list`, leaving out the names in `known` without looking at their entries. The
+    /// engine reads the inventory's own slots anyway; confirming their ownership here too
+    /// would read every entry twice per run. Backends that read entries to list override it.
+    async fn list_unknown(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
+        let mut names = self.list().await?;
+        names.retain(|n| !known.contains(n));
+        Ok(names)
+    }
 
     /// Proves the store is reachable and writable by us, changing nothing visible to consumers.
     async fn check(&self) -> Result<()>;

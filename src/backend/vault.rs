@@ -35,7 +35,7 @@ use crate::record::{MANAGED_BY, SlotRecord, StoredCredential, Versioned};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -1106,7 +1106,8 @@ impl VaultBackend {
             .map_err(|e| classify_vault_error(&e, &format!("delete {}", self.shown(path))))
     }
 
-    async fn do_list(&self) -> Result<Vec<String>> {
+    /// Owned slot names, leaving out `known` ones unread (see `Backend::list_unknown`).
+    async fn do_list(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
         let client = self.client().await?;
         let dir = format!("{}{STATE_DIR}", self.config.path_prefix);
         let keys = match vaultrs::kv2::list(client.as_ref(), &self.config.mount, &dir).await {
@@ -1122,18 +1123,20 @@ impl VaultBackend {
         // Sub-folders ("x/") and names rekey never writes are skipped. The entries are read
         // a few at a time, not one round trip after another: a listing is part of every apply
         // and plan, and one by one it took as long as the reads of all the slots.
-        let reads: Vec<(String, Result<Option<Versioned>>)> =
-            futures_util::stream::iter(keys.into_iter().filter(|k| is_valid_slot_name(k)))
-                .map(|key| {
-                    let client = &client;
-                    async move {
-                        let read = self.read_state(client, &key).await;
-                        (key, read)
-                    }
-                })
-                .buffered(LIST_READS)
-                .collect()
-                .await;
+        let reads: Vec<(String, Result<Option<Versioned>>)> = futures_util::stream::iter(
+            keys.into_iter()
+                .filter(|k| is_valid_slot_name(k) && !known.contains(k)),
+        )
+        .map(|key| {
+            let client = &client;
+            async move {
+                let read = self.read_state(client, &key).await;
+                (key, read)
+            }
+        })
+        .buffered(LIST_READS)
+        .collect()
+        .await;
         let mut slots = Vec::new();
         for (key, read) in reads {
             match read {
@@ -1258,7 +1261,13 @@ impl Backend for VaultBackend {
     }
 
     async fn list(&self) -> Result<Vec<String>> {
-        self.do_list().await.map_err(|e| self.named(e))
+        self.do_list(&BTreeSet::new())
+            .await
+            .map_err(|e| self.named(e))
+    }
+
+    async fn list_unknown(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
+        self.do_list(known).await.map_err(|e| self.named(e))
     }
 
     async fn check(&self) -> Result<()> {
