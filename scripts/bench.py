@@ -29,13 +29,10 @@ every slot plans a create); --plan also times `rekey plan` after the forced appl
 has a record to read).
 """
 import argparse
-import ctypes
 import json
 import math
 import os
 import secrets
-import signal
-import socket
 import string
 import subprocess
 import sys
@@ -46,26 +43,8 @@ import urllib.request
 ADMIN = "ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def die_with_parent():
-    """Runs in the child before exec: the kernel kills it when this script dies, however."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def free_port(pair=False):
-    """A free loopback port; with pair, one whose successor is free too (OpenBao's cluster port)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if not pair:
-            return port
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
+# Loopback ports and children that die with this script: the same helpers as the fault campaign.
+from fault_campaign_servers import die_with_parent, free_port  # noqa: E402
 
 
 def alnum(n):
