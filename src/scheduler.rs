@@ -83,9 +83,13 @@ async fn cycle(
     let result = async {
         let inventory = crate::config::load(&args.run.config)?;
         let options = crate::app::options(&args.run)?;
-        let mut engine =
-            crate::engine::Engine::build(inventory, Arc::from(crate::clock::from_env()), options)
-                .await?;
+        let clock: Arc<dyn crate::clock::Clock> = Arc::from(crate::clock::from_env());
+        let cycle_started = clock.now();
+        let mut engine = crate::engine::Engine::build(inventory, clock, options).await?;
+        // A cycle is a run of its own: `--force` rotates what was issued before this cycle.
+        // (A one-shot command counts from its process's start; a scheduler started days ago
+        // would otherwise force only its first cycle.)
+        engine.started = cycle_started;
         engine.events = outputs.observer.clone();
         engine.stop = Arc::clone(stop);
         let engine = Arc::new(engine);

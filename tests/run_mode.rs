@@ -183,3 +183,31 @@ async fn sigterm_mid_cycle_leaves_nothing_stuck_or_locked() {
     w.assert_consistent(&refs).await;
     w.assert_no_secrets(&run.all());
 }
+
+/// `rekey run --force`: every cycle is a run of its own, so each one rotates what was issued
+/// before it started, not only what was issued before the scheduler process started.
+#[tokio::test(flavor = "multi_thread")]
+async fn forced_cycles_each_rotate_what_the_cycle_before_issued() {
+    let w = World::new(1).await;
+    w.inventory(&slots(1));
+    let child = spawn_run(&w, &["--force", "--metrics-file", "rekey.prom"]);
+    let prom = w.path().join("rekey.prom");
+    until(60, "three cycles", || {
+        let text = std::fs::read_to_string(&prom).unwrap_or_default();
+        sample(&text, r#"rekey_runs_total{result="success"}"#).unwrap_or(0.0) >= 3.0
+    })
+    .await;
+    sigterm(&child);
+    let run = wait_exit(child).await;
+    run.expect_code(0);
+    let records = w.records().await;
+    assert_eq!(records.len(), 1);
+    // The first cycle created g1; each later cycle rotated once more.
+    assert!(
+        records[0].generation >= 3,
+        "g{} after three forced cycles",
+        records[0].generation
+    );
+    w.assert_consistent(&["s00"]).await;
+    w.assert_no_secrets(&run.all());
+}

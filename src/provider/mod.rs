@@ -72,9 +72,7 @@ impl Bootstrap {
     }
     /// Whether `pair` is the credential this bootstrap holds now.
     pub fn holds(&self, pair: &ClientPair) -> bool {
-        self.get().is_ok_and(|b| {
-            b.client_id == pair.client_id && b.secret.expose() == pair.secret.expose()
-        })
+        self.get().is_ok_and(|b| b == *pair)
     }
     pub fn replace(&self, pair: ClientPair) {
         *self.0.write().expect("bootstrap lock poisoned") = Ok(pair);
