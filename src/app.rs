@@ -84,6 +84,7 @@ pub fn options(args: &RunArgs) -> Result<Options> {
     }
     Ok(Options {
         force: args.force,
+        allow_mass_retire: args.allow_mass_retire,
         only: args.only.clone(),
         concurrency: args.concurrency,
         shard,

@@ -114,6 +114,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Start retiring more slots than `max_retire` / `max_retire_percent` allow (README
+    /// "Removing slots"); without it such a run refuses with exit code 2 and changes nothing.
+    #[arg(long)]
+    pub allow_mass_retire: bool,
+
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,

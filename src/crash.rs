@@ -15,6 +15,19 @@ pub const POINTS: &[&str] = &[
     "after-retire-delete",
 ];
 
+/// Test-only: with the `test-hooks` feature, `REKEY_PANIC_AT=<slot>` makes the work on that slot
+/// panic right after its operation is recorded (with its lease held), a stand-in for a bug, so
+/// tests can show that a panic fails only its slot and releases the lease. Without the feature
+/// this compiles to nothing.
+#[inline]
+pub fn panic_point(slot: &str) {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var("REKEY_PANIC_AT").is_ok_and(|want| want == slot) {
+        panic!("test panic point reached for slot {slot}");
+    }
+    let _ = slot;
+}
+
 #[inline]
 pub fn point(name: &'static str) {
     #[cfg(feature = "test-hooks")]

@@ -53,6 +53,8 @@ pub struct Options {
     pub concurrency: Option<usize>,
     /// Only slots (and orphans) of this shard (`--shard`).
     pub shard: Option<crate::shard::Shard>,
+    /// `--allow-mass-retire`: start retiring more slots than `max_retire` / `max_retire_percent`.
+    pub allow_mass_retire: bool,
 }
 
 pub struct Engine {
@@ -371,6 +373,7 @@ impl Engine {
     /// last and alone (DESIGN.md §4 rule 7).
     pub async fn apply(self: &Arc<Self>) -> Result<Vec<SlotOutcome>> {
         let targets = self.targets().await?;
+        self.check_mass_retire(&targets).await?;
         self.preflight(&targets).await?;
         let bootstrap_slots: BTreeSet<String> = self
             .providers
@@ -383,22 +386,47 @@ impl Engine {
 
         let permits = Arc::new(tokio::sync::Semaphore::new(self.concurrency()));
         let mut set = tokio::task::JoinSet::new();
+        let mut tasks = std::collections::HashMap::new();
         for (i, target) in first.into_iter().enumerate() {
             let engine = Arc::clone(self);
             let permits = Arc::clone(&permits);
-            set.spawn(async move {
+            let t = target.clone();
+            let handle = set.spawn(async move {
                 let _permit = permits
                     .acquire_owned()
                     .await
                     .expect("semaphore never closed");
                 (i, engine.reconcile(target).await)
             });
+            tasks.insert(handle.id(), (i, t));
         }
         let mut outcomes = Vec::new();
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok(pair) => outcomes.push(pair),
-                Err(e) => return Err(Error::internal(format!("a slot task panicked: {e}"))),
+                // `reconcile` catches panics of the slot's work; one that escapes it (from the
+                // report itself) still fails only its slot, never the run.
+                Err(e) => {
+                    let Some((i, t)) = tasks.remove(&e.id()) else {
+                        return Err(Error::internal(format!("a slot task failed: {e}")));
+                    };
+                    tracing::error!(slot = %t.name, error = %e, "the slot's task panicked");
+                    let (provider, tenant) = describe(&t, None);
+                    outcomes.push((
+                        i,
+                        SlotOutcome {
+                            slot: t.name.clone(),
+                            provider,
+                            tenant,
+                            result: OutcomeKind::Failed,
+                            actions: Vec::new(),
+                            detail: format!("the slot's task panicked: {e}"),
+                            generation: None,
+                            client_id: None,
+                            fingerprint: None,
+                        },
+                    ));
+                }
             }
         }
         outcomes.sort_by_key(|(i, _)| *i);
@@ -435,8 +463,10 @@ impl Engine {
         }
     }
 
-    /// Moves one slot as far as it can go in this run.
+    /// Moves one slot as far as it can go in this run. A panic in the slot's work fails this
+    /// slot only: it is caught here, so `finish` still releases the lease and reports it.
     pub async fn reconcile(&self, target: Target) -> SlotOutcome {
+        use futures_util::FutureExt;
         let mut run = SlotRun::new(self, &target);
         if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
             // Shutting down: not started, so nothing to finish and no lease to release.
@@ -444,8 +474,84 @@ impl Engine {
             run.detail = "not started: rekey is shutting down".into();
             return run.finish(Ok(())).await;
         }
-        let result = run.drive().await;
+        let result = match std::panic::AssertUnwindSafe(run.drive())
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic_message(panic.as_ref());
+                tracing::error!(slot = %target.name, panic = %what, "the work on this slot panicked; the slot fails, the run goes on");
+                Err(Error::internal(format!(
+                    "rekey panicked while working on this slot ({what}); the record is as the last write left it, and the next run resumes from it"
+                )))
+            }
+        };
         run.finish(result).await
+    }
+
+    /// Refuses (exit 2, before any change) a run that would start retiring more of a backend's
+    /// slots than `settings.max_retire` or `settings.max_retire_percent` allow, unless
+    /// `--allow-mass-retire` was given. A mistaken inventory (a slot renamed, a file truncated)
+    /// must not take many live clients with it, even after their grace.
+    async fn check_mass_retire(&self, targets: &[Target]) -> Result<()> {
+        if self.options.allow_mass_retire {
+            return Ok(());
+        }
+        let settings = &self.inventory.settings;
+        let host = self.host.clone();
+        let alive = move |l: &Lease| lease_holder_alive(l, &host);
+        let mut starting: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for t in targets {
+            let candidate = match &t.config {
+                None => settings.prune,
+                Some(c) => c.retired,
+            };
+            if !candidate {
+                continue;
+            }
+            let stored = self.backends[&t.backend]
+                .read(&t.name)
+                .await
+                .map_err(|e| e.context(format!("slot {}", t.name)))?;
+            let Some(v) = stored else { continue };
+            let decision = plan::decide(
+                t.config.as_ref(),
+                Some(&v.record),
+                settings.prune,
+                &self.context(&alive),
+            );
+            if v.record.retiring.is_none() && decision.step == Some(Step::Retire) {
+                starting.entry(&t.backend).or_default().push(&t.name);
+            }
+        }
+        for (backend, slots) in starting {
+            let held = self.backends[backend]
+                .list()
+                .await
+                .map_err(|e| e.context(format!("backend {backend}: listing slots")))?
+                .len()
+                .max(slots.len());
+            let n = slots.len();
+            let over_count = n > settings.max_retire;
+            let over_share = n > 1 && n * 100 > held * settings.max_retire_percent as usize;
+            if over_count || over_share {
+                let mut names = slots
+                    .iter()
+                    .take(20)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if n > 20 {
+                    names.push_str(&format!(" and {} more", n - 20));
+                }
+                return Err(Error::config(format!(
+                    "refusing to start retiring {n} of the {held} slots backend {backend} holds ({names}): more than max_retire = {} or max_retire_percent = {} allow. Nothing was changed. If the inventory is right, run again with --allow-mass-retire; if not (a slot renamed or left out by mistake), fix it",
+                    settings.max_retire, settings.max_retire_percent
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -503,13 +609,11 @@ impl<'a> SlotRun<'a> {
     }
 
     fn my_lease(&self) -> Lease {
-        let ttl = chrono::Duration::from_std(self.settings().lease_ttl)
-            .unwrap_or(chrono::Duration::minutes(10));
         Lease {
             run_id: self.engine.run_id,
             host: self.engine.host.clone(),
             pid: self.engine.pid,
-            expires_at: self.now() + ttl,
+            expires_at: later(self.now(), self.settings().lease_ttl),
         }
     }
 
@@ -546,8 +650,10 @@ impl<'a> SlotRun<'a> {
             .ok_or_else(|| Error::internal("slot not in the inventory"))
     }
 
-    fn managed_name(&self, generation: u64) -> String {
-        managed_name(&self.settings().name_prefix, self.slot(), generation)
+    /// The name of the client operation `op` of this slot creates.
+    fn managed_name(&self, generation: u64, op: &Uuid) -> String {
+        let s = self.settings();
+        managed_name(&s.name_prefix, &s.instance, self.slot(), generation, op)
     }
 
     async fn load(&mut self) -> Result<()> {
@@ -763,13 +869,19 @@ impl<'a> SlotRun<'a> {
             Phase::Creating
         };
         rec.generation = generation;
+        let id = Uuid::now_v7();
+        // The exact name of the client this operation will create, recorded before the call:
+        // what proves later that a client of that name is this slot's (README "Ownership").
+        let client_name =
+            (kind != OpKind::RotateInPlace).then(|| self.managed_name(generation, &id));
         rec.op = Some(Operation {
-            id: Uuid::now_v7(),
+            id,
             kind,
             phase,
             generation,
             started_at: self.now(),
             verify_failures: 0,
+            client_name,
         });
         if kind == OpKind::RotateInPlace
             && self
@@ -803,6 +915,7 @@ impl<'a> SlotRun<'a> {
             Err(e) => return Err(e),
         }
         crash::point("after-op-recorded");
+        crash::panic_point(self.slot());
         self.advance_fresh(true).await
     }
 
@@ -826,20 +939,24 @@ impl<'a> SlotRun<'a> {
         }
     }
 
-    /// `creating`: makes sure exactly one client with this generation's managed name exists and
-    /// we hold a secret for it, then stores it as pending.
+    /// `creating`: makes sure exactly one client with the name the operation recorded exists
+    /// and we hold a secret for it, then stores it as pending.
     async fn issue_new_client(&mut self, op: &Operation, fresh: bool) -> Result<()> {
         let cfg = self.config()?;
         let entry = self.provider()?;
         let provider = entry.provider.as_ref();
         let tenant = cfg.tenant.clone();
-        let name = self.managed_name(op.generation);
+        let (name, named_now) = match &op.client_name {
+            Some(name) => (name.clone(), false),
+            None => (self.name_legacy_operation(op).await?, true),
+        };
         let spec = ClientSpec {
             name: name.clone(),
             roles: cfg.roles.clone(),
         };
-        // A fresh operation has made no provider call yet; a resumed one may have.
-        let mut look_up = !fresh;
+        // A fresh operation has made no provider call yet; a resumed one may have, under the
+        // name it recorded (one named only now has made none under that name).
+        let mut look_up = !fresh && !named_now;
         let mut attempts = 0;
         let issued: IssuedClient = loop {
             attempts += 1;
@@ -881,9 +998,33 @@ impl<'a> SlotRun<'a> {
         Ok(())
     }
 
-    /// Resume rule for `creating`: if a client with the managed name exists (an earlier run died,
-    /// or the answer to createClient was lost), take it over with a fresh secret (Taegis) or
-    /// delete and re-create it (no in-place rotation); duplicates are deleted. Never orphaned.
+    /// An operation recorded by a version of rekey before client names were recorded: its
+    /// client, if the lost call made one, carries the legacy name `<prefix><slot>-g<gen>`, which
+    /// proves nothing (another deployment's client may have it). Records a proper name for the
+    /// operation before any call, and reports the legacy name as a possible orphan: never
+    /// adopted, never deleted (README "Ownership of clients", upgrading).
+    async fn name_legacy_operation(&mut self, op: &Operation) -> Result<String> {
+        let name = self.managed_name(op.generation, &op.id);
+        let mut rec = self.record()?.clone();
+        rec.op.as_mut().expect("op checked").client_name = Some(name.clone());
+        self.save(rec).await?;
+        let legacy = legacy_managed_name(&self.settings().name_prefix, self.slot(), op.generation);
+        tracing::warn!(
+            slot = self.slot(),
+            legacy_name = %legacy,
+            "an operation recorded by an earlier rekey version names no client; issuing a new one, and leaving any client named {legacy} alone (possible orphan)"
+        );
+        self.actions.push(format!(
+            "possible orphan {legacy} left alone (an earlier rekey version may have made it; delete it by hand if no one uses it)"
+        ));
+        Ok(name)
+    }
+
+    /// Resume rule for `creating`: if a client with the exact name this operation recorded
+    /// exists (an earlier run died, or the answer to createClient was lost), take it over with a
+    /// fresh secret (Taegis) or delete and re-create it (no in-place rotation); duplicates of
+    /// that exact name are deleted. Never orphaned, and never another deployment's client: no
+    /// other operation records that name.
     async fn reclaim_or_create(
         &self,
         provider: &dyn Provider,
@@ -1023,10 +1164,9 @@ impl<'a> SlotRun<'a> {
                 .as_ref()
                 .map(|c| c.grace)
                 .unwrap_or_default();
-            let grace = chrono::Duration::from_std(grace).unwrap_or_default();
             rec.draining.push(Draining {
                 credential: old,
-                delete_after: now + grace,
+                delete_after: later(now, grace),
             });
         }
         let fingerprint = promoted.secret.fingerprint();
@@ -1179,8 +1319,9 @@ impl<'a> SlotRun<'a> {
         }
     }
 
-    /// Retires the slot: marks it (grace starts if it was in use), then deletes its clients at
-    /// the provider and finally its backend entry.
+    /// Retires the slot: marks it (grace starts if it was in use), then deletes the clients it
+    /// can prove are its own at the provider and finally its backend entry. A slot that left
+    /// the inventory (prune) retires with `[defaults] grace`.
     async fn retire(&mut self) -> Result<()> {
         let now = self.now();
         let mut rec = self.record()?.clone();
@@ -1190,13 +1331,9 @@ impl<'a> SlotRun<'a> {
                 .config
                 .as_ref()
                 .map(|c| c.grace)
-                .unwrap_or_default();
+                .unwrap_or(self.engine.inventory.default_grace);
             let in_use = rec.current.is_some() && !grace.is_zero();
-            let delete_after = if in_use {
-                now + chrono::Duration::from_std(grace).unwrap_or_default()
-            } else {
-                now
-            };
+            let delete_after = if in_use { later(now, grace) } else { now };
             rec.retiring = Some(Retiring {
                 since: now,
                 delete_after,
@@ -1213,23 +1350,36 @@ impl<'a> SlotRun<'a> {
         doomed.extend(rec.current.iter().cloned());
         doomed.extend(rec.pending.iter().cloned());
         doomed.extend(rec.draining.iter().map(|d| d.credential.clone()));
-        let mut deleted = BTreeSet::new();
-        for c in doomed.iter().filter(|c| c.owned) {
-            if deleted.insert(c.object_id.clone()) {
-                ignore_not_found(entry.provider.delete_client(&tenant, &c.object_id).await)?;
+        // Only proven clients: those the record names (and rekey made), and the client the
+        // operation in flight recorded by its exact name before calling the provider (a crash
+        // or a lost answer between createClient and the write). Never a sweep by name prefix:
+        // clients named like ours may belong to another deployment or to someone else.
+        let mut proven: Vec<(String, String, u64)> = doomed
+            .iter()
+            .filter(|c| c.owned)
+            .map(|c| (c.object_id.clone(), c.client_id.clone(), c.generation))
+            .collect();
+        if let Some(op) = &rec.op
+            && let Some(name) = &op.client_name
+        {
+            for c in entry.provider.find_clients(&tenant, name).await? {
+                if &c.name == name {
+                    proven.push((c.object_id, c.client_id, op.generation));
+                }
             }
         }
-        // Clients with this slot's managed names that the record lost track of (a crash between
-        // createClient and the write): ours by name, and nobody holds their secret.
-        let prefix = format!("{}{}-g", self.settings().name_prefix, self.slot());
-        for c in entry.provider.find_clients(&tenant, &prefix).await? {
-            let is_ours = c
-                .name
-                .strip_prefix(&prefix)
-                .is_some_and(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()));
-            if is_ours && deleted.insert(c.object_id.clone()) {
-                ignore_not_found(entry.provider.delete_client(&tenant, &c.object_id).await)?;
+        let mut seen = BTreeSet::new();
+        let mut deleted = Vec::new();
+        for (object_id, client_id, generation) in proven {
+            if !seen.insert(object_id.clone()) {
+                continue;
             }
+            ignore_not_found(entry.provider.delete_client(&tenant, &object_id).await)
+                .map_err(|e| e.context(format!("deleting client {client_id} (g{generation})")))?;
+            tracing::info!(slot = self.slot(), client_id = %client_id, generation, "deleted client");
+            self.actions
+                .push(format!("deleted client {client_id} (g{generation})"));
+            deleted.push(client_id);
         }
         crash::point("after-retire-delete");
         let version = self
@@ -1241,13 +1391,14 @@ impl<'a> SlotRun<'a> {
             .delete(self.slot(), version)
             .await
             .map_err(|e| e.context("deleting the slot entry"))?;
-        if let Some(e) = crate::observe::StateChanged::between(
+        if let Some(mut e) = crate::observe::StateChanged::between(
             self.engine.run_id,
             self.now(),
             self.slot(),
             self.stored.as_ref().map(|v| &v.record),
             None,
         ) {
+            e.deleted_client_ids = deleted.clone();
             self.engine.events.state_changed(&e);
         }
         self.stored = None;
@@ -1334,15 +1485,15 @@ impl<'a> SlotRun<'a> {
             ));
         }
         let mut rec = self.record()?.clone();
-        let grace = chrono::Duration::from_std(self.config()?.grace).unwrap_or_default();
+        let drains_until = later(now, self.config()?.grace);
         rec.draining
             .retain(|d| d.credential.generation != previous.credential.generation);
         rec.draining.push(Draining {
             credential: current.clone(),
-            delete_after: now + grace,
+            delete_after: drains_until,
         });
         rec.current = Some(previous.credential.clone());
-        rec.hold_until = Some(now + chrono::Duration::from_std(hold).unwrap_or_default());
+        rec.hold_until = Some(later(now, hold));
         rec.last = Some(LastResult {
             at: now,
             ok: true,
@@ -1350,7 +1501,7 @@ impl<'a> SlotRun<'a> {
                 "rolled back to g{} (g{} drains until {})",
                 previous.credential.generation,
                 current.generation,
-                (now + grace).to_rfc3339()
+                drains_until.to_rfc3339()
             ),
         });
         self.save(rec).await?;
@@ -1467,9 +1618,53 @@ fn ignore_not_found(r: Result<()>) -> Result<()> {
     }
 }
 
-/// `<prefix><slot>-g<generation>`: the names that prove a client is rekey's (DESIGN.md §4 rule 6).
-pub fn managed_name(prefix: &str, slot: &str, generation: u64) -> String {
+/// `<prefix>[<instance>-]<slot>-g<generation>-<op>`: the name of the client an operation
+/// creates, recorded in the operation before the call (README "Ownership of clients"). `op` is
+/// [`op_tag`] of the operation's id, so two deployments (or two operations) never share a name.
+pub fn managed_name(
+    prefix: &str,
+    instance: &str,
+    slot: &str,
+    generation: u64,
+    op: &Uuid,
+) -> String {
+    let instance = if instance.is_empty() {
+        String::new()
+    } else {
+        format!("{instance}-")
+    };
+    format!("{prefix}{instance}{slot}-g{generation}-{}", op_tag(op))
+}
+
+/// The names versions of rekey before recorded names gave clients: `<prefix><slot>-g<gen>`.
+/// Such a name proves nothing; it is only reported (a possible orphan), never acted on.
+pub fn legacy_managed_name(prefix: &str, slot: &str, generation: u64) -> String {
     format!("{prefix}{slot}-g{generation}")
+}
+
+/// Eight hex digits of an operation's id, from its random bits (the last ones of a UUIDv7; its
+/// first ones are a timestamp, the same for operations started in the same minute).
+pub fn op_tag(id: &Uuid) -> String {
+    let hex = id.simple().to_string();
+    hex[hex.len() - 8..].to_string()
+}
+
+/// `t + d`, saturating at the latest representable time instead of panicking. Inventory
+/// durations are bounded at validation (README "Limits"); this is the second line.
+fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The message of a caught panic (`panic!` with a literal or a formatted string).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 fn short_id(id: &Uuid) -> String {
@@ -1531,6 +1726,25 @@ mod tests {
 
     #[test]
     fn managed_names() {
-        assert_eq!(managed_name("rekey-", "siem", 3), "rekey-siem-g3");
+        let op = Uuid::parse_str("0190b6a0-1234-7abc-8def-0123456789ab").unwrap();
+        assert_eq!(
+            managed_name("rekey-", "", "siem", 3, &op),
+            "rekey-siem-g3-456789ab"
+        );
+        assert_eq!(
+            managed_name("rekey-", "eu-prod", "siem", 3, &op),
+            "rekey-eu-prod-siem-g3-456789ab"
+        );
+        assert_eq!(legacy_managed_name("rekey-", "siem", 3), "rekey-siem-g3");
+    }
+
+    #[test]
+    fn later_saturates() {
+        let now = Utc::now();
+        assert_eq!(
+            later(now, Duration::from_secs(60)),
+            now + chrono::Duration::seconds(60)
+        );
+        assert_eq!(later(now, Duration::MAX), DateTime::<Utc>::MAX_UTC);
     }
 }

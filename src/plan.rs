@@ -114,7 +114,7 @@ pub fn decide(
             Some(rec) if rec.retiring.is_some() => retire_decision(rec, ctx),
             Some(_) if prune => Decision::act(
                 Step::Retire,
-                "not in the inventory any more, and prune = true",
+                "not in the inventory any more, and prune = true: retiring (clients deleted after the default grace)",
             ),
             Some(_) => Decision::nothing(
                 "not in the inventory any more; kept (set prune = true to retire it)",
@@ -216,7 +216,7 @@ pub fn decide(
         "g{} is {} old, due in {}{}",
         current.generation,
         fmt_age(age),
-        fmt_age(max_age - age),
+        fmt_age(max_age.checked_sub(&age).unwrap_or_default()),
         waiting.unwrap_or_default()
     ))
 }
@@ -352,6 +352,7 @@ mod tests {
             generation: 3,
             started_at: now,
             verify_failures: 0,
+            client_name: None,
         });
         assert_eq!(
             decide(Some(&s), Some(&rec), false, &ctx(now)).step,

@@ -144,6 +144,13 @@ pub struct Operation {
     /// Failed verification attempts of the pending credential, across runs.
     #[serde(default)]
     pub verify_failures: u32,
+    /// The exact name of the client this operation creates (`create`, `rotate`), recorded in
+    /// the same write as the operation, before the provider call: the proof that a client of
+    /// that name is this slot's own (README "Ownership of clients"). None for in-place
+    /// rotations, and for operations recorded by versions of rekey before 0.x that did not
+    /// record it (those never adopt a client by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -176,4 +183,27 @@ pub struct LastResult {
 pub struct Versioned {
     pub record: SlotRecord,
     pub version: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as the previous version wrote it (no `client_name` in the operation) still
+    /// reads, with the operation naming no client.
+    #[test]
+    fn records_of_the_previous_version_still_read() {
+        let old = r#"{"schema":1,"managed_by":"rekey","slot":"s","provider":"p","tenant":"1",
+            "generation":2,"current":null,"pending":null,"draining":[],
+            "op":{"id":"0190b6a0-0000-7000-8000-000000000001","kind":"rotate","phase":"creating",
+                  "generation":2,"started_at":"2026-01-01T00:00:00Z","verify_failures":0},
+            "lease":null,"last":null,"retiring":null}"#;
+        let rec: SlotRecord = serde_json::from_str(old).unwrap();
+        let op = rec.op.as_ref().unwrap();
+        assert_eq!(op.client_name, None);
+        assert_eq!(op.generation, 2);
+        // And what this version writes without a client name is what the previous one wrote.
+        let again = serde_json::to_value(&rec).unwrap();
+        assert!(again["op"].get("client_name").is_none());
+    }
 }

@@ -136,6 +136,7 @@ async fn pending_then_promote_sequence() {
         generation: 2,
         started_at: Utc::now(),
         verify_failures: 0,
+        client_name: None,
     });
     v = f.backend.write("s1", &rec, Some(v)).await.unwrap();
 

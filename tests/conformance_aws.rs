@@ -122,6 +122,7 @@ fn op(generation: u64) -> Operation {
         generation,
         started_at: Utc::now(),
         verify_failures: 0,
+        client_name: None,
     }
 }
 

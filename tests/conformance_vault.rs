@@ -299,6 +299,7 @@ async fn bao_kv_get_shows_the_current_pair_and_never_the_pending_one() {
         generation: 2,
         started_at: chrono::Utc::now(),
         verify_failures: 0,
+        client_name: None,
     });
     v = b.write("alpha", &rec, Some(v)).await.unwrap();
     let seen = consumer_view(&h.bao, &reader, &path).await;
@@ -415,6 +416,7 @@ async fn rotation_write_latency() {
                 generation: 2,
                 started_at: chrono::Utc::now(),
                 verify_failures: 0,
+                client_name: None,
             });
             v = backend.write(&slot, &rec, Some(v)).await.unwrap();
             rec.pending = Some(credential(2));

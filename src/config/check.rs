@@ -7,6 +7,17 @@ use super::{ConfigError, PairRef, Strategy, ValueRef};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The longest duration any inventory key accepts (`max_age`, `grace`, timeouts...): ten years.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 31_557_600);
+/// The longest `lease_ttl`: a day. A claim on a slot is renewed by every write; one that must
+/// outlive a day points at a mistake, and a stale lease blocks the slot for that long.
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(86_400);
+/// The longest `verify_delay` (a pause between token exchanges with a new pair): ten minutes.
+pub const MAX_VERIFY_DELAY: Duration = Duration::from_secs(600);
+/// The longest `jitter` and provider `timeout`: a day and an hour.
+pub const MAX_JITTER: Duration = Duration::from_secs(86_400);
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 pub(crate) const SECRET_BY_REFERENCE: &str =
     "a secret must be given by reference: { env = \"NAME\" } or { file = \"PATH\" }";
 
@@ -197,12 +208,26 @@ impl Checker {
         }
     }
 
+    /// A duration of at most [`MAX_DURATION`] (ten years): larger ones are refused here, so no
+    /// date arithmetic on them can overflow later.
     pub(crate) fn duration(
         &mut self,
         t: &Table,
         path: &str,
         key: &str,
         allow_zero: bool,
+    ) -> Option<(Duration, usize)> {
+        self.duration_at_most(t, path, key, allow_zero, MAX_DURATION)
+    }
+
+    /// [`Checker::duration`] with a tighter bound (`lease_ttl`, `verify_delay`...).
+    pub(crate) fn duration_at_most(
+        &mut self,
+        t: &Table,
+        path: &str,
+        key: &str,
+        allow_zero: bool,
+        max: Duration,
     ) -> Option<(Duration, usize)> {
         let e = t.get(key)?;
         let Kind::Str(s) = &e.value.kind else {
@@ -222,7 +247,30 @@ impl Checker {
                 );
                 None
             }
+            Ok(d) if d > max => {
+                self.err(
+                    e.line,
+                    join(path, key),
+                    format!(
+                        "must be at most {} (README \"Limits\"), found \"{s}\"",
+                        humantime::format_duration(max)
+                    ),
+                );
+                None
+            }
             Ok(d) => Some((d, e.line)),
+            // Numbers too large for a duration at all ("99999999999999999999y").
+            Err(humantime::DurationError::NumberOverflow) => {
+                self.err(
+                    e.line,
+                    join(path, key),
+                    format!(
+                        "must be at most {} (README \"Limits\"), found \"{s}\"",
+                        humantime::format_duration(max)
+                    ),
+                );
+                None
+            }
             Err(_) => {
                 self.err(
                     e.line,

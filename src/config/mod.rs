@@ -42,6 +42,9 @@ pub struct Inventory {
     pub backends: BTreeMap<String, BackendConfig>,
     /// In file order, with defaults applied.
     pub slots: Vec<SlotConfig>,
+    /// `[defaults] grace` (24h unless set): the grace of a slot that left the inventory and is
+    /// retired by `prune` (README "Removing slots").
+    pub default_grace: Duration,
 }
 
 /// `[settings]`: run-wide knobs.
@@ -49,8 +52,17 @@ pub struct Inventory {
 pub struct Settings {
     /// Prefix of managed client names (default `rekey-`).
     pub name_prefix: String,
-    /// Retire entries rekey owns that are no longer in the inventory (default false).
+    /// Retire entries rekey owns that are no longer in the inventory (default false). They
+    /// retire with `[defaults] grace`; never with an inventory that lists no `[[slots]]`.
     pub prune: bool,
+    /// Tells this deployment's clients from other deployments' on the same tenant: part of
+    /// every managed name (`<prefix><instance>-<slot>-g<gen>-<op>`); empty = none (README
+    /// "Ownership of clients").
+    pub instance: String,
+    /// A run refuses (exit 2) to start retiring more than this many slots of one backend, or
+    /// more than `max_retire_percent` of the slots it holds, without `--allow-mass-retire`.
+    pub max_retire: usize,
+    pub max_retire_percent: u32,
     /// Slots worked on at once (default 16; `--concurrency` overrides).
     pub concurrency: usize,
     /// How long a run's claim on a slot lasts without being renewed (default 10m).
@@ -74,6 +86,9 @@ impl Default for Settings {
         Settings {
             name_prefix: DEFAULT_NAME_PREFIX.to_string(),
             prune: false,
+            instance: String::new(),
+            max_retire: 5,
+            max_retire_percent: 50,
             concurrency: 16,
             lease_ttl: Duration::from_secs(600),
             verify_attempts: 5,
@@ -407,12 +422,24 @@ impl Checker {
         let (providers, facts) = self.providers(root);
         let (slots, slot_lines) = self.slots(root, &defaults, &providers, &facts, &backends);
         self.bootstrap_slots(&providers, &facts, &slots, &slot_lines);
+        if settings.prune && slots.is_empty() {
+            // An empty inventory is a mistake far more often than a wish to retire everything
+            // (a template that rendered nothing, the wrong file): it never prunes.
+            let line = self
+                .table(root, "", "settings")
+                .and_then(|t| t.get("prune"))
+                .map(|e| e.line);
+            if let Some(line) = line {
+                self.err(line, "settings.prune", EMPTY_PRUNE);
+            }
+        }
         Inventory {
             source: self.file.clone(),
             settings,
             providers,
             backends,
             slots,
+            default_grace: defaults.grace.0,
         }
     }
 
@@ -423,7 +450,10 @@ impl Checker {
             p,
             &[
                 "name_prefix",
+                "instance",
                 "prune",
+                "max_retire",
+                "max_retire_percent",
                 "concurrency",
                 "lease_ttl",
                 "verify_attempts",
@@ -437,6 +467,7 @@ impl Checker {
         let mut s = Settings::default();
         if let Some((prefix, e)) = self.string(t, p, "name_prefix") {
             let ok = !prefix.is_empty()
+                && prefix.len() <= 64
                 && prefix
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
@@ -447,7 +478,20 @@ impl Checker {
                     e.line,
                     "settings.name_prefix",
                     format!(
-                        "\"{prefix}\" is not a valid name prefix: use one or more of a-z, 0-9, '-', '_', '.'"
+                        "\"{prefix}\" is not a valid name prefix: use 1 to 64 of a-z, 0-9, '-', '_', '.'"
+                    ),
+                );
+            }
+        }
+        if let Some((instance, e)) = self.string(t, p, "instance") {
+            if is_valid_instance(instance) {
+                s.instance = instance.to_string();
+            } else {
+                self.err(
+                    e.line,
+                    "settings.instance",
+                    format!(
+                        "\"{instance}\" is not a valid instance name: use 1 to {MAX_INSTANCE_LEN} of a-z, 0-9 and '-', starting and ending with a letter or digit"
                     ),
                 );
             }
@@ -455,16 +499,22 @@ impl Checker {
         if let Some(b) = self.boolean(t, p, "prune") {
             s.prune = b;
         }
+        if let Some(n) = self.integer(t, p, "max_retire", 0, 100_000) {
+            s.max_retire = n as usize;
+        }
+        if let Some(n) = self.integer(t, p, "max_retire_percent", 0, 100) {
+            s.max_retire_percent = n as u32;
+        }
         if let Some(n) = self.integer(t, p, "concurrency", 1, 100_000) {
             s.concurrency = n as usize;
         }
-        if let Some((d, _)) = self.duration(t, p, "lease_ttl", false) {
+        if let Some((d, _)) = self.duration_at_most(t, p, "lease_ttl", false, MAX_LEASE_TTL) {
             s.lease_ttl = d;
         }
         if let Some(n) = self.integer(t, p, "verify_attempts", 1, 1_000) {
             s.verify_attempts = n as u32;
         }
-        if let Some((d, _)) = self.duration(t, p, "verify_delay", true) {
+        if let Some((d, _)) = self.duration_at_most(t, p, "verify_delay", true, MAX_VERIFY_DELAY) {
             s.verify_delay = d;
         }
         if let Some(n) = self.integer(t, p, "max_verify_failures", 1, 1_000) {
@@ -486,7 +536,7 @@ impl Checker {
                 );
             }
         }
-        if let Some((d, _)) = self.duration(t, p, "jitter", true) {
+        if let Some((d, _)) = self.duration_at_most(t, p, "jitter", true, MAX_JITTER) {
             s.jitter = d;
         }
         s
@@ -652,7 +702,7 @@ impl Checker {
                 _ => self.wrong_type(e, &path, "a number of requests per second"),
             }
         }
-        if let Some((d, _)) = self.duration(t, &path, "timeout", false) {
+        if let Some((d, _)) = self.duration_at_most(t, &path, "timeout", false, MAX_TIMEOUT) {
             cfg.timeout = d;
         }
         match self.string(t, &path, "ca_cert") {
@@ -1116,6 +1166,21 @@ impl Checker {
             }
         }
     }
+}
+
+const EMPTY_PRUNE: &str = "prune = true with no [[slots]] would retire every slot rekey holds; an inventory with no [[slots]] never prunes: list the slots (retired = true for those to retire), or set prune = false";
+
+/// Longest `settings.instance`: managed names stay far below the platforms' 256 characters.
+pub const MAX_INSTANCE_LEN: usize = 32;
+
+/// `settings.instance`: 1 to 32 of a-z, 0-9 and '-', not starting or ending with '-'.
+pub fn is_valid_instance(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_INSTANCE_LEN
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn grace_message(grace: Duration, max_age: Duration) -> String {

@@ -59,6 +59,10 @@ pub struct StateChanged {
     pub pending_fingerprint: Option<String>,
     /// Client ids still draining (alive for their grace period) after the change.
     pub draining_client_ids: Vec<String>,
+    /// Client ids deleted at the provider by this change (retire), each one the record proved
+    /// rekey's (README "Ownership of clients").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deleted_client_ids: Vec<String>,
     /// Who made the change: `user@host` and process id.
     pub actor: String,
     /// Why, for humans (e.g. `rollback`); empty for ordinary reconcile steps.
@@ -119,6 +123,7 @@ impl StateChanged {
                         .collect()
                 })
                 .unwrap_or_default(),
+            deleted_client_ids: Vec::new(),
             actor: actor(),
             reason: String::new(),
         })

@@ -143,6 +143,7 @@ async fn pending_promote(h: &dyn Harness) {
         generation: 2,
         started_at: Utc::now(),
         verify_failures: 0,
+        client_name: None,
     });
     v = b.write("alpha", &rec, Some(v)).await.unwrap();
     rec.pending = Some(credential(2));
