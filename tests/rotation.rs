@@ -48,7 +48,15 @@ async fn create_then_second_apply_is_a_no_op() {
     for s in ["alpha", "beta", "gamma"] {
         assert_eq!(actions(&first, s), vec!["created g1", "promoted g1"]);
         let rec = w.record(s).await.unwrap();
-        assert_eq!(rec.current.as_ref().unwrap().name, format!("rekey-{s}-g1"));
+        // `<prefix><slot>-g<gen>-<op>`: the operation that made it is part of the name.
+        let name = &rec.current.as_ref().unwrap().name;
+        let op = name
+            .strip_prefix(&format!("rekey-{s}-g1-"))
+            .unwrap_or_default();
+        assert!(
+            op.len() == 8 && op.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{name}"
+        );
     }
     w.assert_consistent(&["alpha", "beta", "gamma"]).await;
 
@@ -119,8 +127,9 @@ async fn alternate_rotation_keeps_the_old_pair_alive_for_grace() {
     w.assert_consistent(&["alpha"]).await;
     assert_eq!(
         w.managed_clients(&w.tenants[0].id, "alpha").await,
-        vec!["rekey-alpha-g2"]
+        vec![g2.name.clone()]
     );
+    assert!(g2.name.starts_with("rekey-alpha-g2-"), "{}", g2.name);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -192,7 +201,13 @@ async fn retire_deletes_client_and_entry_after_grace() {
         )
         .await;
     r.expect_code(0);
-    assert_eq!(actions(&r, "old"), vec!["retired (1 client deleted)"]);
+    assert_eq!(
+        actions(&r, "old"),
+        vec![
+            format!("deleted client {} (g1)", old.client_id),
+            "retired (1 client deleted)".to_string()
+        ]
+    );
     assert!(w.record("old").await.is_none(), "entry removed");
     assert!(
         !w.token_ok(&old.client_id, old.secret.expose()).await,
@@ -222,7 +237,16 @@ async fn removal_from_inventory_deletes_nothing_unless_prune() {
     w.inventory_raw(&format!("{header}\n{}", slots(&[("alpha", "alternate")])));
     let r = w.apply(&["--output", "json"]).await;
     r.expect_code(0);
-    // No grace configured for a slot that left the inventory: retired at once.
+    // A slot that left the inventory retires with the default grace (24h): alive until then.
+    assert_eq!(actions(&r, "gone"), vec!["retiring"]);
+    assert!(w.token_ok(&gone.client_id, gone.secret.expose()).await);
+    let r = w
+        .rekey_env(
+            &["apply", "-c", "inventory.toml"],
+            &[("REKEY_TEST_CLOCK_OFFSET", "25h")],
+        )
+        .await;
+    r.expect_code(0);
     assert!(w.record("gone").await.is_none());
     assert!(!w.token_ok(&gone.client_id, gone.secret.expose()).await);
     w.assert_consistent(&["alpha"]).await;

@@ -137,7 +137,13 @@ async fn retire_soft_deletes_the_secret() {
     assert_eq!(actions(&r, "old"), vec!["retiring"]);
     let r = apply(&w, Some("2h")).await;
     r.expect_code(0);
-    assert_eq!(actions(&r, "old"), vec!["retired (1 client deleted)"]);
+    assert_eq!(
+        actions(&r, "old"),
+        vec![
+            format!("deleted client {} (g1)", old.client_id),
+            "retired (1 client deleted)".to_string()
+        ]
+    );
     assert!(w.record_aws(&t, "old").await.is_none(), "entry removed");
     assert!(!w.token_ok(&old.client_id, old.secret.expose()).await);
     let deleted = moto.python(&format!(

@@ -51,7 +51,8 @@ async fn create_rotate_by_alternate_and_retire() {
     let g1 = g1.current.unwrap();
     assert!(g1.client_id.starts_with("client-"), "{}", g1.client_id);
     assert!(w.cisco_token_ok(&g1.client_id, g1.secret.expose()).await);
-    assert_eq!(managed(&w, "alpha").await, vec!["rekey-alpha-g1"]);
+    assert_eq!(managed(&w, "alpha").await, vec![g1.name.clone()]);
+    assert!(g1.name.starts_with("rekey-alpha-g1-"), "{}", g1.name);
     w.assert_consistent(&["alpha", "beta"]).await;
 
     // Forced rotation: a new client next to the old one; both work during grace.
@@ -80,7 +81,7 @@ async fn create_rotate_by_alternate_and_retire() {
     after.expect_code(0);
     assert_eq!(actions(&after, "alpha"), vec!["deleted g1"]);
     assert!(!w.cisco_token_ok(&g1.client_id, g1.secret.expose()).await);
-    assert_eq!(managed(&w, "alpha").await, vec!["rekey-alpha-g2"]);
+    assert_eq!(managed(&w, "alpha").await, vec![g2.name.clone()]);
     w.assert_consistent(&["alpha", "beta"]).await;
 
     // Retire beta: its client and its entry go.
@@ -93,7 +94,11 @@ async fn create_rotate_by_alternate_and_retire() {
     r.expect_code(0);
     assert_eq!(
         actions(&r, "beta"),
-        vec!["retiring", "retired (1 client deleted)"]
+        vec![
+            "retiring".to_string(),
+            format!("deleted client {} (g1)", beta.client_id),
+            "retired (1 client deleted)".to_string()
+        ]
     );
     assert!(w.record("beta").await.is_none());
     assert!(

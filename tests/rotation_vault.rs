@@ -188,7 +188,13 @@ async fn retire_soft_deletes_both_entries_after_grace() {
     assert_eq!(actions(&r, "old"), vec!["retiring"]);
     let r = v.apply_at("2h", &[]).await;
     r.expect_code(0);
-    assert_eq!(actions(&r, "old"), vec!["retired (1 client deleted)"]);
+    assert_eq!(
+        actions(&r, "old"),
+        vec![
+            format!("deleted client {} (g1)", old.client_id),
+            "retired (1 client deleted)".to_string()
+        ]
+    );
     assert!(v.record("old").await.is_none());
     assert!(!v.w.token_ok(&old.client_id, old.secret.expose()).await);
     assert_eq!(
