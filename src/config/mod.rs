@@ -1517,4 +1517,63 @@ identity = { file = "key.txt" }
             "{text}\n[[slots]]\nname = \"boot\"\nprovider = \"c\"\nscopes = [\"oauth\", \"profile\"]\n"
         ));
     }
+
+    #[test]
+    fn instance_and_retire_limits() {
+        let inv = parse_ok(&format!(
+            "[settings]\ninstance = \"eu-prod-2\"\nmax_retire = 2\nmax_retire_percent = 10\n{BASE}"
+        ));
+        assert_eq!(inv.settings.instance, "eu-prod-2");
+        assert_eq!(inv.settings.max_retire, 2);
+        assert_eq!(inv.settings.max_retire_percent, 10);
+        assert_eq!(parse_ok(BASE).settings.instance, "");
+        assert_eq!(parse_ok(BASE).default_grace, Duration::from_secs(86_400));
+        for bad in ["EU", "-eu", "eu-", "e_u", "", &"x".repeat(33)] {
+            let e = one(&format!("[settings]\ninstance = \"{bad}\"\n{BASE}"));
+            assert_eq!(
+                (e.key.as_str(), e.line),
+                ("settings.instance", Some(2)),
+                "{bad}"
+            );
+        }
+        let e = one(&format!("[settings]\nmax_retire_percent = 101\n{BASE}"));
+        assert_eq!(e.key, "settings.max_retire_percent");
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        for (line, key) in [
+            ("lease_ttl = \"25h\"", "settings.lease_ttl"),
+            ("verify_delay = \"11m\"", "settings.verify_delay"),
+            ("jitter = \"1000000y\"", "settings.jitter"),
+            (
+                "lease_ttl = \"99999999999999999999y\"",
+                "settings.lease_ttl",
+            ),
+        ] {
+            let e = one(&format!("[settings]\n{line}\n{BASE}"));
+            assert_eq!((e.key.as_str(), e.line), (key, Some(2)), "{line}");
+            assert!(e.message.contains("must be at most"), "{e}");
+        }
+        let e = one(&format!("{BASE}grace = \"11y\"\n"));
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("slots[0].grace", Some(15)),
+            "{e}"
+        );
+        // Ten years is still fine (and a grace shorter than it).
+        let inv = parse_ok(&format!("{BASE}max_age = \"10y\"\ngrace = \"9y\"\n"));
+        assert_eq!(inv.slots[0].max_age, MAX_DURATION);
+        parse_ok(&format!("[settings]\nlease_ttl = \"24h\"\n{BASE}"));
+    }
+
+    #[test]
+    fn prune_with_no_slots_is_refused() {
+        let no_slots = BASE.split("[[slots]]").next().unwrap();
+        let e = one(&format!("[settings]\nprune = true\n{no_slots}"));
+        assert_eq!((e.key.as_str(), e.line), ("settings.prune", Some(2)));
+        assert!(e.message.contains("never prunes"), "{e}");
+        parse_ok(&format!("[settings]\nprune = false\n{no_slots}"));
+        parse_ok(no_slots);
+    }
 }
