@@ -340,16 +340,54 @@ pub async fn verify_rows(engine: &Engine) -> Result<Vec<VerifyRow>> {
             });
             continue;
         };
+        // The pair consumers read, which may be ahead of the record (a promotion cut short).
+        let view = match engine.backends[&t.backend]
+            .consumer_view(&t.name, &stored.record)
+            .await
+        {
+            Ok(Some(view)) => view,
+            Ok(None) => {
+                rows.push(VerifyRow {
+                    slot: t.name.clone(),
+                    client_id: current.client_id.clone(),
+                    generation: current.generation,
+                    ok: false,
+                    detail: format!(
+                        "consumers read no pair from backend {} although the record holds g{}: run `rekey apply`",
+                        t.backend, current.generation
+                    ),
+                });
+                continue;
+            }
+            Err(e) => {
+                rows.push(VerifyRow {
+                    slot: t.name.clone(),
+                    client_id: current.client_id.clone(),
+                    generation: current.generation,
+                    ok: false,
+                    detail: format!(
+                        "cannot read what consumers read: {}",
+                        crate::error::chain(&e)
+                    ),
+                });
+                continue;
+            }
+        };
         let result = entry
             .provider
-            .verify(&stored.record.tenant, &current.pair())
+            .verify(&stored.record.tenant, &view.pair)
             .await;
+        let behind = view.pair != current.pair();
         rows.push(VerifyRow {
             slot: t.name.clone(),
-            client_id: current.client_id.clone(),
-            generation: current.generation,
-            ok: result.is_ok(),
+            client_id: view.pair.client_id.clone(),
+            generation: view.generation,
+            ok: result.is_ok() && !behind,
             detail: match result {
+                Ok(()) if behind => format!(
+                    "token exchange ok, but the record's current pair is g{} ({}): run `rekey apply` to finish the promotion",
+                    current.generation, current.client_id
+                ),
                 Ok(()) => "token exchange ok".into(),
                 Err(e) => crate::error::chain(&e),
             },

@@ -1,6 +1,10 @@
 //! Test-only crash points: with the `test-hooks` feature, `REKEY_CRASH_AT=<point>` makes the
 //! process abort (like SIGKILL: no unwinding, no cleanup) when it reaches that named step of the
 //! rotation protocol. Without the feature this compiles to nothing.
+//!
+//! `REKEY_STOP_AT=<point>` (same feature) makes the process stop itself with SIGSTOP at a named
+//! fence (see [`stop_point`]), as a host paused by a hypervisor or a debugger would: a test then
+//! lets another run take the slot over and resumes this one with SIGCONT.
 
 /// Every named step of the protocol, in the order a rotation passes them. Tests iterate this.
 pub const POINTS: &[&str] = &[
@@ -13,6 +17,7 @@ pub const POINTS: &[&str] = &[
     "after-old-deleted",
     "after-provider-rotate",
     "after-retire-delete",
+    "after-mirror-write",
 ];
 
 /// Test-only: with the `test-hooks` feature, `REKEY_PANIC_AT=<slot>` makes the work on that slot
@@ -26,6 +31,46 @@ pub fn panic_point(slot: &str) {
         panic!("test panic point reached for slot {slot}");
     }
     let _ = slot;
+}
+
+/// Crash points inside a backend's writes or only passed with some backends, each covered by
+/// that backend's crash tests (tests/crash.rs checks every name is used by one of them).
+pub const BACKEND_POINTS: &[&str] = &[
+    // Engine, backends whose promotion is not one atomic write (vault, aws, exec): the
+    // `promoting` phase is recorded, no consumer-visible write has happened yet.
+    "after-promoting-recorded",
+    // vault: the consumer entry shows the new pair, the state entry is not written yet.
+    "vault-after-consumer-write",
+    // aws: AWSCURRENT moved onto the new pair, the record is not committed yet.
+    "aws-after-current-view",
+    "aws-after-record-put",
+    "aws-after-record-commit",
+];
+
+/// Names of the fences before provider mutations, for `REKEY_STOP_AT`.
+pub const STOP_POINTS: &[&str] = &[
+    "before-provider-create",
+    "before-provider-rotate",
+    "before-provider-delete",
+];
+
+/// With `test-hooks` and `REKEY_STOP_AT=<name>`: the process sends itself SIGSTOP here (once)
+/// and carries on when it gets SIGCONT.
+#[inline]
+pub fn stop_point(name: &'static str) {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var("REKEY_STOP_AT").is_ok_and(|want| want == name) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static DONE: AtomicBool = AtomicBool::new(false);
+        if !DONE.swap(true, Ordering::SeqCst) {
+            eprintln!("rekey: test stop point reached: {name}");
+            // SAFETY: raise only sends a signal to this process.
+            unsafe {
+                libc::raise(libc::SIGSTOP);
+            }
+        }
+    }
+    let _ = name;
 }
 
 #[inline]

@@ -27,6 +27,9 @@ use uuid::Uuid;
 const CHOSEN_SECRET_LEN: usize = 64;
 /// Steps one slot may take in one run (resume, delete-old, rotate, ... ); a guard against loops.
 const MAX_STEPS: usize = 8;
+/// A provider mutation needs a proof of the lease younger than `lease_ttl / FENCE_FRACTION`;
+/// an older one is renewed first (README, "Fencing").
+const FENCE_FRACTION: u32 = 3;
 
 pub struct ProviderEntry {
     pub provider: Arc<dyn Provider>,
@@ -478,6 +481,12 @@ impl Engine {
             .catch_unwind()
             .await
         {
+            // Stopped at a fence: another run holds the slot, as when it was locked at start.
+            Ok(Err(e)) if run.fenced_out => {
+                run.skipped = true;
+                run.detail = e.to_string();
+                Ok(())
+            }
             Ok(result) => result,
             Err(panic) => {
                 let what = panic_message(panic.as_ref());
@@ -566,6 +575,11 @@ struct SlotRun<'a> {
     skipped: bool,
     /// Why, in audit lines (`rollback`); empty for ordinary reconcile steps.
     reason: String,
+    /// When this run last proved it holds the slot's lease: the moment before the last
+    /// compare-and-set write that carried it succeeded (monotonic and wall clock).
+    proven: Option<(std::time::Instant, DateTime<Utc>)>,
+    /// Set when a fence found the lease lost: the slot stops, no provider call is made.
+    fenced_out: bool,
 }
 
 impl<'a> SlotRun<'a> {
@@ -579,6 +593,8 @@ impl<'a> SlotRun<'a> {
             detail: String::new(),
             skipped: false,
             reason: String::new(),
+            proven: None,
+            fenced_out: false,
         }
     }
 
@@ -664,11 +680,13 @@ impl<'a> SlotRun<'a> {
     /// Compare-and-set write of `record` over the version we hold, renewing our lease. Temporary
     /// backend errors are retried for a while: the record may hold the only copy of a secret.
     async fn save(&mut self, mut record: SlotRecord) -> Result<()> {
-        if record
+        // Taken before the lease's expiry is computed: the proof never looks younger than it is.
+        let sent = (std::time::Instant::now(), self.now());
+        let holds = record
             .lease
             .as_ref()
-            .is_some_and(|l| l.run_id == self.engine.run_id)
-        {
+            .is_some_and(|l| l.run_id == self.engine.run_id);
+        if holds {
             record.lease = Some(self.my_lease());
         }
         let expected = self.stored.as_ref().map(|v| v.version);
@@ -691,6 +709,7 @@ impl<'a> SlotRun<'a> {
                         self.engine.events.state_changed(&e);
                     }
                     self.stored = Some(Versioned { record, version });
+                    self.proven = holds.then_some(sent);
                     return Ok(());
                 }
                 Err(e) if e.is_temporary() && attempt < 8 => {
@@ -701,6 +720,61 @@ impl<'a> SlotRun<'a> {
                 Err(e) => return Err(e.context("writing the slot record")),
             }
         }
+    }
+
+    /// The fence before every provider mutation (create, rotate, delete): proves this run still
+    /// holds the slot's lease, or stops the slot without calling the provider. A proof younger
+    /// than a third of `lease_ttl` (by the larger of the monotonic and the wall-clock time since
+    /// it, as the monotonic clock stops while the host is suspended) is enough; an older one is
+    /// renewed with a compare-and-set write, which fails if another run took the slot.
+    /// README, "Fencing", explains why this is safe across hosts whose clocks disagree.
+    async fn fence(&mut self, point: &'static str) -> Result<()> {
+        crash::stop_point(point);
+        self.keep_lease().await
+    }
+
+    /// Renews the lease if its last proof is older than a third of `lease_ttl` (long steps call
+    /// it as they go, so a healthy slow run never loses the slot).
+    async fn keep_lease(&mut self) -> Result<()> {
+        let ours = self
+            .stored
+            .as_ref()
+            .and_then(|v| v.record.lease.as_ref())
+            .is_some_and(|l| l.run_id == self.engine.run_id);
+        if ours {
+            if let Some((mono, wall)) = self.proven {
+                let wall_elapsed = (self.now() - wall).to_std().unwrap_or_default();
+                let elapsed = mono.elapsed().max(wall_elapsed);
+                if elapsed < self.settings().lease_ttl / FENCE_FRACTION {
+                    return Ok(());
+                }
+            }
+            let rec = self.record()?.clone();
+            match self.save(rec).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    // Another run wrote the record: see who holds it now (for the report).
+                    if let Err(e) = self.load().await {
+                        tracing::warn!(slot = self.slot(), error = %e, "could not re-read the record");
+                    }
+                }
+                Err(e) => return Err(e.context("renewing the slot's lease")),
+            }
+        }
+        self.fenced_out = true;
+        let holder = self
+            .stored
+            .as_ref()
+            .and_then(|v| v.record.lease.as_ref())
+            .filter(|l| l.run_id != self.engine.run_id)
+            .map(|l| format!(" (now held by run {} on {})", short_id(&l.run_id), l.host))
+            .unwrap_or_default();
+        Err(Error::new(
+            ErrorKind::Locked,
+            format!(
+                "this run lost the slot's lease{holder}, as when it is paused longer than lease_ttl; stopped before calling the provider"
+            ),
+        ))
     }
 
     /// Claims the slot for this run. False when another run won the race (record re-read).
@@ -783,6 +857,8 @@ impl<'a> SlotRun<'a> {
                 mirror
                     .write(self.slot(), &copy, old.map(|v| v.version))
                     .await?;
+                // Consumers of this mirror read the new record; later mirrors do not yet.
+                crash::point("after-mirror-write");
                 Ok(Some(format!("mirrored to {}", mirror.name())))
             }
         }
@@ -936,6 +1012,7 @@ impl<'a> SlotRun<'a> {
                 self.verify_and_promote().await
             }
             Phase::Pending => self.verify_and_promote().await,
+            Phase::Promoting => self.verify_and_promote().await,
         }
     }
 
@@ -960,6 +1037,7 @@ impl<'a> SlotRun<'a> {
         let mut attempts = 0;
         let issued: IssuedClient = loop {
             attempts += 1;
+            self.fence("before-provider-create").await?;
             let result = if look_up {
                 self.reclaim_or_create(provider, &tenant, &spec).await
             } else {
@@ -1065,6 +1143,7 @@ impl<'a> SlotRun<'a> {
         if let Some(pending) = rec.pending.clone() {
             // Caller-chosen secret, stored before the call: maybe the call already went through.
             if provider.verify(&tenant, &pending.pair()).await.is_err() {
+                self.fence("before-provider-rotate").await?;
                 provider
                     .rotate_secret(&tenant, &current.object_id, Some(&pending.secret))
                     .await
@@ -1074,6 +1153,7 @@ impl<'a> SlotRun<'a> {
             let mut attempts = 0;
             let issued = loop {
                 attempts += 1;
+                self.fence("before-provider-rotate").await?;
                 match provider
                     .rotate_secret(&tenant, &current.object_id, None)
                     .await
@@ -1116,16 +1196,25 @@ impl<'a> SlotRun<'a> {
     }
 
     /// `pending`: a token exchange with the new pair (retried for propagation delay), then
-    /// promotion in one write: pending becomes current, the old current starts its grace.
+    /// promotion: pending becomes current, the old current starts its grace. Where the backend's
+    /// promotion is more than one write, the `promoting` phase is recorded first; resuming it
+    /// promotes without verifying again (consumers may read the pair already).
     async fn verify_and_promote(&mut self) -> Result<()> {
         let entry = self.provider()?;
         let tenant = self.tenant()?;
         let op = self.op()?;
-        let pending = self
+        let mut pending = self
             .record()?
             .pending
             .clone()
             .ok_or_else(|| Error::internal("pending phase without a pending credential"))?;
+        if op.phase == Phase::Promoting {
+            self.actions.push(format!(
+                "g{} was verified; finishing its promotion",
+                op.generation
+            ));
+            return self.promote(op, pending).await;
+        }
         let attempts = self.settings().verify_attempts.max(1);
         let mut last_err = None;
         for attempt in 1..=attempts {
@@ -1138,6 +1227,7 @@ impl<'a> SlotRun<'a> {
                     last_err = Some(e);
                     if attempt < attempts {
                         tokio::time::sleep(self.settings().verify_delay).await;
+                        self.keep_lease().await?;
                     }
                 }
                 Err(e) => {
@@ -1150,11 +1240,31 @@ impl<'a> SlotRun<'a> {
             return self.verification_failed(op, pending, err).await;
         }
         crash::point("after-verify");
+        pending.verified_at = Some(self.now());
+        if !self.backend.capabilities().atomic_promotion {
+            self.record_promoting(&pending).await?;
+        }
+        self.promote(op, pending).await
+    }
 
+    /// Records that `pending` is verified and its promotion begins, before the promotion's first
+    /// consumer-visible write (backends whose promotion is not one atomic write).
+    async fn record_promoting(&mut self, pending: &StoredCredential) -> Result<()> {
+        let mut rec = self.record()?.clone();
+        rec.op.as_mut().expect("op checked").phase = Phase::Promoting;
+        rec.pending = Some(pending.clone());
+        self.save(rec).await?;
+        crash::point("after-promoting-recorded");
+        Ok(())
+    }
+
+    /// The promotion write: `pending` (verified) becomes current.
+    async fn promote(&mut self, op: Operation, pending: StoredCredential) -> Result<()> {
+        let entry = self.provider()?;
         let now = self.now();
         let mut rec = self.record()?.clone();
         let mut promoted = pending;
-        promoted.verified_at = Some(now);
+        promoted.verified_at.get_or_insert(now);
         if let Some(old) = rec.current.take()
             && op.kind != OpKind::RotateInPlace
         {
@@ -1206,11 +1316,45 @@ impl<'a> SlotRun<'a> {
         err: Error,
     ) -> Result<()> {
         let mut rec = self.record()?.clone();
+        let now = self.now();
+        if err.is_temporary() {
+            // No verdict at all (5xx, 429, timeout, refused connection): not counted.
+            let msg = format!(
+                "g{} could not be verified (a temporary error, not counted as a failure): {err}",
+                op.generation
+            );
+            return self.save_failure(rec, now, err.kind(), msg).await;
+        }
         let failures = op.verify_failures + 1;
         let max = self.settings().max_verify_failures;
-        let now = self.now();
         if failures >= max && op.kind != OpKind::RotateInPlace {
+            match self.consumers_read(&rec, &pending).await {
+                Ok(None) => {}
+                Ok(Some(backend)) => {
+                    // A promotion cut short (by a rekey before the `promoting` phase, or a
+                    // store that refused the state write): consumers read this pair, so it
+                    // only goes forward.
+                    self.actions.push(format!(
+                        "g{} is what consumers of backend {backend} read: promoting it, not discarding it",
+                        op.generation
+                    ));
+                    tracing::warn!(slot = self.slot(), generation = op.generation, backend, error = %err, "consumers read a pair that failed verification; promoting it, never discarding it");
+                    if !self.backend.capabilities().atomic_promotion {
+                        self.record_promoting(&pending).await?;
+                    }
+                    return self.promote(op, pending).await;
+                }
+                Err(e) => {
+                    rec.op.as_mut().expect("op checked").verify_failures = failures;
+                    let msg = format!(
+                        "g{} failed verification in {failures} runs but is not discarded: cannot tell whether consumers read it ({e}): {err}",
+                        op.generation
+                    );
+                    return self.save_failure(rec, now, err.kind(), msg).await;
+                }
+            }
             let entry = self.provider()?;
+            self.fence("before-provider-delete").await?;
             ignore_not_found(
                 entry
                     .provider
@@ -1232,6 +1376,31 @@ impl<'a> SlotRun<'a> {
             op.generation
         );
         self.save_failure(rec, now, err.kind(), msg).await
+    }
+
+    /// Whether consumers of the primary or of a mirror read `pair` now: `Ok(Some(backend))`
+    /// when one shows it, `Err` when a backend cannot be asked (then nobody can tell).
+    async fn consumers_read(
+        &self,
+        rec: &SlotRecord,
+        pair: &StoredCredential,
+    ) -> Result<Option<String>> {
+        let pair = pair.pair();
+        let shows =
+            |view: Option<crate::backend::ConsumerView>| view.is_some_and(|v| v.pair == pair);
+        if shows(self.backend.consumer_view(self.slot(), rec).await?) {
+            return Ok(Some(self.target.backend.clone()));
+        }
+        for name in self.target.config.iter().flat_map(|c| c.mirrors.iter()) {
+            let mirror = self.engine.backends[name].as_ref();
+            let Some(copy) = mirror.read(self.slot()).await? else {
+                continue;
+            };
+            if shows(mirror.consumer_view(self.slot(), &copy.record).await?) {
+                return Ok(Some(name.clone()));
+            }
+        }
+        Ok(None)
     }
 
     /// Stores `rec` with `message` as the slot's last (failed) result, and returns it as the
@@ -1265,6 +1434,7 @@ impl<'a> SlotRun<'a> {
             .partition(|d| d.delete_after <= now);
         for d in &due {
             if d.credential.owned {
+                self.fence("before-provider-delete").await?;
                 ignore_not_found(
                     entry
                         .provider
@@ -1374,6 +1544,7 @@ impl<'a> SlotRun<'a> {
             if !seen.insert(object_id.clone()) {
                 continue;
             }
+            self.fence("before-provider-delete").await?;
             ignore_not_found(entry.provider.delete_client(&tenant, &object_id).await)
                 .map_err(|e| e.context(format!("deleting client {client_id} (g{generation})")))?;
             tracing::info!(slot = self.slot(), client_id = %client_id, generation, "deleted client");

@@ -148,6 +148,10 @@ pub fn decide(
                 "generation {} is stored but not yet verified",
                 op.generation
             ),
+            Phase::Promoting => format!(
+                "generation {} is verified and was being promoted when a run stopped",
+                op.generation
+            ),
         };
         return Decision::act(Step::Resume { phase: op.phase }, why);
     }

@@ -130,6 +130,10 @@ pub enum Phase {
     Rotating,
     /// A pending credential is stored and awaits verification.
     Pending,
+    /// The pending credential is verified and its promotion has begun: consumers may already
+    /// read it (backends whose promotion is more than one write). From here the operation only
+    /// moves forward: it is promoted without another verification, never discarded.
+    Promoting,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

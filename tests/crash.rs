@@ -20,6 +20,8 @@ struct Scenario {
     points: &'static [&'static str],
     /// Generation the slot must hold after healing.
     generation: u64,
+    /// The victim has two mirrors (file backends `dr1`, `dr2`), written after the primary.
+    mirrors: bool,
 }
 
 const CREATE_POINTS: &[&str] = &[
@@ -57,6 +59,7 @@ const SCENARIOS: &[Scenario] = &[
         retire: false,
         points: CREATE_POINTS,
         generation: 1,
+        mirrors: false,
     },
     Scenario {
         name: "rotate-alternate",
@@ -68,6 +71,7 @@ const SCENARIOS: &[Scenario] = &[
         retire: false,
         points: ROTATE_POINTS,
         generation: 2,
+        mirrors: false,
     },
     Scenario {
         name: "delete-old",
@@ -79,6 +83,7 @@ const SCENARIOS: &[Scenario] = &[
         retire: false,
         points: &["after-lease", "after-old-deleted"],
         generation: 2,
+        mirrors: false,
     },
     Scenario {
         name: "in-place-server-secret",
@@ -90,6 +95,7 @@ const SCENARIOS: &[Scenario] = &[
         retire: false,
         points: IN_PLACE_POINTS,
         generation: 2,
+        mirrors: false,
     },
     Scenario {
         name: "in-place-caller-secret",
@@ -101,6 +107,7 @@ const SCENARIOS: &[Scenario] = &[
         retire: false,
         points: IN_PLACE_POINTS,
         generation: 2,
+        mirrors: false,
     },
     Scenario {
         name: "retire",
@@ -112,8 +119,32 @@ const SCENARIOS: &[Scenario] = &[
         retire: true,
         points: &["after-lease", "after-retire-delete"],
         generation: 0,
+        mirrors: false,
+    },
+    Scenario {
+        name: "rotate-with-mirrors",
+        strategy: "alternate",
+        in_place_secret: "server",
+        setup: &[""],
+        offset: "31d",
+        force: false,
+        retire: false,
+        // The first mirror holds the new record, the second not yet.
+        points: &["after-mirror-write"],
+        generation: 2,
+        mirrors: true,
     },
 ];
+
+fn mirror(w: &World, name: &str) -> rekey::backend::file::FileBackend {
+    rekey::backend::file::FileBackend::open(&rekey::config::FileBackendConfig {
+        name: name.into(),
+        path: w.path().join(name),
+        identity: rekey::config::ValueRef::File(w.path().join("rekey.key")),
+        recipients: vec![],
+    })
+    .unwrap()
+}
 
 fn inventory(w: &World, s: &Scenario, retire: bool) -> String {
     let header = w.header().replace(
@@ -123,12 +154,25 @@ fn inventory(w: &World, s: &Scenario, retire: bool) -> String {
             s.in_place_secret
         ),
     );
+    let header = if s.mirrors {
+        format!(
+            "{header}\n[backends.dr1]\ntype = \"file\"\npath = \"dr1\"\nidentity = {{ file = \"rekey.key\" }}\n\
+             \n[backends.dr2]\ntype = \"file\"\npath = \"dr2\"\nidentity = {{ file = \"rekey.key\" }}\n"
+        )
+    } else {
+        header
+    };
+    let mirrors = if s.mirrors {
+        "mirrors = [\"dr1\", \"dr2\"]\n"
+    } else {
+        ""
+    };
     let victim = if retire {
         "[[slots]]\nname = \"victim\"\nprovider = \"p0\"\nretired = true\ngrace = \"0s\"\n"
             .to_string()
     } else {
         format!(
-            "[[slots]]\nname = \"victim\"\nprovider = \"p0\"\nstrategy = \"{}\"\n",
+            "[[slots]]\nname = \"victim\"\nprovider = \"p0\"\nstrategy = \"{}\"\n{mirrors}",
             s.strategy
         )
     };
@@ -217,6 +261,12 @@ async fn run_scenario(s: &Scenario) -> usize {
                 s.name
             );
             w.assert_consistent(&["victim", "bystander"]).await;
+            if s.mirrors {
+                for m in ["dr1", "dr2"] {
+                    let copy = w.record_in(&mirror(&w, m), "victim").await.unwrap();
+                    assert_eq!(copy.current, rec.current, "{}: {point}: mirror {m}", s.name);
+                }
+            }
             if s.strategy == "alternate" {
                 // Exactly the clients the record knows: current plus any still in grace.
                 let clients = w.managed_clients(&w.tenants[0].id, "victim").await;
@@ -263,6 +313,28 @@ async fn crash_windows_in_place_caller_secret() {
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_windows_retire() {
     assert_eq!(run_scenario(&SCENARIOS[5]).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_windows_between_mirror_writes() {
+    assert_eq!(run_scenario(&SCENARIOS[6]).await, 1);
+}
+
+/// The points inside backends' writes are exercised by each backend's crash tests.
+#[test]
+fn every_backend_crash_point_is_exercised() {
+    let sources = [
+        include_str!("rotation_vault.rs"),
+        include_str!("rotation_aws.rs"),
+        include_str!("rotation_exec.rs"),
+    ];
+    for p in rekey::crash::BACKEND_POINTS {
+        let quoted = format!("\"{p}");
+        assert!(
+            sources.iter().any(|s| s.contains(&quoted)),
+            "crash point {p} has no backend crash test"
+        );
+    }
 }
 
 #[test]

@@ -169,6 +169,9 @@ async fn crash_windows_of_an_alternate_rotation() {
         "after-pending-written",
         "after-verify",
         "aws-after-record-commit",
+        // The promotion: `promoting` recorded, AWSCURRENT moved, then the record committed.
+        "after-promoting-recorded",
+        "aws-after-current-view",
         "after-promote",
     ];
     for point in points {
@@ -290,4 +293,83 @@ async fn in_place_crash_after_any_commit_leaves_consumers_a_working_pair() {
         "the rotation passed only {crashed_at} commits"
     );
     w.assert_consistent_aws(&t, &["alpha"]).await;
+}
+
+/// Issue 13 finding 8, AWS: a run killed right after `AWSCURRENT` moved onto g2 (the record
+/// still says pending g2), then three runs with the token endpoint answering 503: consumers'
+/// pair still gets a token and `rekey verify` checks it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pair_consumers_saw_is_never_discarded() {
+    use rekey::emulator::{FaultAction, Faults, OneShot};
+    let moto = Moto::start();
+    let t = target(&moto);
+    let w = World::new(1).await;
+    let inv = w.inventory_aws(&t, &slots(&[("alpha", "alternate")]));
+    // One verification attempt per run: each 503 is retried with its Retry-After already.
+    let text = std::fs::read_to_string(&inv).unwrap();
+    std::fs::write(
+        &inv,
+        text.replace("verify_attempts = 3", "verify_attempts = 1"),
+    )
+    .unwrap();
+    apply(&w, None).await.expect_code(0);
+    let crashed = w
+        .rekey_aws(
+            &["apply", "-c", "inventory.toml"],
+            &[
+                ("REKEY_CRASH_AT", "aws-after-current-view"),
+                ("REKEY_TEST_CLOCK_OFFSET", "31d"),
+            ],
+        )
+        .await;
+    assert!(
+        crashed.stderr.contains("test crash point"),
+        "did not crash: {}",
+        crashed.stderr
+    );
+    let (seen_id, seen_gen, seen_secret) = consumer_current(&moto, &t, &w, "alpha");
+    assert_eq!(seen_gen, 2, "consumers read g2 before the record says so");
+    for run in 1..=3 {
+        w.set_faults(Faults {
+            fail_next: vec![OneShot {
+                operation: Some("token".into()),
+                skip: 1,
+                count: 1000,
+                action: FaultAction::Status(503),
+            }],
+            ..Faults::default()
+        })
+        .await;
+        let r = apply(&w, Some("31d")).await;
+        assert!(
+            !actions(&r, "alpha")
+                .iter()
+                .any(|a| a.starts_with("discarded")),
+            "run {run}: {}",
+            r.stdout
+        );
+    }
+    w.set_faults(Faults::default()).await;
+    let (id, generation, secret) = consumer_current(&moto, &t, &w, "alpha");
+    assert!(
+        w.token_ok(&id, &secret).await,
+        "the pair consumers read (g{generation}) no longer gets a token"
+    );
+    assert_eq!((id.as_str(), generation), (seen_id.as_str(), seen_gen));
+    assert_eq!(secret, seen_secret);
+    let r = w
+        .rekey_aws(&["verify", "-c", "inventory.toml", "--output", "json"], &[])
+        .await;
+    r.expect_code(0);
+    let rows: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["slot"] == "alpha")
+        .unwrap();
+    assert_eq!(row["client_id"], id.as_str());
+    assert_eq!(row["generation"], generation);
+    assert_eq!(row["ok"], true);
+    w.assert_no_secrets(&r.all());
 }

@@ -118,6 +118,9 @@ async fn crash_windows_and_concurrent_applies_with_exec_as_primary() {
         "after-op-recorded",
         "after-provider-create",
         "after-pending-written",
+        // Exec promotion is one plugin call, but what the plugin does is unknown, so it is
+        // recorded as `promoting` first.
+        "after-promoting-recorded",
         "after-promote",
     ] {
         let e = ExecWorld::new().await;

@@ -219,6 +219,10 @@ async fn crash_windows_heal_on_the_next_run() {
         "after-provider-create",
         "after-pending-written",
         "after-verify",
+        // The promotion's two writes: `promoting` recorded, then the consumer entry, then the
+        // state entry.
+        "after-promoting-recorded",
+        "vault-after-consumer-write",
         "after-promote",
     ] {
         let v = VaultWorld::new().await;
@@ -307,4 +311,109 @@ async fn two_concurrent_applies_rotate_each_slot_exactly_once() {
     v.apply_at("33d", &[]).await.expect_code(0);
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     v.assert_consistent(&refs).await;
+}
+
+/// What a consumer reads at the slot's consumer entry: (client_id, client_secret, generation).
+async fn consumer_entry(v: &VaultWorld, slot: &str) -> (String, String, u64) {
+    let (code, out, err) = v
+        .bao
+        .cli(
+            &v.bao.root,
+            &[
+                "kv",
+                "get",
+                "-format=json",
+                "-mount=secret",
+                &format!("{}{slot}", v.prefix),
+            ],
+        )
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let d = &j["data"]["data"];
+    (
+        d["client_id"].as_str().unwrap().to_string(),
+        d["client_secret"].as_str().unwrap().to_string(),
+        d["generation"].as_u64().unwrap(),
+    )
+}
+
+/// Issue 13 finding 8: a run killed right after the consumer entry shows g2 (the state entry
+/// still says pending g2), then three runs with the platform's token endpoint answering 503.
+/// Consumers keep a pair that gets a token, nothing discards g2 or deletes its client, and
+/// `rekey verify` checks the pair consumers read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pair_consumers_saw_is_never_discarded() {
+    use rekey::emulator::{FaultAction, Faults, OneShot};
+    let v = VaultWorld::new().await;
+    // One verification attempt per run: each 503 is retried with its Retry-After already.
+    v.w.inventory_raw(
+        &format!("{}\n{}", v.header(), slots(&[("victim", "alternate")]))
+            .replace("verify_attempts = 3", "verify_attempts = 1"),
+    );
+    v.apply_at("", &[]).await.expect_code(0);
+    let crashed =
+        v.w.rekey_env(
+            &["apply", "-c", "inventory.toml", "--only", "victim"],
+            &[
+                ("REKEY_CRASH_AT", "vault-after-consumer-write"),
+                ("REKEY_TEST_CLOCK_OFFSET", "31d"),
+            ],
+        )
+        .await;
+    assert_eq!(crashed.signal, Some(6), "{}", crashed.stderr);
+    let (seen_id, seen_secret, seen_gen) = consumer_entry(&v, "victim").await;
+    assert_eq!(
+        seen_gen, 2,
+        "consumers read g2 before the state entry says so"
+    );
+
+    // The token endpoint answers 503 to everything but each run's preflight.
+    for run in 1..=3 {
+        v.w.set_faults(Faults {
+            fail_next: vec![OneShot {
+                operation: Some("token".into()),
+                skip: 1,
+                count: 1000,
+                action: FaultAction::Status(503),
+            }],
+            ..Faults::default()
+        })
+        .await;
+        let r = v.apply_at("31d", &[]).await;
+        assert!(
+            !actions(&r, "victim")
+                .iter()
+                .any(|a| a.starts_with("discarded")),
+            "run {run}: {}",
+            r.stdout
+        );
+    }
+    v.w.set_faults(Faults::default()).await;
+    let (id, secret, generation) = consumer_entry(&v, "victim").await;
+    assert!(
+        v.w.token_ok(&id, &secret).await,
+        "the pair consumers read (g{generation}) no longer gets a token"
+    );
+    assert_eq!((id.as_str(), generation), (seen_id.as_str(), seen_gen));
+    assert_eq!(secret, seen_secret);
+
+    // `verify` checks what consumers read.
+    let r =
+        v.w.rekey(&["verify", "-c", "inventory.toml", "--output", "json"])
+            .await;
+    r.expect_code(0);
+    let rows: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["slot"] == "victim")
+        .unwrap();
+    assert_eq!(row["client_id"], id.as_str());
+    assert_eq!(row["generation"], generation);
+    assert_eq!(row["ok"], true);
+    v.apply_at("31d", &[]).await.expect_code(0);
+    v.assert_consistent(&["victim"]).await;
+    v.w.assert_no_secrets(&r.all());
 }

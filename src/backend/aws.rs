@@ -971,7 +971,9 @@ mod imp {
             let view = consumer_view(record, Some(current));
             let ct = view_token(slot, &view);
             let keep_pending = state.holder(PENDING_STAGE);
-            for op in plan_view(state, keep_pending, Some(&ct)) {
+            let ops = plan_view(state, keep_pending, Some(&ct));
+            let moves = !ops.is_empty();
+            for op in ops {
                 match op {
                     StageOp::Put { token, stage, .. } => {
                         self.put(slot, &view, &token, stage, "consumer view")
@@ -982,6 +984,10 @@ mod imp {
                             .await?
                     }
                 }
+            }
+            if moves {
+                // Consumers read the new pair now; the record does not say so yet.
+                crate::crash::point("aws-after-current-view");
             }
             Ok(())
         }
@@ -1196,7 +1202,46 @@ mod imp {
         }
 
         fn capabilities(&self) -> BackendCapabilities {
-            BackendCapabilities { soft_delete: true }
+            BackendCapabilities {
+                soft_delete: true,
+                // `AWSCURRENT` moves before the record's commit: two steps.
+                atomic_promotion: false,
+            }
+        }
+
+        /// Consumers read `AWSCURRENT`, which moves before the record's commit.
+        async fn consumer_view(
+            &self,
+            slot: &str,
+            _record: &SlotRecord,
+        ) -> Result<Option<crate::backend::ConsumerView>> {
+            self.check_slot(slot)?;
+            let Some((_, value)) = self.get_stage(slot, "AWSCURRENT").await? else {
+                return Ok(None);
+            };
+            #[derive(Deserialize)]
+            struct Shown {
+                client_id: Option<String>,
+                client_secret: Option<String>,
+                #[serde(default)]
+                generation: u64,
+            }
+            let shown: Shown = serde_json::from_str(&value).map_err(|_| {
+                Error::malformed(format!(
+                    "{}: the AWSCURRENT version is not the JSON rekey writes",
+                    self.ctx(slot)
+                ))
+            })?;
+            Ok(match (shown.client_id, shown.client_secret) {
+                (Some(client_id), Some(secret)) => Some(crate::backend::ConsumerView {
+                    generation: shown.generation,
+                    pair: crate::secret::ClientPair {
+                        client_id,
+                        secret: crate::secret::Secret::new(secret),
+                    },
+                }),
+                _ => None,
+            })
         }
 
         async fn read(&self, slot: &str) -> Result<Option<Versioned>> {

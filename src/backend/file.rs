@@ -615,7 +615,11 @@ impl Backend for FileBackend {
     }
 
     fn capabilities(&self) -> BackendCapabilities {
-        BackendCapabilities { soft_delete: false }
+        BackendCapabilities {
+            soft_delete: false,
+            // One rename replaces the whole record, consumers' pair included.
+            atomic_promotion: true,
+        }
     }
 
     async fn read(&self, slot: &str) -> Result<Option<Versioned>> {

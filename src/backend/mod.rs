@@ -15,6 +15,19 @@ pub mod vault;
 pub struct BackendCapabilities {
     /// Deleted entries can be recovered for a while (KV v2 soft delete, AWS recovery window).
     pub soft_delete: bool,
+    /// A write that makes a pair current is one atomic write of everything consumers read (the
+    /// file backend: one rename). Where it is not (vault: consumer entry, then state entry; aws:
+    /// `AWSCURRENT`, then the record; exec: whatever the plugin does), the engine records the
+    /// `promoting` phase before the promotion, so a promotion cut in half only ever goes
+    /// forward (README, "Rotation protocol").
+    pub atomic_promotion: bool,
+}
+
+/// The pair consumers read from a backend right now, and its generation.
+#[derive(Clone, Debug)]
+pub struct ConsumerView {
+    pub generation: u64,
+    pub pair: crate::secret::ClientPair,
 }
 
 /// A secret store holding one [`SlotRecord`] per slot.
@@ -55,6 +68,17 @@ pub trait Backend: Send + Sync {
 
     /// Proves the store is reachable and writable by us, changing nothing visible to consumers.
     async fn check(&self) -> Result<()>;
+
+    /// What consumers of `slot` read now (`record` is the slot's record, just read). By default
+    /// the record's current pair, which is what consumers read where the record is the consumer
+    /// entry (file, exec); backends whose consumers read something else override it.
+    async fn consumer_view(&self, slot: &str, record: &SlotRecord) -> Result<Option<ConsumerView>> {
+        let _ = slot;
+        Ok(record.current.as_ref().map(|c| ConsumerView {
+            generation: c.generation,
+            pair: c.pair(),
+        }))
+    }
 }
 
 /// Opens the backend an inventory entry describes.

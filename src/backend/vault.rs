@@ -906,6 +906,8 @@ impl VaultBackend {
         let data = serde_json::to_value(&entry)
             .map_err(|_| Error::internal("cannot encode the consumer entry"))?;
         self.put(client, &path, data, cas).await?;
+        // Consumers read the new pair now; the state entry does not say so yet.
+        crate::crash::point("vault-after-consumer-write");
         if fresh {
             // Marks the path as rekey's for people and policies (no secret in metadata).
             let mut meta = HashMap::new();
@@ -1241,11 +1243,39 @@ impl Backend for VaultBackend {
     }
 
     fn capabilities(&self) -> BackendCapabilities {
-        BackendCapabilities { soft_delete: true }
+        BackendCapabilities {
+            soft_delete: true,
+            // Consumer entry first, state entry second: two writes.
+            atomic_promotion: false,
+        }
     }
 
     async fn read(&self, slot: &str) -> Result<Option<Versioned>> {
         self.do_read(slot).await.map_err(|e| self.named(e))
+    }
+
+    /// Consumers read the consumer entry, which may be ahead of the state entry (a promotion
+    /// cut between its two writes).
+    async fn consumer_view(
+        &self,
+        slot: &str,
+        _record: &SlotRecord,
+    ) -> Result<Option<crate::backend::ConsumerView>> {
+        self.check_slot(slot)?;
+        let client = self.client().await.map_err(|e| self.named(e))?;
+        let state = self
+            .consumer(&client, slot)
+            .await
+            .map_err(|e| self.named(e))?;
+        Ok(state
+            .and_then(|s| s.shown)
+            .map(|e| crate::backend::ConsumerView {
+                generation: e.generation,
+                pair: crate::secret::ClientPair {
+                    client_id: e.client_id,
+                    secret: crate::secret::Secret::new(e.client_secret),
+                },
+            }))
     }
 
     async fn write(&self, slot: &str, record: &SlotRecord, expected: Option<u64>) -> Result<u64> {

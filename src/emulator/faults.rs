@@ -88,6 +88,10 @@ pub enum FaultAction {
     NoData,
     /// Answer 200 with `errors[]` and `data: null` without doing anything.
     GraphqlError,
+    /// Token requests: answer 200 with an empty `access_token` (a broken server's "success").
+    EmptyToken,
+    /// Token requests: answer 200 with a token that has already expired (`expires_in: 0`).
+    ExpiredToken,
 }
 
 impl FaultAction {
@@ -99,6 +103,8 @@ impl FaultAction {
             FaultAction::Truncate => "truncate".into(),
             FaultAction::NoData => "no_data".into(),
             FaultAction::GraphqlError => "graphql_error".into(),
+            FaultAction::EmptyToken => "empty_token".into(),
+            FaultAction::ExpiredToken => "expired_token".into(),
         }
     }
 }
@@ -112,12 +118,14 @@ impl std::str::FromStr for FaultAction {
             "truncate" => FaultAction::Truncate,
             "no_data" => FaultAction::NoData,
             "graphql_error" => FaultAction::GraphqlError,
+            "empty_token" => FaultAction::EmptyToken,
+            "expired_token" => FaultAction::ExpiredToken,
             other => match other.strip_prefix("status:").map(str::parse::<u16>) {
                 Some(Ok(code)) if (400..=599).contains(&code) => FaultAction::Status(code),
                 _ => {
                     return Err(format!(
                         "unknown fault action {other:?}: expected status:NNN (400-599), \
-                         drop_after_commit, hang, truncate, no_data or graphql_error"
+                         drop_after_commit, hang, truncate, no_data, graphql_error, empty_token or expired_token"
                     ));
                 }
             },
@@ -256,6 +264,8 @@ pub enum Before {
     Hang,
     NoData,
     GraphqlError,
+    /// A 200 token answer carrying this body (`empty_token`, `expired_token`).
+    TokenBody(&'static str),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -333,6 +343,18 @@ impl FaultEngine {
                 FaultAction::Hang => {
                     d.before = Some(Before::Hang);
                     "hang"
+                }
+                FaultAction::EmptyToken => {
+                    d.before = Some(Before::TokenBody(
+                        r#"{"access_token":"","token_type":"bearer","expires_in":3600}"#,
+                    ));
+                    "empty_token"
+                }
+                FaultAction::ExpiredToken => {
+                    d.before = Some(Before::TokenBody(
+                        r#"{"access_token":"emulator-expired-token","token_type":"bearer","expires_in":0}"#,
+                    ));
+                    "expired_token"
                 }
                 FaultAction::NoData => {
                     d.before = Some(Before::NoData);
@@ -445,6 +467,7 @@ pub async fn fault_layer(State(shared): State<Arc<Shared>>, req: Request, next: 
             injected_status(code, retry_after, &faults)
         }
         Some(Before::NoData) => json_response(StatusCode::OK, "{}"),
+        Some(Before::TokenBody(body)) => json_response(StatusCode::OK, body),
         Some(Before::GraphqlError) => json_response(
             StatusCode::OK,
             &serde_json::json!({

@@ -487,6 +487,13 @@ impl Backend for MeasuredBackend {
     fn capabilities(&self) -> BackendCapabilities {
         self.inner.capabilities()
     }
+    async fn consumer_view(
+        &self,
+        slot: &str,
+        record: &SlotRecord,
+    ) -> Result<Option<crate::backend::ConsumerView>> {
+        self.inner.consumer_view(slot, record).await
+    }
     async fn read(&self, slot: &str) -> Result<Option<Versioned>> {
         let t = Instant::now();
         let r = self.inner.read(slot).await;

@@ -26,6 +26,7 @@ pub fn state_name(record: Option<&SlotRecord>) -> &'static str {
             crate::record::Phase::Creating => "creating",
             crate::record::Phase::Rotating => "rotating",
             crate::record::Phase::Pending => "pending",
+            crate::record::Phase::Promoting => "promoting",
         };
     }
     if !r.draining.is_empty() {

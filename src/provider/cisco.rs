@@ -529,10 +529,10 @@ pub(crate) fn decode_token(
             "{what}: the answer has no access_token"
         )));
     };
-    Ok(Token::from_response(
+    Token::from_response(
         access.to_string(),
-        v.get("expires_in").and_then(Value::as_u64),
-    ))
+        v.get("expires_in").and_then(Value::as_i64),
+    )
 }
 
 /// A create answer → the issued client.

@@ -468,11 +468,11 @@ pub(crate) fn decode_token(
     #[derive(Deserialize)]
     struct TokenResponse {
         access_token: String,
-        expires_in: Option<u64>,
+        expires_in: Option<i64>,
     }
     let parsed: TokenResponse = serde_json::from_slice(body)
         .map_err(|_| Error::malformed(format!("{what}: the answer has no access_token")))?;
-    Ok(Token::from_response(parsed.access_token, parsed.expires_in))
+    Token::from_response(parsed.access_token, parsed.expires_in)
 }
 
 fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {

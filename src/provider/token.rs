@@ -32,20 +32,39 @@ impl Token {
 }
 
 impl Token {
-    /// Builds a token, taking its lifetime from the JWT `exp` claim, else `expires_in`, else 5m.
-    pub fn from_response(access_token: String, expires_in: Option<u64>) -> Token {
+    /// Builds a token from a token endpoint's answer, taking its lifetime from the JWT `exp`
+    /// claim, else `expires_in`, else 5m. An answer that cannot be used is no token and no proof
+    /// that the credential works (SECURITY.md, "Verification"): an empty `access_token`, an
+    /// `expires_in` of zero or less, or a JWT whose `exp` has passed. Those are `Malformed`
+    /// (a definitive failure, not a temporary one).
+    pub fn from_response(access_token: String, expires_in: Option<i64>) -> Result<Token> {
+        if access_token.trim().is_empty() {
+            return Err(crate::error::Error::malformed(
+                "token request: the answer's access_token is empty, which proves nothing",
+            ));
+        }
         let now_unix = chrono::Utc::now().timestamp();
-        let lifetime = jwt_exp(&access_token)
+        let exp = jwt_exp(&access_token);
+        let expired = match exp {
+            Some(exp) => exp <= now_unix,
+            None => expires_in.is_some_and(|s| s <= 0),
+        };
+        if expired {
+            return Err(crate::error::Error::malformed(
+                "token request: the answer's token has already expired, which proves nothing",
+            ));
+        }
+        let lifetime = exp
             .map(|exp| Duration::from_secs(exp.saturating_sub(now_unix).max(0) as u64))
-            .or(expires_in.map(Duration::from_secs))
+            .or(expires_in.map(|s| Duration::from_secs(s.max(0) as u64)))
             .unwrap_or(Duration::from_secs(300))
             .min(MAX_LIFETIME);
         // Short-lived tokens are refreshed when 10% of their life is left, long ones a minute early.
         let margin = REFRESH_MARGIN.min(lifetime / 10);
-        Token {
+        Ok(Token {
             value: Secret::new(access_token),
             expires_at: Instant::now() + lifetime - margin,
-        }
+        })
     }
 
     /// `expires_at` already has the refresh margin taken off.
@@ -143,7 +162,7 @@ mod tests {
     #[test]
     fn lifetime_comes_from_exp() {
         let exp = chrono::Utc::now().timestamp() + 3600;
-        let t = Token::from_response(jwt_with_exp(exp), Some(10));
+        let t = Token::from_response(jwt_with_exp(exp), Some(10)).unwrap();
         let left = t.expires_at.saturating_duration_since(Instant::now());
         assert!(left > Duration::from_secs(3500), "{left:?}");
         assert!(t.fresh());
@@ -151,27 +170,46 @@ mod tests {
 
     #[test]
     fn absurd_lifetimes_are_capped_not_a_panic() {
-        let t = Token::from_response("opaque".into(), Some(u64::MAX));
+        let t = Token::from_response("opaque".into(), Some(i64::MAX)).unwrap();
         assert!(t.fresh());
         assert!(t.expires_at <= Instant::now() + MAX_LIFETIME);
-        let t = Token::from_response(jwt_with_exp(i64::MAX), None);
+        let t = Token::from_response(jwt_with_exp(i64::MAX), None).unwrap();
         assert!(t.expires_at <= Instant::now() + MAX_LIFETIME);
     }
 
     #[test]
     fn expired_or_nearly_expired_tokens_are_not_fresh() {
         let exp = chrono::Utc::now().timestamp() + 30;
-        let t = Token::from_response(jwt_with_exp(exp), None);
+        let t = Token::from_response(jwt_with_exp(exp), None).unwrap();
         assert!(
             t.fresh(),
             "a 30 s token is used until 10% of its life is left"
         );
         assert!(t.expires_at <= Instant::now() + Duration::from_secs(27));
-        let past = chrono::Utc::now().timestamp() - 10;
-        assert!(!Token::from_response(jwt_with_exp(past), None).fresh());
         // Not a JWT: expires_in decides.
-        let t = Token::from_response("opaque".into(), Some(600));
+        let t = Token::from_response("opaque".into(), Some(600)).unwrap();
         assert!(t.fresh());
+    }
+
+    #[test]
+    fn unusable_answers_are_no_token() {
+        use crate::error::ErrorKind;
+        let past = chrono::Utc::now().timestamp() - 10;
+        let now = chrono::Utc::now().timestamp();
+        for (token, expires_in) in [
+            (String::new(), Some(3600)),
+            ("   ".to_string(), None),
+            ("opaque".to_string(), Some(0)),
+            ("opaque".to_string(), Some(-5)),
+            (jwt_with_exp(past), Some(3600)),
+            (jwt_with_exp(now), None),
+        ] {
+            let e = Token::from_response(token, expires_in)
+                .err()
+                .expect("refused");
+            assert_eq!(e.kind(), ErrorKind::Malformed);
+            assert!(!e.is_temporary());
+        }
     }
 
     #[tokio::test]
