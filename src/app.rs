@@ -40,6 +40,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Run(args) => crate::scheduler::run(&args).await,
         Command::Rollback(args) => rollback(&args).await,
         Command::Get(args) => get(&args).await,
+        Command::Store(crate::cli::StoreCommand::Upgrade(args)) => {
+            crate::store::upgrade(&args).await
+        }
         Command::Keygen(args) => {
             let recipient = crate::backend::file::generate_identity(&args.output)?;
             eprintln!(
@@ -183,13 +186,14 @@ pub struct StatusRow {
     pub slot: String,
     pub provider: String,
     pub tenant: String,
-    /// ok, overdue, missing, in-progress, interrupted, failed, retiring, retired, orphaned
+    /// ok, overdue, missing, in-progress, interrupted, failed, retiring, retired, orphaned,
+    /// tampered (the record fails its authentication: never acted on)
     pub state: String,
     pub generation: Option<u64>,
     pub age_seconds: Option<i64>,
     pub draining: usize,
     pub last_result: Option<String>,
-    /// Overdue, missing, interrupted or failed: someone should look.
+    /// Overdue, missing, interrupted, failed or tampered: someone should look.
     pub attention: bool,
 }
 
@@ -205,10 +209,25 @@ pub async fn status_rows(engine: &Engine) -> Result<Vec<StatusRow>> {
     };
     let mut rows = Vec::new();
     for t in engine.targets().await? {
-        let stored = engine.backends[&t.backend]
-            .read(&t.name)
-            .await
-            .map_err(|e| e.context(format!("slot {}", t.name)))?;
+        let stored = match engine.backends[&t.backend].read(&t.name).await {
+            // Nothing in a record that fails its authentication is shown as fact.
+            Err(e) if e.kind() == ErrorKind::Tampered => {
+                let (provider, tenant) = crate::engine::describe(&t, None);
+                rows.push(StatusRow {
+                    slot: t.name.clone(),
+                    provider,
+                    tenant,
+                    state: "tampered".into(),
+                    generation: None,
+                    age_seconds: None,
+                    draining: 0,
+                    last_result: Some(e.to_string()),
+                    attention: true,
+                });
+                continue;
+            }
+            r => r.map_err(|e| e.context(format!("slot {}", t.name)))?,
+        };
         let rec = stored.as_ref().map(|v| &v.record);
         let (provider, tenant) = crate::engine::describe(&t, rec);
         let current = rec.and_then(|r| r.current.as_ref());

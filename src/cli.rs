@@ -80,6 +80,10 @@ pub enum Command {
         after_help = "Example:\n  rekey keygen -o rekey.key    # prints the public recipient (age1...)"
     )]
     Keygen(KeygenArgs),
+    /// File-store maintenance: `rekey store upgrade` authenticates, after review, records
+    /// written before records were authenticated.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// The whole job on the embedded default: emulator, age file backend, sample inventory.
     #[command(
         after_help = "Examples:\n  rekey demo\n  rekey demo --dir ./rekey-demo    # keep the inventory, identity and store"
@@ -246,6 +250,28 @@ pub struct GetArgs {
 pub enum GetFormat {
     Env,
     Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Show the file stores' records that have no authentication (MAC) and, with `--accept`,
+    /// authenticate exactly those. Without `--accept` nothing changes (exit 1 while there are
+    /// such records, 0 when there are none).
+    #[command(
+        after_help = "Examples:\n  rekey store upgrade -c inventory.toml                       # review\n  rekey store upgrade -c inventory.toml --accept 3f9a1c2b7d04e6a5"
+    )]
+    Upgrade(StoreUpgradeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreUpgradeArgs {
+    /// The inventory (TOML).
+    #[arg(short, long, env = "REKEY_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+    /// The fingerprint the review printed: authenticates the records it showed, and is
+    /// refused (exit 2) if the store's unauthenticated records changed since.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub accept: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -31,6 +31,10 @@ pub enum ErrorKind {
     Config,
     /// Another run holds the lease on this slot. Not an error of ours; exit code 3.
     Locked,
+    /// A stored record failed its authentication (or has none): it was not written by the
+    /// holder of the store's key. Never acted on, never retried; `rekey status` shows the slot
+    /// as `tampered` (SECURITY.md, "Someone who can write the store directory").
+    Tampered,
     /// A bug or an impossible state in rekey itself.
     Internal,
 }
@@ -57,6 +61,7 @@ impl ErrorKind {
             ErrorKind::Malformed => "malformed",
             ErrorKind::Config => "config",
             ErrorKind::Locked => "locked",
+            ErrorKind::Tampered => "tampered",
             ErrorKind::Internal => "internal",
         }
     }
@@ -144,6 +149,9 @@ impl Error {
     pub fn malformed(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Malformed, m)
     }
+    pub fn tampered(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Tampered, m)
+    }
     pub fn config(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, m)
     }
@@ -212,6 +220,7 @@ mod tests {
             ErrorKind::Unauthorized,
             ErrorKind::Invalid,
             ErrorKind::Malformed,
+            ErrorKind::Tampered,
         ] {
             assert!(!k.is_temporary(), "{k}");
         }

@@ -28,4 +28,5 @@ pub mod schedule;
 pub mod scheduler;
 pub mod secret;
 pub mod shard;
+pub mod store;
 pub mod terminal;

@@ -567,3 +567,161 @@ async fn racing_processes_lose_no_update() {
     let got = f.backend.read("counter").await.unwrap().unwrap();
     assert_eq!(got.record.generation, 60);
 }
+
+/// The decrypted file `<store>/<slot>.age`, as a holder of a break-glass key sees it.
+fn open_plain(f: &Fixture, identity: &age::x25519::Identity, slot: &str) -> String {
+    let bytes = std::fs::read(f.store.join(format!("{slot}.age"))).unwrap();
+    String::from_utf8(age::decrypt(identity, &bytes).unwrap()).unwrap()
+}
+
+fn put_plain(f: &Fixture, slot: &str, plain: &str) {
+    std::fs::write(
+        f.store.join(format!("{slot}.age")),
+        encrypt_to_fixture_key(&f.key, plain.as_bytes()),
+    )
+    .unwrap();
+}
+
+/// Issue 13 finding 3, at the backend: a break-glass recipient can read every record but not
+/// make one. Each byte-level alteration that keeps the MAC (content, version, slot) or invents
+/// one is `tampered` on read, and the record is never overwritten or removed by a write or
+/// delete.
+#[tokio::test]
+async fn records_are_authenticated_and_a_break_glass_key_cannot_forge_one() {
+    let f = fixture();
+    let glass = age::x25519::Identity::generate();
+    let mut cfg = config(&f.store, &f.key);
+    cfg.recipients = vec![glass.to_public().to_string()];
+    let backend = FileBackend::open(&cfg).unwrap();
+    let v = backend.write("s1", &record("s1"), None).await.unwrap();
+    backend.write("s2", &record("s2"), None).await.unwrap();
+    let original = std::fs::read(f.store.join("s1.age")).unwrap();
+    let genuine = open_plain(&f, &glass, "s1");
+    let json: serde_json::Value = serde_json::from_str(&genuine).unwrap();
+    let mac = json["mac"].as_str().expect("a MAC").to_string();
+    assert_eq!(mac.len(), 64, "HMAC-SHA256, hex");
+    let edit = |from: &str, to: &str| {
+        assert!(genuine.contains(from), "{from}");
+        genuine.replacen(from, to, 1)
+    };
+    for (what, slot, plain) in [
+        ("content", "s1", edit("client-1", "client-9")),
+        (
+            "version",
+            "s1",
+            edit(
+                &format!("\"version\":{v}"),
+                &format!("\"version\":{}", v + 1),
+            ),
+        ),
+        ("slot", "s2", edit("\"slot\":\"s1\"", "\"slot\":\"s2\"")),
+        ("invented MAC", "s1", edit(&mac, &"0".repeat(64))),
+        ("garbage MAC", "s1", edit(&mac, "not hex")),
+    ] {
+        put_plain(&f, slot, &plain);
+        let before = std::fs::read(f.store.join(format!("{slot}.age"))).unwrap();
+        let err = backend.read(slot).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Tampered, "{what}: {err}");
+        assert!(err.to_string().contains("MAC mismatch"), "{what}: {err}");
+        assert!(!err.to_string().contains("first-secret-value"));
+        // Listed (so `status` shows it), never overwritten or removed.
+        assert!(backend.list().await.unwrap().contains(&slot.to_string()));
+        let err = backend
+            .write(slot, &record(slot), Some(v))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Tampered, "{what}");
+        let err = backend.write(slot, &record(slot), None).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Tampered, "{what}");
+        let err = backend.delete(slot, v).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Tampered, "{what}");
+        assert_eq!(
+            std::fs::read(f.store.join(format!("{slot}.age"))).unwrap(),
+            before
+        );
+    }
+    // No MAC at all (the previous version's envelope, or a downgrade attempt): tampered too,
+    // with the way out named.
+    let legacy = edit(&format!(",\"mac\":\"{mac}\""), "");
+    put_plain(&f, "s1", &legacy);
+    let err = backend.read("s1").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Tampered);
+    assert!(err.to_string().contains("rekey store upgrade"), "{err}");
+    // The untouched original still verifies.
+    std::fs::write(f.store.join("s1.age"), original).unwrap();
+    assert_eq!(backend.read("s1").await.unwrap().unwrap().version, v);
+}
+
+#[test]
+fn a_store_directory_others_can_write_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("rekey.key");
+    generate_identity(&key).unwrap();
+    let store = tmp.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    for m in [0o770, 0o722, 0o1777] {
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(m)).unwrap();
+        let err = FileBackend::open(&config(&store, &key)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{m:o}");
+        assert!(
+            err.to_string()
+                .contains(&format!("run: chmod 700 {}", store.display())),
+            "{err}"
+        );
+    }
+    // Readable by others only warns (slot names are visible, contents are encrypted).
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+    FileBackend::open(&config(&store, &key)).unwrap();
+}
+
+/// Issue 13 finding 9, at the backend: `check` removes `.SLOT.age.XXXXXX.tmp` files left by
+/// killed writes, only while holding the slot's lock; a writer holding it keeps its file, and
+/// names that are not rekey's pattern are never touched.
+#[tokio::test]
+async fn check_removes_stale_temp_files_only_under_the_slots_lock() {
+    let f = fixture();
+    f.backend.write("s1", &record("s1"), None).await.unwrap();
+    f.backend
+        .write("a.age.b", &record("a.age.b"), None)
+        .await
+        .unwrap();
+    let put = |name: &str| std::fs::write(f.store.join(name), b"x").unwrap();
+    put(".s1.age.Xy12ab.tmp");
+    put(".gone.age.Qq34Rr.tmp"); // a slot with no record left
+    put(".held.age.Zz99Yy.tmp");
+    put(".s1.age.toolong7.tmp");
+    put("s1.age.Xy12ab.tmp");
+    put(".a.age.b.age.Mm56Nn.tmp"); // slot a.age.b's, not slot a's
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(f.store.join(".held.lock"))
+        .unwrap();
+    held.lock().unwrap();
+    f.backend.check().await.unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(&f.store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ".held.age.Zz99Yy.tmp",
+            ".s1.age.toolong7.tmp",
+            "s1.age.Xy12ab.tmp"
+        ]
+    );
+    assert!(
+        !f.store.join(".gone.lock").exists(),
+        "no lock file left behind"
+    );
+    drop(held);
+    f.backend.check().await.unwrap();
+    assert!(!f.store.join(".held.age.Zz99Yy.tmp").exists());
+    // The records are untouched.
+    assert_eq!(f.backend.list().await.unwrap(), vec!["a.age.b", "s1"]);
+}

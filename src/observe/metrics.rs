@@ -32,6 +32,7 @@ pub const SLOT_STATES: &[&str] = &[
     "retiring",
     "retired",
     "orphaned",
+    "tampered",
 ];
 
 /// The name of the per-provider/tenant last-success gauge; kept across runs (see `push`).

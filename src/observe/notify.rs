@@ -19,7 +19,7 @@ pub enum WebhookFormat {
 /// What a notification is about.
 #[derive(Clone, Debug, Serialize)]
 pub struct Notice {
-    /// `slot_failed` or `slot_stuck`.
+    /// `slot_failed`, `slot_tampered` or `slot_stuck`.
     pub event: &'static str,
     pub time: chrono::DateTime<chrono::Utc>,
     pub run_id: uuid::Uuid,
@@ -55,6 +55,23 @@ impl Notifier {
     pub fn slot_finished(&self, e: &SlotFinished) {
         if e.result != "failed" {
             return;
+        }
+        if e.error_kind.as_deref() == Some("tampered") {
+            return self.queue(Notice {
+                event: "slot_tampered",
+                time: e.time,
+                run_id: e.run_id,
+                slot: e.slot.clone(),
+                provider: e.provider.clone(),
+                tenant: e.tenant.clone(),
+                error_kind: e.error_kind.clone(),
+                detail: e.detail.clone(),
+                action: format!(
+                    "The stored record of slot {} was not written by rekey's key (forged, altered, or from a version before records were authenticated); rekey will not act on it. Find out who can write the store directory, then restore the record from a backup, or review it with `rekey store upgrade -c INVENTORY` if it predates the upgrade.",
+                    e.slot
+                ),
+                host: gethostname::gethostname().to_string_lossy().into_owned(),
+            });
         }
         self.queue(Notice {
             event: "slot_failed",
@@ -97,10 +114,10 @@ impl Notifier {
         match self.format {
             WebhookFormat::Generic => serde_json::to_value(n).unwrap_or_default(),
             WebhookFormat::Slack => {
-                let what = if n.event == "slot_failed" {
-                    "rotation failed"
-                } else {
-                    "slot stuck"
+                let what = match n.event {
+                    "slot_failed" => "rotation failed",
+                    "slot_tampered" => "tampered record",
+                    _ => "slot stuck",
                 };
                 serde_json::json!({
                     "text": format!(
