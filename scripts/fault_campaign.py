@@ -22,6 +22,21 @@ fault_campaign_check.py (standard clients only). Scenarios:
 - concurrent: 2-4 `apply` / `apply --force` processes at once; then the platform's own request
              counters must show exactly one create/rotate per slot
 - slow:      latency spikes, 429 storms, 5xx bursts
+- twin:      a second rekey deployment on the same tenant (same prefix, same slot names, its own
+             store) rotates while losing createClient answers; neither may take the other's
+             clients
+- forged:    (file world) a record planted with only the public age recipient, naming a
+             foreign client as due for deletion; the foreign client must survive
+- stall:     a run SIGSTOPs itself at a fence before a provider mutation (REKEY_STOP_AT), a second
+             run takes the slot after the lease (3 s here) ran out and rotates it, then the first
+             is resumed: it must stop at the fence, and every stored pair must still work
+- prune:     a slot is added, then removed with prune = true: its client keeps working for its
+             grace, and is deleted by a run after it
+- panic:     one slot's work panics (REKEY_PANIC_AT): that slot fails alone, the next run heals it
+
+Every world also holds foreign clients from the start: clients named like rekey's
+(`rekey-<slot>-g7`, `rekey-<slot>-g3-deadbeef`, on both platforms) that rekey did not make. The
+check counts foreign clients deleted and live pairs killed; both must be zero.
 
 Prints the seed first and one line of figures last (`campaign: ... failures: N`). Exits 1 if
 any check failed. Writes no secret anywhere but the servers' own storage; every captured
@@ -80,8 +95,10 @@ AWS_ENV = {
 
 PLANS = {
     # scenarios per world; the campaign runs file, vault and aws worlds
-    "short": {"kill": 2, "backend": 1, "emulator": 1, "lost": 2, "concurrent": 1, "slow": 1},
-    "full": {"kill": 70, "backend": 8, "emulator": 6, "lost": 10, "concurrent": 17, "slow": 9},
+    "short": {"kill": 2, "backend": 1, "emulator": 1, "lost": 2, "concurrent": 1, "slow": 1,
+              "twin": 1, "forged": 1, "stall": 1, "prune": 1, "panic": 1},
+    "full": {"kill": 70, "backend": 8, "emulator": 6, "lost": 10, "concurrent": 17, "slow": 9,
+             "twin": 8, "forged": 6, "stall": 10, "prune": 6, "panic": 5},
 }
 
 
@@ -138,14 +155,28 @@ class World:
         self.env = {}
         self.reader = None
         self.nrun = 0
+        # Clients rekey did not make ({client_id: name}): planted ones and the twin's.
+        self.foreign = {}
+        self.twin = None  # the second deployment on this world's tenant (sc_twin)
+        # Slots removed with prune = true, still retiring: {slot: (kind, client_id, secret, day)}
+        self.retiring = {}
+        self.extra_slots = []  # slots added for the prune scenario (written into the inventory)
+        self.prune = False
+        self.backend_section = self.backend_name = None
+        self.settings_extra = []
+        self.concurrency = 4
 
-    def write_inventory(self, backend_section, backend_name):
+    def write_inventory(self, backend_section=None, backend_name=None, path="inventory.toml"):
         c = self.c
+        if backend_section is not None:
+            self.backend_section, self.backend_name = backend_section, backend_name
+        backend_section, backend_name = self.backend_section, self.backend_name
         lines = [
             "[settings]", 'verify_delay = "50ms"', "verify_attempts = 3",
             # A pending pair that fails to verify under faults is retried, never discarded, so
             # the generation check stays exact (discarding is tested in tests/rotation.rs).
-            "max_verify_failures = 1000", "concurrency = 4", "",
+            "max_verify_failures = 1000", f"concurrency = {self.concurrency}",
+            f"prune = {'true' if self.prune else 'false'}", *self.settings_extra, "",
             "[defaults]", f'backend = "{backend_name}"', 'max_age = "2d"', 'grace = "1d"', "",
             backend_section, "",
         ]
@@ -157,26 +188,27 @@ class World:
         lines += ["[providers.cs]", 'type = "cisco"', f'url = "{c.emu.url}"', "rate_limit = 1000",
                   'timeout = "3s"',
                   'bootstrap = { client_id = { file = "cboot.id" }, client_secret = { file = "cboot.secret" } }', ""]
-        for s in self.slots:
+        for s in self.slots + self.extra_slots:
             lines += ["[[slots]]", f'name = "{s["name"]}"', f'provider = "{s["provider"]}"',
                       f'strategy = "{s["strategy"]}"']
             if s["kind"] == "cisco":
                 lines.append('scopes = ["enrich:read"]')
             lines.append("")
-        with open(os.path.join(self.dir, "inventory.toml"), "w") as f:
+        with open(os.path.join(self.dir, path), "w") as f:
             f.write("\n".join(lines))
 
     # ---- running rekey ----------------------------------------------------------------------
 
-    def start(self, *args):
+    def start(self, *args, inventory="inventory.toml", cwd=None, env_extra=None, clock=None):
         self.nrun += 1
         base = os.path.join(self.out, f"{self.nrun:05d}")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REKEY_", "AWS_", "VAULT_"))}
         env.update(self.env)
         env.update({"REKEY_LOG_FORMAT": "json", "RUST_LOG": "rekey=debug",
-                    "REKEY_TEST_CLOCK_OFFSET": f"{self.day}d"})
+                    "REKEY_TEST_CLOCK_OFFSET": clock or f"{self.day}d"})
+        env.update(env_extra or {})
         out, err = open(base + ".out", "wb"), open(base + ".err", "wb")
-        p = subprocess.Popen([self.c.binary, "apply", "-c", "inventory.toml", *args], cwd=self.dir,
+        p = subprocess.Popen([self.c.binary, "apply", "-c", inventory, *args], cwd=cwd or self.dir,
                              stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
         out.close()
         err.close()
@@ -211,8 +243,15 @@ class World:
     # ---- the check --------------------------------------------------------------------------
 
     def verify(self, why, expect_rotation=True):
-        fails, snap, n = check.check_world(self, self.reader, self.c.platform(self), self.snapshot,
-                                           expect_rotation, self.c.secret_set)
+        platform = self.c.platform(self)
+        platform.fresh_home()
+        twin_ids, twin_fails = self.c.check_twin(self, platform)
+        extra = {"slots": set(self.retiring),
+                 "clients": {v[1] for v in self.retiring.values()} | twin_ids}
+        fails, snap, n = check.check_world(self, self.reader, platform, self.snapshot,
+                                           expect_rotation, self.c.secret_set,
+                                           foreign=self.foreign, extra=extra)
+        fails += twin_fails + self.c.check_retiring(self, platform)
         for s in snap.values():
             self.c.scanner.add(s["current"][1])
             for d in s["draining"]:
@@ -222,7 +261,12 @@ class World:
         self.c.figures["slots_checked"] += n
         self.c.figures["checks"] += 1
         for f in fails:
+            if "foreign client" in f and "deleted" in f:
+                self.c.figures["foreign_deleted"] += 1
+            if "does not log in" in f or "died inside its grace" in f:
+                self.c.figures["live_pairs_killed"] += 1
             self.c.fail(f"{why}: {f}")
+        self.c.figures["foreign_checked"] += len(self.foreign)
         if snap:
             self.snapshot = snap
 
@@ -241,7 +285,9 @@ class Campaign:
         self.figures = {k: 0 for k in (
             "scenarios", "kill_scenarios", "sigkills", "kill_missed", "concurrent_trials",
             "concurrent_processes", "backend_restarts", "backend_freezes", "emulator_restarts",
-            "lost_answer_scenarios", "slow_scenarios", "normal_runs", "checks", "slots_checked")}
+            "lost_answer_scenarios", "slow_scenarios", "normal_runs", "checks", "slots_checked",
+            "twin_trials", "forged_records", "stalled_runs", "stalls_fenced", "prune_trials",
+            "panics", "foreign_checked", "foreign_deleted", "live_pairs_killed")}
         self.emu_faults = {}
         self.emu_base = {}
         self.emu = self.bao = self.moto = None
@@ -325,6 +371,50 @@ class Campaign:
             else:
                 raise SystemExit(f"fault_campaign: unknown backend {name} (file, vault, aws)")
             self.worlds.append(w)
+        for w in self.worlds:
+            self.plant_foreign(w)
+
+    def plant_foreign(self, w):
+        """Clients named like rekey's that rekey did not make: they must outlive everything."""
+        platform = self.platform(w)
+        platform.fresh_home()
+        for name in ("rekey-t-alt-1-g7", "rekey-t-alt-2-g1", "rekey-t-alt-1-g3-deadbeef",
+                     "rekey-t-inplace-server-g2"):
+            object_id, secret = platform.taegis_plant_client(name)
+            self.secret_set.add(secret)
+            self.scanner.add(secret)
+            cid = next(c for c, n in platform.taegis_clients().items() if n == name)
+            w.foreign[cid] = name
+        for name in ("rekey-c-alt-1-g5", "rekey-c-alt-2-g1-0badf00d"):
+            cid, password = platform.cisco_plant_client(name)
+            self.secret_set.add(password)
+            self.scanner.add(password)
+            w.foreign[cid] = name
+
+    def check_retiring(self, w, platform):
+        """Slots removed with prune = true: alive (the pair logs in) inside their grace, and
+        gone (entry and client) once a run after their grace has passed."""
+        fails = []
+        if not w.retiring:
+            return fails
+        stored = w.reader.read_all()
+        listed = check.listed_ids(platform)
+        for slot, (kind, cid, secret, day) in list(w.retiring.items()):
+            login = platform.cisco_login_ok if kind == "cisco" else platform.taegis_login_ok
+            if w.day == day:
+                if slot not in stored or not (stored[slot][0].get("retiring")):
+                    fails.append(f"{w.name}/{slot}: a slot removed with prune is not retiring")
+                if cid not in listed or not login(cid, secret):
+                    fails.append(f"{w.name}/{slot}: removed with prune, its pair does not log in "
+                                 "inside its grace (live pair killed)")
+            else:
+                if slot in stored:
+                    fails.append(f"{w.name}/{slot}: still in the backend after its grace")
+                if cid in listed:
+                    fails.append(f"{w.name}/{slot}: its client still exists after its grace")
+                if slot not in stored and cid not in listed:
+                    del w.retiring[slot]
+        return fails
 
     def platform(self, w):
         tenant, tid, tsec, org, cid, cpw = self.creds[w.name]
@@ -467,6 +557,10 @@ class Campaign:
             else:
                 want["cisco.createClient" if cisco else "createClient"] += 1
                 want["cisco.deleteClient" if cisco else "deleteClient"] += len(prev["draining"])
+        # Slots removed with prune = true whose grace is over now: their client is deleted.
+        for kind, _cid, _secret, day in w.retiring.values():
+            if day < w.day:
+                want["cisco.deleteClient" if kind == "cisco" else "deleteClient"] += 1
         return want
 
     def sc_concurrent(self, w, i):
@@ -521,12 +615,212 @@ class Campaign:
         self.figures["slow_scenarios"] += 1
         self.end(w, why)
 
+    def sc_twin(self, w, i):
+        """Another deployment on the same tenant, same default prefix and slot names, its own
+        store: it rotates while losing createClient answers, then resumes. Neither deployment
+        may take, rotate or delete the other's clients."""
+        why = f"{w.name} twin#{i}"
+        self.begin(w, "twin")
+        tdir = os.path.join(w.dir, "twin")
+        slots = [s for s in w.slots if s["strategy"] == "alternate"]
+        if w.twin is None:
+            os.makedirs(tdir)
+            for f in ("boot.id", "boot.secret", "cboot.id", "cboot.secret"):
+                shutil.copy(os.path.join(w.dir, f), os.path.join(tdir, f))
+                os.chmod(os.path.join(tdir, f), 0o600)
+            subprocess.run([self.binary, "keygen", "-o", "rekey.key"], cwd=tdir, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            twin = World.__new__(World)
+            twin.__dict__.update(w.__dict__)
+            twin.slots, twin.extra_slots, twin.prune, twin.settings_extra = slots, [], False, []
+            twin.dir = tdir
+            twin.write_inventory('[backends.local]\ntype = "file"\npath = "store"\n'
+                                 'identity = { file = "rekey.key" }', "local")
+            w.twin = check.FileReader(os.path.join(tdir, "store"), os.path.join(tdir, "rekey.key"))
+            p = w.start(cwd=tdir)
+            if w.wait(p) != 0:
+                self.fail(f"{why}: the twin's first apply exited {p.returncode}: {w.tail(p)}")
+        # Lost createClient answers on both platforms, then a forced rotation by the twin.
+        skip = self.rng.randint(0, 1)
+        self.emu.set_faults({"fail_next": [
+            {"operation": "createClient", "action": "drop_after_commit", "skip": skip},
+            {"operation": "cisco.createClient", "action": "drop_after_commit", "skip": skip}]})
+        p = w.start("--force", cwd=tdir)
+        code = w.wait(p)
+        if code not in (0, 1):
+            self.fail(f"{why}: the twin's apply with lost answers exited {code}: {w.tail(p)}")
+        self.emu.set_faults({})
+        p = w.start(cwd=tdir)
+        if w.wait(p) != 0:
+            self.fail(f"{why}: the twin's normal apply exited {p.returncode}: {w.tail(p)}")
+        # The world's check (in `end`) proves both sides: the world's pairs and clients are
+        # intact, and so are the twin's (`check_twin`).
+        self.figures["twin_trials"] += 1
+        self.end(w, why)
+
+    def check_twin(self, w, platform):
+        """The twin deployment's clients (returned, so the world's check counts them as
+        another's, not as orphans) and a failure for each twin pair that no longer works."""
+        ids, fails = set(), []
+        if w.twin is None:
+            return ids, fails
+        listed = check.listed_ids(platform)
+        kinds = {s["name"]: s["kind"] for s in w.slots}
+        for slot, (rec, _v) in w.twin.read_all().items():
+            for _role, c in check.pairs_of(rec):
+                self.secret_set.add(c["secret"])
+                self.scanner.add(c["secret"])
+                ids.add(c["client_id"])
+            cur = rec.get("current")
+            login = platform.cisco_login_ok if kinds.get(slot) == "cisco" else platform.taegis_login_ok
+            if not cur or cur["client_id"] not in listed or not login(cur["client_id"], cur["secret"]):
+                fails.append(f"the twin deployment's current pair of {slot} does not log in")
+        return ids, fails
+
+    def sc_forged(self, w, i):
+        """A record planted in the file store with only the public recipient, naming a foreign
+        client as draining and due, and as retiring: rekey must never act on it."""
+        if w.name != "file":
+            return self.sc_kill(w, f"{i}f")
+        why = f"{w.name} forged#{i}"
+        self.begin(w, "forged")
+        platform = self.platform(w)
+        platform.fresh_home()
+        name = f"rekey-ghost-{i}-g1"
+        object_id, secret = platform.taegis_plant_client(name)
+        self.secret_set.add(secret)
+        self.scanner.add(secret)
+        cid = next(c for c, n in platform.taegis_clients().items() if n == name)
+        w.foreign[cid] = name
+        recipient = subprocess.run(["age-keygen", "-y", os.path.join(w.dir, "rekey.key")],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+        cred = {"generation": 1, "client_id": cid, "object_id": object_id, "name": name,
+                "secret": gen_secret(40), "created_at": "2020-01-01T00:00:00Z",
+                "verified_at": None, "owned": True}
+        slot = self.rng.choice([f"ghost-{i}", "t-alt-1"])
+        record = {"schema": 1, "managed_by": "rekey", "slot": slot, "provider": "tg",
+                  "tenant": w.tenant, "generation": 1, "current": None, "pending": None,
+                  "draining": [{"credential": cred, "delete_after": "2020-01-02T00:00:00Z"}],
+                  "op": None, "lease": None, "last": None,
+                  "retiring": {"since": "2020-01-01T00:00:00Z", "delete_after": "2020-01-02T00:00:00Z"}}
+        self.scanner.add(cred["secret"])
+        path = os.path.join(w.dir, "store", f"{slot}.age")
+        saved = None
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                saved = f.read()
+        plain = json.dumps({"version": 1, "record": record}).encode()
+        enc = subprocess.run(["age", "-r", recipient], input=plain, capture_output=True, check=True).stdout
+        tmp = path + ".planted"
+        with open(tmp, "wb") as f:
+            f.write(enc)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        p = w.start()
+        code = w.wait(p)
+        if code not in (0, 1):
+            self.fail(f"{why}: the apply beside a forged record exited {code}: {w.tail(p)}")
+        # Take the planted record away again (a genuine record is put back as it was).
+        if saved is None:
+            if os.path.exists(path):  # (a rekey that acted on it may have removed it)
+                os.remove(path)
+        else:
+            with open(tmp, "wb") as f:
+                f.write(saved)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        self.figures["forged_records"] += 1
+        self.end(w, why)
+
+    def sc_stall(self, w, i):
+        """A run stops itself (SIGSTOP) at a fence; after its lease has run out, another run takes
+        the slots and rotates them; then the first carries on. It must stop at its fence."""
+        why = f"{w.name} stall#{i}"
+        self.begin(w, "stall")
+        # One slot at a time: the stopped process then holds no store lock while it is stopped.
+        w.settings_extra, w.concurrency = ['lease_ttl = "3s"'], 1
+        w.write_inventory(path="stall.toml")
+        w.settings_extra, w.concurrency = [], 4
+        point = self.rng.choice(["before-provider-create", "before-provider-rotate",
+                                 "before-provider-delete"])
+        why += f" ({point})"
+        first = w.start(inventory="stall.toml", env_extra={"REKEY_STOP_AT": point})
+        stopped = wait_stopped(first, 60)
+        if stopped:
+            time.sleep(3.5)  # the lease (3 s) runs out in real time while it is stopped
+            second = w.start(inventory="stall.toml")
+            code = w.wait(second)
+            if code not in (0, 1):
+                self.fail(f"{why}: the run beside the stopped one exited {code}: {w.tail(second)}")
+            os.kill(first.pid, signal.SIGCONT)
+            self.figures["stalled_runs"] += 1
+        code = w.wait(first)
+        # Exit 3: it found at its fence that another run holds a slot now, and stopped there.
+        if code not in (0, 1, 3):
+            self.fail(f"{why}: the resumed run exited {code}: {w.tail(first)}")
+        if stopped:
+            text = ""
+            for ext in (".out", ".err"):
+                with open(first.base + ext, errors="replace") as f:
+                    text += f.read()
+            if "lost the slot's lease" in text:
+                self.figures["stalls_fenced"] += 1
+        self.end(w, why)
+
+    def sc_prune(self, w, i):
+        """A slot added, then removed with prune = true: it keeps working for its grace (1 day),
+        and a run after its grace deletes its client and entry (checked by check_retiring)."""
+        why = f"{w.name} prune#{i}"
+        self.begin(w, "prune")
+        kind = self.rng.choice(["taegis", "cisco"])
+        extra = {"name": f"x-{i}", "provider": "cs" if kind == "cisco" else "tg", "kind": kind,
+                 "strategy": "alternate"}
+        w.extra_slots = [extra]
+        w.write_inventory()
+        p = w.start()
+        if w.wait(p) != 0:
+            self.fail(f"{why}: the apply that adds {extra['name']} exited {p.returncode}: {w.tail(p)}")
+        rec = w.reader.read_all().get(extra["name"], (None, None))[0]
+        w.extra_slots, w.prune = [], True
+        w.write_inventory()
+        p = w.start()
+        if w.wait(p) != 0:
+            self.fail(f"{why}: the apply that prunes {extra['name']} exited {p.returncode}: {w.tail(p)}")
+        w.prune = False
+        w.write_inventory()
+        if rec and rec.get("current"):
+            cur = rec["current"]
+            self.secret_set.add(cur["secret"])
+            self.scanner.add(cur["secret"])
+            w.retiring[extra["name"]] = (kind, cur["client_id"], cur["secret"], w.day)
+        else:
+            self.fail(f"{why}: {extra['name']} was not created")
+        self.figures["prune_trials"] += 1
+        self.end(w, why)
+
+    def sc_panic(self, w, i):
+        why = f"{w.name} panic#{i}"
+        self.begin(w, "panic")
+        slot = self.rng.choice(w.slots)["name"]
+        p = w.start(env_extra={"REKEY_PANIC_AT": slot})
+        code = w.wait(p)
+        if code != 1:
+            self.fail(f"{why}: a run whose slot {slot} panicked exited {code}, expected 1: {w.tail(p)}")
+        self.figures["panics"] += 1
+        self.end(w, why)
+
     # ---- the campaign -------------------------------------------------------------------------
 
     def run(self):
         plan = PLANS["full" if self.args.full else "short"]
         if self.args.kill is not None:
             plan = dict(plan, kill=self.args.kill)
+        if self.args.scenarios:
+            kinds = self.args.scenarios.split(",")
+            unknown = [k for k in kinds if k not in plan]
+            if unknown:
+                raise SystemExit(f"fault_campaign: unknown scenario kind {unknown}: {sorted(plan)}")
+            plan = {k: n for k, n in plan.items() if k in kinds}
         t0 = time.monotonic()
         self.setup()
         self.say(f"campaign: seed {self.seed} ({'full' if self.args.full else 'short'}), binary "
@@ -543,7 +837,9 @@ class Campaign:
             order += [(kind, i) for i in range(n)]
         self.rng.shuffle(order)
         runners = {"kill": self.sc_kill, "backend": self.sc_backend, "emulator": self.sc_emulator,
-                   "lost": self.sc_lost, "concurrent": self.sc_concurrent, "slow": self.sc_slow}
+                   "lost": self.sc_lost, "concurrent": self.sc_concurrent, "slow": self.sc_slow,
+                   "twin": self.sc_twin, "forged": self.sc_forged, "stall": self.sc_stall,
+                   "prune": self.sc_prune, "panic": self.sc_panic}
         for n, (kind, i) in enumerate(order):
             for w in self.worlds:
                 try:
@@ -595,9 +891,29 @@ class Campaign:
         self.say(f"emulator faults injected: {by_kind or 'none'}")
         self.say(f"figures: {json.dumps(dict(f, faults_injected=faults, failures=len(self.failures)))}")
         self.say(f"campaign: seed {self.seed}, {f['scenarios']} scenarios ({f['kill_scenarios']} kill-and-recover, "
-                 f"{f['sigkills']} SIGKILLs; {f['concurrent_trials']} concurrent trials), {faults} faults injected, "
-                 f"{f['slots_checked']} slots checked, failures: {len(self.failures)}")
+                 f"{f['sigkills']} SIGKILLs; {f['concurrent_trials']} concurrent trials; {f['twin_trials']} twin, "
+                 f"{f['forged_records']} forged, {f['stalled_runs']} stalled ({f['stalls_fenced']} fenced), "
+                 f"{f['prune_trials']} prune, {f['panics']} panic), {faults} faults injected, "
+                 f"{f['slots_checked']} slots checked, foreign clients deleted: {f['foreign_deleted']}, "
+                 f"live pairs killed: {f['live_pairs_killed']}, failures: {len(self.failures)}")
         return 1 if self.failures else 0
+
+
+def wait_stopped(p, timeout):
+    """True once p is stopped (state T, it SIGSTOPped itself); False if it ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            return False
+        try:
+            with open(f"/proc/{p.pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        if state in ("T", "t"):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def scrub(text, scanner):
@@ -618,6 +934,7 @@ def main():
                     help="the rekey binary (default target/debug/rekey)")
     ap.add_argument("--backends", help="comma-separated subset of file,vault,aws")
     ap.add_argument("--kill", type=int, help="kill scenarios per world (overrides the plan)")
+    ap.add_argument("--scenarios", help="comma-separated subset of the scenario kinds (e.g. twin,stall)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (it holds secrets)")
     args = ap.parse_args()
     c = Campaign(args)

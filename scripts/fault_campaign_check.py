@@ -191,6 +191,15 @@ class Platform:
             for n in names:
                 os.environ.pop(n, None)
 
+    def cisco_plant_client(self, name):
+        """Creates a Cisco client named like one of rekey's, as another integration of the org
+        would; returns (client id, password)."""
+        tr = ThreatResponse(*self.cisco_admin, environment=self.cisco_env, timeout=10)
+        made = tr.profile._post(CISCO_CLIENTS, json={
+            "name": name, "description": "not rekey's", "scopes": ["enrich:read"],
+            "grants": ["client-creds"], "availability": "org"})
+        return made["clientId"] if "clientId" in made else made["id"], made.get("password", "")
+
     def cisco_login_ok(self, client_id, password):
         try:
             ThreatResponse(client_id, password, environment=self.cisco_env, timeout=10)
@@ -220,7 +229,7 @@ def pairs_of(record):
     return out
 
 
-def check_world(world, reader, platform, before, expect_rotation, secrets):
+def check_world(world, reader, platform, before, expect_rotation, secrets, foreign=None, extra=None):
     """Checks every slot of `world` against the backend and the platform.
 
     before: {slot: {"gen": n, "current": (client_id, secret), "draining": [(id, secret)]}} from
@@ -228,8 +237,14 @@ def check_world(world, reader, platform, before, expect_rotation, secrets):
     expect_rotation: every slot was due in this scenario, so its generation must be exactly one
       more than before (more is a double rotation; the same is a rotation lost).
     secrets: a set; every secret read is added, for the output scan.
+    foreign: {client_id: name} of clients rekey did not make (planted with rekey's name prefix,
+      or another deployment's on the same tenant): each must still exist, and none is an orphan.
+    extra: {"slots": set, "clients": set} of backend entries and clients the campaign knows of
+      outside the world's slots (a slot being retired), checked by the campaign itself.
     Returns (failures, snapshot, slots_checked).
     """
+    foreign = foreign or {}
+    extra = extra or {"slots": set(), "clients": set()}
     failures = []
     platform.fresh_home()
     stored = reader.read_all()
@@ -301,11 +316,24 @@ def check_world(world, reader, platform, before, expect_rotation, secrets):
             "current": (cur["client_id"], cur["secret"]),
             "draining": [(d["client_id"], d["secret"]) for d in draining],
         }
+    # Never another's: every client rekey did not make is still there.
+    every = dict(taegis_listed)
+    every.update(cisco_listed)
+    for cid, cname in foreign.items():
+        if cid not in every:
+            failures.append(f"{world.name}: foreign client {cname} was deleted")
     # Orphans: every rekey-named client at the platform is one a record holds.
-    for cid, cname in list(taegis_listed.items()) + list(cisco_listed.items()):
-        if cid not in referenced:
+    for cid, cname in every.items():
+        if cid not in referenced and cid not in foreign and cid not in extra["clients"]:
             failures.append(f"{world.name}: orphaned client {cname} at the platform")
     for slot in stored:
-        if slot not in {s["name"] for s in world.slots}:
+        if slot not in {s["name"] for s in world.slots} and slot not in extra["slots"]:
             failures.append(f"{world.name}: unexpected backend entry {slot}")
     return failures, snapshot, len(world.slots)
+
+
+def listed_ids(platform):
+    """Every rekey-named client id at the platform (both platforms)."""
+    out = dict(platform.taegis_clients())
+    out.update(platform.cisco_clients())
+    return out
