@@ -566,6 +566,9 @@ struct SlotRun<'a> {
     skipped: bool,
     /// Why, in audit lines (`rollback`); empty for ordinary reconcile steps.
     reason: String,
+    /// Client ids deleted at the provider since the last write: the audit event of the next
+    /// write names them (`deleted_client_ids`).
+    deleted: Vec<String>,
 }
 
 impl<'a> SlotRun<'a> {
@@ -579,6 +582,7 @@ impl<'a> SlotRun<'a> {
             detail: String::new(),
             skipped: false,
             reason: String::new(),
+            deleted: Vec::new(),
         }
     }
 
@@ -688,6 +692,7 @@ impl<'a> SlotRun<'a> {
                     ) {
                         let mut e = e;
                         e.reason = self.reason.clone();
+                        e.deleted_client_ids = std::mem::take(&mut self.deleted);
                         self.engine.events.state_changed(&e);
                     }
                     self.stored = Some(Versioned { record, version });
@@ -1278,6 +1283,7 @@ impl<'a> SlotRun<'a> {
                     ))
                 })?;
                 crash::point("after-old-deleted");
+                self.deleted.push(d.credential.client_id.clone());
                 self.actions
                     .push(format!("deleted g{}", d.credential.generation));
             } else {
