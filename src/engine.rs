@@ -580,6 +580,9 @@ struct SlotRun<'a> {
     proven: Option<(std::time::Instant, DateTime<Utc>)>,
     /// Set when a fence found the lease lost: the slot stops, no provider call is made.
     fenced_out: bool,
+    /// Client ids deleted at the provider since the last write: the audit event of the next
+    /// write names them (`deleted_client_ids`).
+    deleted: Vec<String>,
 }
 
 impl<'a> SlotRun<'a> {
@@ -595,6 +598,7 @@ impl<'a> SlotRun<'a> {
             reason: String::new(),
             proven: None,
             fenced_out: false,
+            deleted: Vec::new(),
         }
     }
 
@@ -706,6 +710,7 @@ impl<'a> SlotRun<'a> {
                     ) {
                         let mut e = e;
                         e.reason = self.reason.clone();
+                        e.deleted_client_ids = std::mem::take(&mut self.deleted);
                         self.engine.events.state_changed(&e);
                     }
                     self.stored = Some(Versioned { record, version });
@@ -1361,6 +1366,7 @@ impl<'a> SlotRun<'a> {
                     .delete_client(&rec.tenant, &pending.object_id)
                     .await,
             )?;
+            self.deleted.push(pending.client_id.clone());
             rec.pending = None;
             rec.op = None;
             self.actions.push(format!("discarded g{}", op.generation));
@@ -1448,6 +1454,7 @@ impl<'a> SlotRun<'a> {
                     ))
                 })?;
                 crash::point("after-old-deleted");
+                self.deleted.push(d.credential.client_id.clone());
                 self.actions
                     .push(format!("deleted g{}", d.credential.generation));
             } else {

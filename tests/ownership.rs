@@ -635,3 +635,54 @@ async fn cisco_retire_leaves_foreign_clients_alone() {
         "the foreign Cisco client was deleted"
     );
 }
+
+/// The instance setting is part of managed names; the old client a rotation leaves draining is
+/// deleted after its grace, and the audit event of that change names its client id.
+#[tokio::test(flavor = "multi_thread")]
+async fn instance_names_clients_and_the_audit_names_deleted_old_clients() {
+    let w = World::new(1).await;
+    let header = w
+        .header()
+        .replacen("[settings]\n", "[settings]\ninstance = \"eu-prod\"\n", 1);
+    w.inventory_raw(&format!("{header}\n{}", slot("alpha", "p0")));
+    w.apply(&[]).await.expect_code(0);
+    let g1 = w.record("alpha").await.unwrap().current.unwrap();
+    assert!(
+        g1.name.starts_with("rekey-eu-prod-alpha-g1-"),
+        "{}",
+        g1.name
+    );
+    w.apply(&["--force"]).await.expect_code(0);
+    let g2 = w.record("alpha").await.unwrap().current.unwrap();
+    assert!(
+        g2.name.starts_with("rekey-eu-prod-alpha-g2-"),
+        "{}",
+        g2.name
+    );
+    let r = w
+        .rekey_env(
+            &[
+                "apply",
+                "-c",
+                "inventory.toml",
+                "--audit-log",
+                "audit.jsonl",
+            ],
+            &[("REKEY_TEST_CLOCK_OFFSET", "25h")],
+        )
+        .await;
+    r.expect_code(0);
+    assert!(!w.token_ok(&g1.client_id, g1.secret.expose()).await);
+    let audit = std::fs::read_to_string(w.path().join("audit.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{audit}");
+    assert_eq!(
+        events[0]["deleted_client_ids"],
+        serde_json::json!([g1.client_id]),
+        "{audit}"
+    );
+    w.assert_consistent(&["alpha"]).await;
+}
