@@ -417,3 +417,63 @@ async fn a_pair_consumers_saw_is_never_discarded() {
     v.assert_consistent(&["victim"]).await;
     v.w.assert_no_secrets(&r.all());
 }
+
+/// Issue 13 finding 8, the defence behind the `promoting` phase: a record an older rekey left
+/// in `pending` while the consumer entry already shows that pair, whose verification then fails
+/// definitively for the last allowed time. The pair is promoted, never discarded: its client
+/// lives and consumers keep a working pair.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_discard_never_deletes_the_pair_consumers_read() {
+    use rekey::emulator::{FaultAction, Faults, OneShot};
+    let v = VaultWorld::new().await;
+    v.inventory(&slots(&[("victim", "alternate")]));
+    v.apply_at("", &[]).await.expect_code(0);
+    let crashed =
+        v.w.rekey_env(
+            &["apply", "-c", "inventory.toml"],
+            &[
+                ("REKEY_CRASH_AT", "vault-after-consumer-write"),
+                ("REKEY_TEST_CLOCK_OFFSET", "31d"),
+            ],
+        )
+        .await;
+    assert_eq!(crashed.signal, Some(6), "{}", crashed.stderr);
+    // What a rekey without the `promoting` phase left: pending g2, two failures counted.
+    let stored = v.backend.read("victim").await.unwrap().unwrap();
+    let mut rec = stored.record.clone();
+    let op = rec.op.as_mut().unwrap();
+    op.phase = rekey::record::Phase::Pending;
+    op.verify_failures = 2;
+    rec.lease = None;
+    v.backend
+        .write("victim", &rec, Some(stored.version))
+        .await
+        .unwrap();
+    let (id, secret, generation) = consumer_entry(&v, "victim").await;
+    assert_eq!(generation, 2);
+
+    v.w.set_faults(Faults {
+        fail_next: vec![OneShot {
+            operation: Some("token".into()),
+            skip: 1,
+            count: 1000,
+            action: FaultAction::EmptyToken,
+        }],
+        ..Faults::default()
+    })
+    .await;
+    let r = v.apply_at("31d", &[]).await;
+    v.w.set_faults(Faults::default()).await;
+    let acts = actions(&r, "victim");
+    assert!(!acts.iter().any(|a| a.starts_with("discarded")), "{acts:?}");
+    assert!(
+        acts.iter().any(|a| a.contains("not discarding it")),
+        "{acts:?}"
+    );
+    assert!(v.w.token_ok(&id, &secret).await, "consumers' pair works");
+    let rec = v.record("victim").await.unwrap();
+    assert_eq!(rec.current.as_ref().unwrap().client_id, id);
+    assert!(rec.op.is_none());
+    v.assert_consistent(&["victim"]).await;
+    v.w.assert_no_secrets(&r.all());
+}
