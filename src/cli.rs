@@ -12,7 +12,8 @@ pub fn long_version() -> &'static str {
         let mut text = format!(
             "{}\ncommit: {}\nfeatures: {}",
             env!("CARGO_PKG_VERSION"),
-            env!("REKEY_GIT_COMMIT"),
+            // Set by build.rs; a build without it (a copied source tree) says so.
+            option_env!("REKEY_GIT_COMMIT").unwrap_or("unknown"),
             if features.is_empty() {
                 "none".to_string()
             } else {
