@@ -323,12 +323,18 @@ pub(crate) fn decode_response(
 ) -> Result<Response> {
     // Everything the plugin says loses every secret known here: this process's, the request's,
     // and those its own answer carries (a read's record), on every call, read included.
-    let scrubber = crate::scrub::Scrubber::known()
-        .secrets(scrub.iter().copied())
-        .answer_bytes(out);
+    // Built only when something is quoted: most calls quote nothing.
+    let scrubber = std::cell::OnceCell::new();
+    let scrubber = || {
+        scrubber.get_or_init(|| {
+            crate::scrub::Scrubber::known()
+                .secrets(scrub.iter().copied())
+                .answer_bytes(out)
+        })
+    };
     let stderr_quote = || {
         let s = tail(
-            &scrubber.scrub(&String::from_utf8_lossy(err)),
+            &scrubber().scrub(&String::from_utf8_lossy(err)),
             MAX_STDERR_QUOTE,
         );
         let s = s.trim().replace('\n', " | ");
@@ -360,7 +366,7 @@ pub(crate) fn decode_response(
         Err(e) => {
             return Err(Error::malformed(format!(
                 "{what}: the answer is not a {PROTOCOL} response ({}){}",
-                tail(&scrubber.scrub(&e.to_string()), MAX_STDERR_QUOTE),
+                tail(&scrubber().scrub(&e.to_string()), MAX_STDERR_QUOTE),
                 stderr_quote()
             )));
         }
@@ -368,7 +374,7 @@ pub(crate) fn decode_response(
     if response.protocol != PROTOCOL {
         return Err(Error::malformed(format!(
             "{what}: speaks {:?}, rekey speaks {PROTOCOL}",
-            tail(&scrubber.scrub(&response.protocol), 100)
+            tail(&scrubber().scrub(&response.protocol), 100)
         )));
     }
     if !response.ok {
@@ -379,7 +385,7 @@ pub(crate) fn decode_response(
                 "ok = false without an error".to_string(),
             ),
         };
-        let message = tail(&scrubber.scrub(&message), MAX_STDERR_QUOTE);
+        let message = tail(&scrubber().scrub(&message), MAX_STDERR_QUOTE);
         return Err(Error::new(kind, format!("{what}: {message}")));
     }
     Ok(response)

@@ -537,10 +537,14 @@ pub(crate) fn decode_graphql(
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     // Server text loses every secret known here: this process's, the request's, and those the
     // answer itself carries (a create answer may hold the new secret and quote it in errors[]).
-    let mut scrubber = Scrubber::known().secrets(scrub.iter().copied());
-    if let Some(v) = &parsed {
-        scrubber = scrubber.answer(v);
-    }
+    // Built only when there is an error to quote.
+    let scrubber = || {
+        let s = Scrubber::known().secrets(scrub.iter().copied());
+        match &parsed {
+            Some(v) => s.answer(v),
+            None => s,
+        }
+    };
     let first_error = parsed
         .as_ref()
         .and_then(|v| v.get("errors"))
@@ -555,6 +559,7 @@ pub(crate) fn decode_graphql(
                 .pointer("/extensions/code")
                 .and_then(|c| c.as_str())
                 .unwrap_or("");
+            let scrubber = scrubber();
             (
                 scrub_text(message, &scrubber),
                 scrub_text(code, &scrubber)
