@@ -11,8 +11,12 @@ ARG RUST_VERSION=1.89
 
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+# The context has no .git (.dockerignore): pass the commit for `rekey --version`:
+#   docker build --build-arg REKEY_BUILD_COMMIT=$(git rev-parse --short=12 HEAD) ...
+ARG REKEY_BUILD_COMMIT=unknown
+ENV REKEY_BUILD_COMMIT=${REKEY_BUILD_COMMIT}
 # Cargo.toml names an example target; the manifest needs its file even though it is not built.
 COPY examples ./examples
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -309,11 +309,17 @@ class Campaign:
     def setup(self):
         venv = os.path.join(ROOT, ".venv")
         bao = os.path.join(venv, "bin", "bao")
-        for need, hint in ((self.binary, "build rekey first (cargo build)"),
+        for need, hint in ((self.binary, "build rekey first (cargo build --features test-hooks)"),
                            (bao, "run scripts/setup-python.sh"),
                            (shutil.which("age") or "/nonexistent/age", "install Debian's `age` (scripts/setup-system.sh)")):
             if not os.path.exists(need):
                 raise SystemExit(f"fault_campaign: {need} is missing: {hint}")
+        # The campaign moves the clock and kills at crash points: both are test hooks, which the
+        # default build leaves out. Without them every scenario would pass for the wrong reason.
+        version = subprocess.run([self.binary, "--version"], capture_output=True, text=True).stdout
+        if "test-hooks" not in version:
+            raise SystemExit(f"fault_campaign: {self.binary} has no test hooks "
+                             "(REKEY_TEST_CLOCK_OFFSET, REKEY_CRASH_AT): cargo build --features test-hooks")
         names = ["file", "vault", "aws"] if not self.args.backends else self.args.backends.split(",")
         seed = {"tenants": [], "orgs": []}
         self.creds = {}
@@ -931,7 +937,7 @@ def main():
     mode.add_argument("--full", action="store_true", help="the figures in RELIABILITY.md")
     ap.add_argument("--seed", type=int, help="replay a campaign (default: random, printed)")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "debug", "rekey"),
-                    help="the rekey binary (default target/debug/rekey)")
+                    help="the rekey binary, built with --features test-hooks (default target/debug/rekey)")
     ap.add_argument("--backends", help="comma-separated subset of file,vault,aws")
     ap.add_argument("--kill", type=int, help="kill scenarios per world (overrides the plan)")
     ap.add_argument("--scenarios", help="comma-separated subset of the scenario kinds (e.g. twin,stall)")

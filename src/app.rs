@@ -491,6 +491,9 @@ pub async fn get(args: &GetArgs) -> Result<u8> {
         })?;
     match args.format {
         GetFormat::Env => {
+            // Checked before anything is printed: all or nothing.
+            env_safe(&slot.name, "CLIENT_ID", &current.client_id)?;
+            env_safe(&slot.name, "CLIENT_SECRET", current.secret.expose())?;
             println!("CLIENT_ID={}", current.client_id);
             println!("CLIENT_SECRET={}", current.secret.expose());
         }
@@ -507,6 +510,29 @@ pub async fn get(args: &GetArgs) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// Whether `value` can be written as `KEY=value` and read back unchanged by all three readers of
+/// env files: a shell's `source` (sh, bash), `docker --env-file` (no unquoting at all) and
+/// systemd's `EnvironmentFile`. No quoting serves all three (docker would keep the quotes), so
+/// a value outside this set is refused rather than written: ASCII letters, digits and
+/// `-_.+/=:@%,^`. Provider-issued ids and secrets are in it (README, *Commands*). The error
+/// names the slot and the field, never the value; `--format json` carries any value.
+fn env_safe(slot: &str, field: &str, value: &str) -> Result<()> {
+    const SAFE: &[u8] = b"-_.+/=:@%,^";
+    match value
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || SAFE.contains(&b)))
+    {
+        None => Ok(()),
+        Some(at) => Err(Error::malformed(format!(
+            "slot {slot}: the stored {field} holds a character (at byte {}) that an env file \
+             cannot carry safely (a shell would run or split it, docker --env-file or systemd \
+             would read another value); nothing was printed. Use `rekey get --format json`, \
+             or rotate the slot",
+            at + 1
+        ))),
+    }
 }
 
 #[derive(Serialize, Clone, Debug)]

@@ -4,10 +4,52 @@ use crate::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// `rekey --version`: the version, the commit it was built from (build.rs), the features built
+/// in, and a loud warning when they include the test hooks (SECURITY.md, *Build*).
+pub fn long_version() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let features = features();
+        let mut text = format!(
+            "{}\ncommit: {}\nfeatures: {}",
+            env!("CARGO_PKG_VERSION"),
+            // Set by build.rs; a build without it (a copied source tree) says so.
+            option_env!("REKEY_GIT_COMMIT").unwrap_or("unknown"),
+            if features.is_empty() {
+                "none".to_string()
+            } else {
+                features.join(", ")
+            }
+        );
+        if cfg!(feature = "test-hooks") {
+            text.push_str(
+                "\nWARNING: test hooks are built in: REKEY_CRASH_AT, REKEY_TEST_CLOCK_OFFSET and \
+                 REKEY_SECRET_REGISTRY are obeyed. This is a test build; never run it in \
+                 production.",
+            );
+        }
+        text
+    });
+    &TEXT
+}
+
+/// The cargo features this binary was built with.
+pub fn features() -> Vec<&'static str> {
+    [
+        ("emulator", cfg!(feature = "emulator")),
+        ("test-hooks", cfg!(feature = "test-hooks")),
+        ("aws", cfg!(feature = "aws")),
+    ]
+    .into_iter()
+    .filter(|(_, on)| *on)
+    .map(|(name, _)| name)
+    .collect()
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "rekey",
     version,
+    long_version = long_version(),
     about = "Rotates SaaS API client credentials (Taegis XDR, Cisco XDR) into your vault, without ever losing one.",
     long_about = "rekey reads an inventory of API clients (slots), creates, rotates or retires them at \
 their platform with a bootstrap credential, and stores each new CLIENT_ID/CLIENT_SECRET in a vault \

@@ -26,6 +26,7 @@ pub mod record;
 pub mod report;
 pub mod schedule;
 pub mod scheduler;
+pub mod scrub;
 pub mod secret;
 pub mod shard;
 pub mod store;

@@ -36,7 +36,21 @@ pub fn init(format: LogFormat, verbosity: i8) {
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
+        // Every field value is escaped (src/terminal.rs, `escape`): messages and errors may
+        // quote servers, plugins or the inventory. The level colours are rekey's own.
+        use tracing_subscriber::field::MakeExt;
+        let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+            let text = format!("{value:?}");
+            let text = crate::terminal::escape(&text);
+            if field.name() == "message" {
+                write!(w, "{text}")
+            } else {
+                write!(w, "{}={text}", field.name())
+            }
+        })
+        .delimited(" ");
         builder
+            .fmt_fields(fields)
             .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
             .try_init()
     };

@@ -12,7 +12,10 @@ fn main() -> ExitCode {
     rekey::logging::init(cli.log_format, verbosity);
     rekey::harden::log_core_dumps(core_dumps);
     if let Err(err) = rekey::harden::check_not_root(cli.allow_root) {
-        eprintln!("rekey: {}", rekey::error::chain(&err));
+        eprintln!(
+            "rekey: {}",
+            rekey::terminal::escape(&rekey::error::chain(&err))
+        );
         return ExitCode::from(rekey::app::exit_code_for(&err));
     }
 
@@ -29,7 +32,10 @@ fn main() -> ExitCode {
     match runtime.block_on(rekey::app::run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("rekey: {}", rekey::error::chain(&err));
+            eprintln!(
+                "rekey: {}",
+                rekey::terminal::escape(&rekey::error::chain(&err))
+            );
             ExitCode::from(rekey::app::exit_code_for(&err))
         }
     }

@@ -19,8 +19,15 @@ impl Table {
         }
     }
 
+    /// Adds a row. Cells are escaped here (src/terminal.rs, `escape`): they may quote servers,
+    /// plugins or the inventory.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|c| crate::terminal::escape(&c).into_owned())
+                .collect(),
+        );
     }
 
     pub fn render(&self) -> String {

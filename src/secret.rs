@@ -3,18 +3,51 @@
 //! [`Secret`] redacts itself in `Debug` and `Display`, zeroizes its memory on drop, and is not
 //! `Serialize`: the only way to write one out is the explicit [`expose`] serde helper, used by
 //! the encrypted backend records and by `rekey get`.
+//!
+//! Every `Secret` alive in the process is known to [`live`], so that text from a server or a
+//! plugin can be scrubbed of it (`src/scrub.rs`). Clones share one zeroized buffer; the
+//! registry holds weak references only, so it keeps no secret alive and makes no copy.
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
 use zeroize::Zeroizing;
 
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Zeroizing<String>);
+pub struct Secret(Arc<Zeroizing<String>>);
+
+/// Weak references to every secret made in this process; dead ones are dropped as it grows.
+static LIVE: Mutex<Vec<Weak<Zeroizing<String>>>> = Mutex::new(Vec::new());
+
+fn register(s: &Arc<Zeroizing<String>>) {
+    if s.is_empty() {
+        return;
+    }
+    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    // Amortised clean-up: when the list has doubled since the last one, forget dead entries.
+    if live.len() >= 64 && live.len().is_power_of_two() {
+        live.retain(|w| w.strong_count() > 0);
+    }
+    live.push(Arc::downgrade(s));
+}
+
+/// Every secret alive in this process, for scrubbing (src/scrub.rs).
+pub(crate) fn live() -> Vec<Arc<Zeroizing<String>>> {
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    live.iter().filter_map(Weak::upgrade).collect()
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(Zeroizing::new(value.into()))
+        let inner = Arc::new(Zeroizing::new(value.into()));
+        register(&inner);
+        Secret(inner)
+    }
+
+    /// The shared buffer, for a scrubber that must know this secret (src/scrub.rs).
+    pub(crate) fn shared(&self) -> Arc<Zeroizing<String>> {
+        self.0.clone()
     }
 
     /// The secret value. Call only where it goes on the wire or into an encrypted store.

@@ -1,7 +1,36 @@
 //! The terminal: a progress bar on stderr for long runs, colours in reports on stdout. Both only
 //! when the stream is a terminal and `NO_COLOR` is unset; never in JSON output.
+//!
+//! [`escape`] is the one function every human-facing output goes through (report tables, human
+//! log lines, the error paragraph of `main`): text from servers, plugins and the inventory may
+//! carry terminal escapes (ANSI CSI, OSC title or clipboard sequences) or line breaks that
+//! would forge output. JSON output needs none of it: serde escapes control characters.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
+
+/// `text` with every control character (C0 including `\n`, `\r` and `\t`, DEL and the C1
+/// range U+0080..U+009F) written as a visible escape such as `\u{1b}`. Text without any is
+/// returned as it is.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_control(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn is_control(c: char) -> bool {
+    // `char::is_control` is the Cc category: U+0000..U+001F, U+007F..U+009F.
+    c.is_control()
+}
 
 fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())

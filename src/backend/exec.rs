@@ -172,6 +172,9 @@ impl ExecBackend {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so that a timeout (or a dropped call) kills everything
+            // it started, not only the direct child (README, *Plugins*).
+            .process_group(0)
             .kill_on_drop(true);
         for name in ["PATH", "HOME", "LANG"]
             .iter()
@@ -187,6 +190,7 @@ impl ExecBackend {
                 .with_source(e)
                 .not_applied()
         })?;
+        let mut group = ProcessGroup(child.id().and_then(|p| i32::try_from(p).ok()));
         // The request and the answer carry records, secrets included: zeroized on drop.
         let body = zeroize::Zeroizing::new(
             serde_json::to_vec(request)
@@ -240,6 +244,7 @@ impl ExecBackend {
                 .with_source(e));
             }
             Err(_) => {
+                group.kill();
                 let _ = child.kill().await;
                 return Err(Error::new(
                     ErrorKind::Timeout,
@@ -252,6 +257,7 @@ impl ExecBackend {
         };
         if out.len() > MAX_RESPONSE {
             // It is still writing into a pipe nobody reads: stop it now rather than at timeout.
+            group.kill();
             let _ = child.kill().await;
             return Err(Error::malformed(format!(
                 "{what}: answer larger than {MAX_RESPONSE} bytes"
@@ -262,6 +268,7 @@ impl ExecBackend {
         let status = match tokio::time::timeout(self.config.timeout, child.wait()).await {
             Ok(Ok(s)) => s,
             _ => {
+                group.kill();
                 let _ = child.kill().await;
                 return Err(Error::new(
                     ErrorKind::Timeout,
@@ -269,7 +276,39 @@ impl ExecBackend {
                 ));
             }
         };
+        // It exited on its own: what it left running is its business, and its group id may
+        // be reused once the group is empty.
+        group.disarm();
         decode_response(&what, &out, status, &err, scrub)
+    }
+}
+
+/// A plugin's process group (its pid: it is spawned with `process_group(0)`), killed with
+/// SIGKILL when the call ends without the plugin exiting: on a timeout, an oversized answer, or
+/// when the call's future is dropped (the run is shutting down).
+struct ProcessGroup(Option<i32>);
+
+impl ProcessGroup {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take()
+            && pgid > 1
+        {
+            // SAFETY: killpg only sends a signal; the group is the plugin's own, created at
+            // spawn, and the plugin has not been reaped yet, so its id cannot have been reused.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -282,9 +321,20 @@ pub(crate) fn decode_response(
     err: &[u8],
     scrub: &[&Secret],
 ) -> Result<Response> {
+    // Everything the plugin says loses every secret known here: this process's, the request's,
+    // and those its own answer carries (a read's record), on every call, read included.
+    // Built only when something is quoted: most calls quote nothing.
+    let scrubber = std::cell::OnceCell::new();
+    let scrubber = || {
+        scrubber.get_or_init(|| {
+            crate::scrub::Scrubber::known()
+                .secrets(scrub.iter().copied())
+                .answer_bytes(out)
+        })
+    };
     let stderr_quote = || {
         let s = tail(
-            &scrub_secrets(&String::from_utf8_lossy(err), scrub),
+            &scrubber().scrub(&String::from_utf8_lossy(err)),
             MAX_STDERR_QUOTE,
         );
         let s = s.trim().replace('\n', " | ");
@@ -316,7 +366,7 @@ pub(crate) fn decode_response(
         Err(e) => {
             return Err(Error::malformed(format!(
                 "{what}: the answer is not a {PROTOCOL} response ({}){}",
-                tail(&scrub_secrets(&e.to_string(), scrub), MAX_STDERR_QUOTE),
+                tail(&scrubber().scrub(&e.to_string()), MAX_STDERR_QUOTE),
                 stderr_quote()
             )));
         }
@@ -324,7 +374,7 @@ pub(crate) fn decode_response(
     if response.protocol != PROTOCOL {
         return Err(Error::malformed(format!(
             "{what}: speaks {:?}, rekey speaks {PROTOCOL}",
-            tail(&scrub_secrets(&response.protocol, scrub), 100)
+            tail(&scrubber().scrub(&response.protocol), 100)
         )));
     }
     if !response.ok {
@@ -335,7 +385,7 @@ pub(crate) fn decode_response(
                 "ok = false without an error".to_string(),
             ),
         };
-        let message = tail(&scrub_secrets(&message, scrub), MAX_STDERR_QUOTE);
+        let message = tail(&scrubber().scrub(&message), MAX_STDERR_QUOTE);
         return Err(Error::new(kind, format!("{what}: {message}")));
     }
     Ok(response)
@@ -357,18 +407,6 @@ pub(crate) fn read_answer(backend: &str, slot: &str, r: Response) -> Result<Opti
             "backend {backend}: read answered a record without a version"
         ))),
     }
-}
-
-/// Removes every secret of the request from text the plugin produced. Done on the whole text,
-/// before any truncation, so no part of a secret can survive a cut.
-fn scrub_secrets(text: &str, scrub: &[&Secret]) -> String {
-    let mut out = text.to_string();
-    for secret in scrub {
-        if !secret.is_empty() {
-            out = out.replace(secret.expose(), "[redacted]");
-        }
-    }
-    out
 }
 
 /// The last `max` characters of `text` (errors are printed last).

@@ -92,6 +92,10 @@ pub enum FaultAction {
     EmptyToken,
     /// Token requests: answer 200 with a token that has already expired (`expires_in: 0`).
     ExpiredToken,
+    /// Do the request, then add to its answer an `errors[]` message that quotes every secret
+    /// the answer carries, wrapped in terminal escapes (a careless or hostile server). The
+    /// quoted secrets are kept for [`super::EmulatorHandle::echoed_secrets`].
+    EchoSecret,
 }
 
 impl FaultAction {
@@ -105,6 +109,7 @@ impl FaultAction {
             FaultAction::GraphqlError => "graphql_error".into(),
             FaultAction::EmptyToken => "empty_token".into(),
             FaultAction::ExpiredToken => "expired_token".into(),
+            FaultAction::EchoSecret => "echo_secret".into(),
         }
     }
 }
@@ -120,12 +125,13 @@ impl std::str::FromStr for FaultAction {
             "graphql_error" => FaultAction::GraphqlError,
             "empty_token" => FaultAction::EmptyToken,
             "expired_token" => FaultAction::ExpiredToken,
+            "echo_secret" => FaultAction::EchoSecret,
             other => match other.strip_prefix("status:").map(str::parse::<u16>) {
                 Some(Ok(code)) if (400..=599).contains(&code) => FaultAction::Status(code),
                 _ => {
                     return Err(format!(
                         "unknown fault action {other:?}: expected status:NNN (400-599), \
-                         drop_after_commit, hang, truncate, no_data, graphql_error, empty_token or expired_token"
+                         drop_after_commit, hang, truncate, no_data, graphql_error, empty_token, expired_token or echo_secret"
                     ));
                 }
             },
@@ -272,6 +278,7 @@ pub enum Before {
 pub enum After {
     Drop,
     Truncate,
+    EchoSecret,
 }
 
 impl FaultEngine {
@@ -371,6 +378,10 @@ impl FaultEngine {
                 FaultAction::Truncate => {
                     d.after = Some(After::Truncate);
                     "truncate"
+                }
+                FaultAction::EchoSecret => {
+                    d.after = Some(After::EchoSecret);
+                    "echo_secret"
                 }
             };
             stats.fault(kind);
@@ -501,6 +512,7 @@ pub async fn fault_layer(State(shared): State<Arc<Shared>>, req: Request, next: 
                     }
                 }
                 Some(After::Truncate) => truncate(resp).await,
+                Some(After::EchoSecret) => echo_secret(resp, &shared).await,
             }
         }
     };
@@ -516,6 +528,52 @@ async fn truncate(resp: Response) -> Response {
     let cut = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(cut))
+}
+
+/// The handler's answer with an `errors[]` entry quoting every secret it carries
+/// (`clientSecret`, `password`, `client_secret` at any depth), between terminal escapes.
+async fn echo_secret(resp: Response, shared: &Shared) -> Response {
+    fn secrets(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match v {
+                        serde_json::Value::String(s)
+                            if ["clientSecret", "password", "client_secret"]
+                                .contains(&k.as_str()) =>
+                        {
+                            out.push(s.clone())
+                        }
+                        _ => secrets(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| secrets(v, out)),
+            _ => {}
+        }
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let mut found = Vec::new();
+    secrets(&v, &mut found);
+    let message = format!(
+        "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31mFAKE OK\rsecret rejected:\n{}\u{9b}",
+        found.join(", ")
+    );
+    shared.echoed().extend(found);
+    if let Some(m) = v.as_object_mut() {
+        m.insert(
+            "errors".into(),
+            serde_json::json!([{ "message": message, "extensions": {"code": "BAD_USER_INPUT"} }]),
+        );
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(v.to_string()))
 }
 
 fn injected_status(code: u16, retry_after: Option<Duration>, faults: &Faults) -> Response {

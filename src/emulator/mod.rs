@@ -339,6 +339,8 @@ pub(crate) struct Shared {
     pub(crate) schema: taegis::TaegisSchema,
     faults: std::sync::Mutex<FaultEngine>,
     stats: std::sync::Mutex<Stats>,
+    /// Secrets the `echo_secret` fault quoted (in-process tests only; never served).
+    echoed: std::sync::Mutex<Vec<String>>,
     /// Cisco: admitted requests per org in the last hour (the org rate limit).
     pub(crate) cisco_window: std::sync::Mutex<
         std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>,
@@ -354,6 +356,10 @@ impl Shared {
 
     pub(crate) fn stats(&self) -> MutexGuard<'_, Stats> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn echoed(&self) -> MutexGuard<'_, Vec<String>> {
+        self.echoed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Replaces the faults (and so the random source and the token bucket).
@@ -411,6 +417,12 @@ impl EmulatorHandle {
         self.shared.stats().clone()
     }
 
+    /// The secrets the `echo_secret` fault has quoted so far, for tests that check they
+    /// appear nowhere.
+    pub fn echoed_secrets(&self) -> Vec<String> {
+        self.shared.echoed().clone()
+    }
+
     /// Stops accepting, drops every open connection (hung requests included), and saves the
     /// state file.
     pub async fn shutdown(self) {
@@ -455,6 +467,7 @@ pub async fn start(config: EmulatorConfig, listen: SocketAddr) -> Result<Emulato
         schema: taegis::schema(),
         faults: std::sync::Mutex::new(FaultEngine::new(config.faults.clone())),
         stats: std::sync::Mutex::new(Stats::default()),
+        echoed: std::sync::Mutex::new(Vec::new()),
         cisco_window: Default::default(),
     });
     let listener = TcpListener::bind(listen)

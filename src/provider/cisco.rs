@@ -623,10 +623,12 @@ pub(crate) fn classify(
     let detail = serde_json::from_slice::<Value>(body)
         .ok()
         .map(|v| {
+            // Server text loses every secret known here, and those the answer carries.
+            let scrubber = crate::scrub::Scrubber::known().answer(&v);
             let field = |k: &str| {
                 v.get(k)
                     .and_then(Value::as_str)
-                    .map(|s| s.chars().take(200).collect::<String>())
+                    .map(|s| scrubber.scrub(s).chars().take(200).collect::<String>())
             };
             match (
                 field("error"),

@@ -13,6 +13,7 @@ use crate::provider::token::{Token, TokenCache};
 use crate::provider::{
     Bootstrap, ClientInfo, ClientSpec, IssuedClient, Provider, ProviderCapabilities,
 };
+use crate::scrub::Scrubber;
 use crate::secret::{ClientPair, Secret};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -449,7 +450,8 @@ pub(crate) fn decode_token(
         // OAuth error bodies carry a code (`invalid_client`) and no secret; keep the code only.
         let code = serde_json::from_slice::<Value>(body)
             .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .map(|c| scrub_text(&c, &Scrubber::known().answer_bytes(body)));
         let detail = code.map(|c| format!(" ({c})")).unwrap_or_default();
         return Err(match status {
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
@@ -486,7 +488,10 @@ fn decode<T: serde::de::DeserializeOwned>(v: Value, field: &str, scrub: &[&Secre
     serde_json::from_value(v).map_err(|e| {
         Error::malformed(format!(
             "{field}: unexpected answer shape: {}",
-            scrub_text(&e.to_string(), scrub)
+            scrub_text(
+                &e.to_string(),
+                &Scrubber::known().secrets(scrub.iter().copied())
+            )
         ))
     })
 }
@@ -530,6 +535,16 @@ pub(crate) fn decode_graphql(
     scrub: &[&Secret],
 ) -> Result<Value> {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    // Server text loses every secret known here: this process's, the request's, and those the
+    // answer itself carries (a create answer may hold the new secret and quote it in errors[]).
+    // Built only when there is an error to quote.
+    let scrubber = || {
+        let s = Scrubber::known().secrets(scrub.iter().copied());
+        match &parsed {
+            Some(v) => s.answer(v),
+            None => s,
+        }
+    };
     let first_error = parsed
         .as_ref()
         .and_then(|v| v.get("errors"))
@@ -544,7 +559,14 @@ pub(crate) fn decode_graphql(
                 .pointer("/extensions/code")
                 .and_then(|c| c.as_str())
                 .unwrap_or("");
-            (scrub_text(message, scrub), code.to_string())
+            let scrubber = scrubber();
+            (
+                scrub_text(message, &scrubber),
+                scrub_text(code, &scrubber)
+                    .chars()
+                    .take(50)
+                    .collect::<String>(),
+            )
         });
     if !status.is_success() {
         let detail = first_error
@@ -588,16 +610,10 @@ pub(crate) fn decode_graphql(
     }
 }
 
-/// Removes every secret in `scrub` from server text, then shortens it. In that order: cutting
-/// first could leave a secret's prefix behind.
-fn scrub_text(text: &str, scrub: &[&Secret]) -> String {
-    let mut out = text.to_string();
-    for s in scrub {
-        if !s.is_empty() {
-            out = out.replace(s.expose(), "[redacted]");
-        }
-    }
-    out.chars().take(300).collect()
+/// Removes every secret `scrubber` knows from server text, then shortens it. In that order:
+/// cutting first could leave a secret's prefix behind.
+fn scrub_text(text: &str, scrubber: &Scrubber) -> String {
+    scrubber.scrub(text).chars().take(300).collect()
 }
 
 /// A GraphQL string literal: quotes, backslashes and control characters escaped.
@@ -699,7 +715,7 @@ mod tests {
     fn a_secret_across_the_cut_is_still_scrubbed() {
         let secret = Secret::new("S".repeat(64));
         let text = format!("{}{}", "x".repeat(280), secret.expose());
-        let out = scrub_text(&text, &[&secret]);
+        let out = scrub_text(&text, &Scrubber::new().secret(&secret));
         assert!(
             !out.contains("SSSSSSSSSS"),
             "no part of the secret survives: {out}"

@@ -59,6 +59,12 @@ impl World {
     }
 
     pub async fn with_state_file(tenants: usize, state_file: bool) -> World {
+        if !cfg!(feature = "test-hooks") {
+            panic!(
+                "the tests drive rekey through its test hooks (clock, crash points, leak \
+                 registry): run them with `cargo test --features test-hooks` (scripts/test.sh does)"
+            );
+        }
         let dir = tempfile::tempdir().unwrap();
         let mut seed = Seed::default();
         let mut ts = Vec::new();
