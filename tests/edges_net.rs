@@ -269,7 +269,13 @@ async fn urls_with_credentials_are_never_shown() {
         l.local_addr().unwrap()
     };
     let gw = format!("http://rekey:{pass}@{closed}");
-    let r = w.apply(&["--pushgateway", &gw]).await;
+    // Given through the environment, as a secret should be (arguments show in `ps`).
+    let r = w
+        .rekey_env(
+            &["apply", "-c", "inventory.toml"],
+            &[("REKEY_PUSHGATEWAY", &gw)],
+        )
+        .await;
     r.expect_code(0);
     let all = r.all();
     assert!(all.contains("metrics not pushed"), "{all}");
@@ -328,8 +334,16 @@ async fn urls_with_credentials_are_never_shown() {
     }
     w.inventory(&slot());
     let before = w.platform_clients(&w.tenants[0].id).await.len();
-    for flag in ["--pushgateway", "--webhook"] {
-        let r = w.apply(&[flag, &bad, "--force"]).await;
+    for (flag, var) in [
+        ("--pushgateway", "REKEY_PUSHGATEWAY"),
+        ("--webhook", "REKEY_WEBHOOK_URL"),
+    ] {
+        let r = w
+            .rekey_env(
+                &["apply", "-c", "inventory.toml", "--force"],
+                &[(var, &bad)],
+            )
+            .await;
         r.expect_code(2);
         assert!(
             r.stderr.contains(flag) && r.stderr.contains("not a URL"),
