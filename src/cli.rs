@@ -196,7 +196,13 @@ pub struct ObsArgs {
     pub metrics_file: Option<PathBuf>,
 
     /// Push metrics to this Pushgateway after each run (job="rekey").
-    #[arg(long, env = "REKEY_PUSHGATEWAY", value_name = "URL")]
+    // `hide_env_values`: the URL may carry `user:password@`, and `--help` would show it.
+    #[arg(
+        long,
+        env = "REKEY_PUSHGATEWAY",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub pushgateway: Option<String>,
 
     /// Append one JSON line per slot state change to FILE (`-` for stdout), fsynced.

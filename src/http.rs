@@ -12,16 +12,102 @@ use std::time::Duration;
 /// Largest response body rekey reads; anything bigger is refused as malformed.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// The settings every client shares. Certificate verification is rustls's default and there is
-/// deliberately no way to turn it off: a custom CA ([`client_with_ca`]) is the only knob.
-fn builder() -> reqwest::ClientBuilder {
+/// The settings every client of rekey shares (providers, Vault, webhooks, the Pushgateway).
+/// Certificate verification is rustls's default, against the public roots built into rekey
+/// (`webpki-roots`, never the system store), and there is deliberately no way to turn it off:
+/// a custom CA ([`client_with_ca`]) is the only knob.
+///
+/// Redirects are never followed, to any origin: a redirect could carry a token, a login body
+/// or a secret URL path to another host (SECURITY.md, *Transport*). A `3xx` answer comes back
+/// to the caller, which refuses it with [`redirect_error`]. No `Referer` is ever sent: it
+/// would repeat the full URL of the request (a Slack webhook's path is its secret).
+pub(crate) fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(64)
-        // Redirects could carry the Authorization header elsewhere: never follow them.
         .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+}
+
+/// The error for a `3xx` answer, which no client of rekey follows. It names where the server
+/// pointed (origin only, see [`redact_url`]) and what to do instead.
+pub fn redirect_error(resp: &reqwest::Response, what: &str, fix: &str) -> Error {
+    let to = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|l| {
+            // A relative Location is resolved against the request's URL.
+            resp.url()
+                .join(l)
+                .map(|u| redact_url(u.as_str(), UrlPart::Origin))
+                .unwrap_or_else(|_| "an unreadable location".into())
+        })
+        .unwrap_or_else(|| "no location".into());
+    Error::config(format!(
+        "{what}: answered HTTP {} (a redirect to {to}); rekey never follows redirects: {fix}",
+        resp.status().as_u16()
+    ))
+    .not_applied()
+}
+
+/// How much of a URL may be shown by [`redact_url`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UrlPart {
+    /// Scheme, host, port and path (a Pushgateway's or a provider's path is not secret).
+    Path,
+    /// Scheme, host and port only (a webhook's path may be its secret, as Slack's is).
+    Origin,
+}
+
+/// The one place a URL is made fit to print in a message, a log line or `--help`: user name
+/// and password become `***`, query and fragment are dropped, and with [`UrlPart::Origin`]
+/// the path too. A string that does not parse as a URL is cut the same way by hand, so an
+/// invalid URL's password is not echoed either.
+pub fn redact_url(url: &str, part: UrlPart) -> String {
+    let url = url.trim();
+    if let Ok(mut u) = reqwest::Url::parse(url)
+        && u.has_host()
+    {
+        let had_userinfo = !u.username().is_empty() || u.password().is_some();
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        u.set_query(None);
+        u.set_fragment(None);
+        let mut shown = format!("{}://", u.scheme());
+        if had_userinfo {
+            shown.push_str("***@");
+        }
+        shown.push_str(u.host_str().unwrap_or(""));
+        if let Some(port) = u.port() {
+            shown.push_str(&format!(":{port}"));
+        }
+        match part {
+            UrlPart::Path => shown.push_str(u.path()),
+            UrlPart::Origin if u.path() != "/" && !u.path().is_empty() => shown.push_str("/***"),
+            UrlPart::Origin => {}
+        }
+        return shown;
+    }
+    // Unparseable: keep `scheme://host[:port]` at most, never what stands before an `@`.
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_string(),
+    };
+    let tail = match part {
+        UrlPart::Path => tail.split(['?', '#']).next().unwrap_or(""),
+        UrlPart::Origin if tail.is_empty() => "",
+        UrlPart::Origin => "/***",
+    };
+    format!("{scheme}{host}{tail}")
 }
 
 /// The process-wide HTTP client. Per-request timeouts are set by each caller.
@@ -75,16 +161,17 @@ pub fn client_with_ca(ca_cert: Option<&std::path::Path>) -> Result<reqwest::Clie
 
 /// Accepts `https://` URLs, and `http://` only when the host is loopback (the emulator, tests).
 pub fn check_url(url: &str) -> Result<()> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| Error::config(format!("invalid URL {url:?}: {e}")))?;
+    let shown = redact_url(url, UrlPart::Path);
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| Error::config(format!("invalid URL \"{shown}\": {e}")))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(parsed.host_str().unwrap_or("")) => Ok(()),
         "http" => Err(Error::config(format!(
-            "refusing plain http:// to {url}: credentials would cross the network unencrypted (http is allowed only to loopback)"
+            "refusing plain http:// to {shown}: credentials would cross the network unencrypted (http is allowed only to loopback)"
         ))),
         other => Err(Error::config(format!(
-            "unsupported URL scheme {other:?} in {url}"
+            "unsupported URL scheme {other:?} in {shown}"
         ))),
     }
 }
@@ -245,6 +332,51 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Config);
         assert!(check_url("http://10.0.0.1").is_err());
         assert!(check_url("ftp://127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials_or_secret_paths() {
+        use UrlPart::{Origin, Path};
+        let cases = [
+            (
+                "https://user:pa55@push.example:9091/x?token=t",
+                Path,
+                "https://***@push.example:9091/x",
+            ),
+            ("http://127.0.0.1:9091", Path, "http://127.0.0.1:9091/"),
+            (
+                "https://hooks.slack.com/services/T0/B0/s3cr3t",
+                Origin,
+                "https://hooks.slack.com/***",
+            ),
+            (
+                "https://u:pa55@hooks.example",
+                Origin,
+                "https://***@hooks.example",
+            ),
+            // Unparseable (bad port), credentials and all.
+            (
+                "https://user:pa55@host:99999/p?q=1",
+                Path,
+                "https://***@host:99999/p",
+            ),
+            (
+                "https://user:pa55@host:bad/s3cr3t",
+                Origin,
+                "https://***@host:bad/***",
+            ),
+            ("user:pa55@host", Path, "***@host"),
+        ];
+        for (url, part, want) in cases {
+            let shown = redact_url(url, part);
+            assert_eq!(shown, want, "{url}");
+            assert!(
+                !shown.contains("pa55") && !shown.contains("s3cr3t"),
+                "{shown}"
+            );
+        }
+        let err = check_url("https://user:pa55@host:99999").unwrap_err();
+        assert!(!err.to_string().contains("pa55"), "{err}");
     }
 
     #[test]

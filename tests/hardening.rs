@@ -347,7 +347,8 @@ async fn provider_tls_with_a_private_ca() {
     w.assert_consistent(&["s1"]).await;
 }
 
-/// Vault behind TLS with a private CA: the same.
+/// Vault behind TLS with a private CA: the same; and the system's CA store (`SSL_CERT_FILE`)
+/// is not trusted in its place.
 #[tokio::test]
 async fn vault_tls_with_a_private_ca() {
     let w = World::new(1).await;
@@ -386,6 +387,26 @@ async fn vault_tls_with_a_private_ca() {
         w.platform_clients(&w.tenants[0].id).await.len(),
         1,
         "no client made"
+    );
+    // Vault trusts the roots built into rekey (as the providers do) and `ca_cert`, never the
+    // system store: a CA in the OpenSSL-style store variables does not make it trusted.
+    let empty = w.path().join("no-certs");
+    std::fs::create_dir_all(&empty).unwrap();
+    let ca = w.path().join("ca.pem");
+    let r = w
+        .rekey_env(
+            &["check", "-c", "inventory.toml"],
+            &[
+                ("SSL_CERT_FILE", ca.to_str().unwrap()),
+                ("SSL_CERT_DIR", empty.to_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_ne!(r.code, Some(0), "{}", r.all());
+    assert!(
+        r.all().contains("TLS certificate is not trusted"),
+        "{}",
+        r.all()
     );
 
     w.inventory_raw(&format!(

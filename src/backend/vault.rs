@@ -45,7 +45,7 @@ use vaultrs::api::kv2::requests::{
     SetSecretMetadataRequest, SetSecretRequest, SetSecretRequestOptions,
 };
 use vaultrs::api::kv2::responses::ReadSecretMetadataResponse;
-use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
+use vaultrs::api::{AuthInfo, EndpointMiddleware, EndpointResult};
 use vaultrs::error::ClientError;
 
 /// The folder, under `path_prefix`, holding rekey's state entries.
@@ -384,7 +384,10 @@ fn parse_auth(c: &mut Checker, a: &Table, p: &str) -> Option<VaultAuth> {
 
 /// `https://...`, or `http://` to a loopback host; no credentials, query or path.
 fn address(a: &str) -> std::result::Result<String, String> {
-    let url = reqwest::Url::parse(a.trim()).map_err(|e| format!("\"{a}\" is not a URL ({e})"))?;
+    // Messages show the address without credentials, query or fragment (src/http.rs).
+    let shown = crate::http::redact_url(a, crate::http::UrlPart::Path);
+    let url =
+        reqwest::Url::parse(a.trim()).map_err(|e| format!("\"{shown}\" is not a URL ({e})"))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err("the address must not carry credentials (user:password@)".into());
     }
@@ -393,17 +396,17 @@ fn address(a: &str) -> std::result::Result<String, String> {
         "http" if is_loopback_host(&url) => {}
         "http" => {
             return Err(format!(
-                "plain http is allowed only to loopback hosts (127.0.0.1, ::1, localhost); use https:// for \"{a}\""
+                "plain http is allowed only to loopback hosts (127.0.0.1, ::1, localhost); use https:// for \"{shown}\""
             ));
         }
-        other => return Err(format!("unsupported scheme \"{other}\" in \"{a}\"")),
+        other => return Err(format!("unsupported scheme \"{other}\" in \"{shown}\"")),
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("\"{a}\" has no host"));
+        return Err(format!("\"{shown}\" has no host"));
     }
     if url.query().is_some() || url.fragment().is_some() || url.path() != "/" {
         return Err(format!(
-            "\"{a}\" must be the server's base address (no path, query or fragment)"
+            "\"{shown}\" must be the server's base address (no path, query or fragment)"
         ));
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
@@ -452,27 +455,19 @@ fn classify_vault_error(e: &ClientError, what: &str) -> Error {
                 };
                 Error::new(kind, format!("{what}: Vault answered {code}"))
             }
-            Rest::RequestError { source, .. } => {
-                let re = source.downcast_ref::<reqwest13::Error>();
-                let cause: &(dyn std::error::Error + 'static) = &**source;
-                if crate::http::is_certificate_error(cause) {
-                    // Not temporary: no retry makes the certificate trusted.
-                    Error::config(format!(
-                        "{what}: cannot connect to Vault: its TLS certificate is not trusted (for a private CA, set ca_cert)"
-                    ))
-                    .not_applied()
-                } else if re.is_some_and(|r| r.is_timeout()) {
-                    Error::new(
-                        ErrorKind::Timeout,
-                        format!("{what}: no answer from Vault in time"),
-                    )
-                } else if re.is_some_and(|r| r.is_connect()) {
-                    Error::unavailable(format!(
-                        "{what}: cannot connect to Vault (server down or unreachable)"
-                    ))
-                    .not_applied()
-                } else {
-                    Error::unavailable(format!("{what}: the request to Vault failed"))
+            // What rekey's own transport (`VaultHttp`) refused or could not reach: its error
+            // already says what happened, in this backend's words.
+            Rest::RequestError { source, .. } | Rest::ResponseError { source } => {
+                match source.downcast_ref::<Error>() {
+                    Some(inner) => {
+                        let e = Error::new(inner.kind(), format!("{what}: {}", inner.message()));
+                        if inner.maybe_applied() {
+                            e
+                        } else {
+                            e.not_applied()
+                        }
+                    }
+                    None => Error::unavailable(format!("{what}: the request to Vault failed")),
                 }
             }
             Rest::ResponseParseError { .. } | Rest::ResponseConversionError { .. } => {
@@ -495,9 +490,159 @@ fn classify_vault_error(e: &ClientError, what: &str) -> Error {
     }
 }
 
+/// vaultrs's endpoints (request and answer types) carried by rekey's own HTTP layer instead
+/// of vaultrs's client: the same trust roots as the providers plus `ca_cert`, redirects
+/// refused, no `Referer`, and answers capped at [`crate::http::MAX_BODY`] (vaultrs's client
+/// follows redirects, trusts the system store and reads answers of any size). SECURITY.md,
+/// *Transport*.
+struct VaultHttp {
+    /// The address as vaultrs would give it (`https://host:port/`).
+    base: String,
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+/// A connection to Vault: the transport and vaultrs's middleware (API version, token,
+/// namespace headers).
+struct VaultConn {
+    http: VaultHttp,
+    middle: EndpointMiddleware,
+}
+
+/// What the transport fails with: a rekey [`Error`] (kind and message decided here) inside
+/// rustify's error, unpacked again by [`classify_vault_error`].
+fn transport_error(e: Error) -> rustify::errors::ClientError {
+    rustify::errors::ClientError::ResponseError {
+        source: anyhow::Error::new(e),
+    }
+}
+
+#[async_trait]
+impl rustify::client::Client for VaultHttp {
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn send(
+        &self,
+        req: http::Request<Vec<u8>>,
+    ) -> std::result::Result<http::Response<Vec<u8>>, rustify::errors::ClientError> {
+        let mut req = reqwest::Request::try_from(req)
+            .map_err(|_| transport_error(Error::internal("a Vault request could not be built")))?;
+        *req.timeout_mut() = Some(self.timeout);
+        let resp = self
+            .http
+            .execute(req)
+            .await
+            .map_err(|e| transport_error(vault_transport_error(e)))?;
+        if resp.status().is_redirection() {
+            // A standby node redirects to the active one, which is another host: following
+            // would send the token (or an AppRole secret_id) wherever the answer points.
+            return Err(transport_error(crate::http::redirect_error(
+                &resp,
+                "Vault",
+                "set the backend's address to the active node or to a load balancer that forwards to it",
+            )));
+        }
+        let status = resp.status();
+        let body = crate::http::read_body(resp, "Vault's answer")
+            .await
+            .map_err(transport_error)?;
+        http::Response::builder()
+            .status(status)
+            .body(body.to_vec())
+            .map_err(|_| transport_error(Error::malformed("Vault's answer could not be decoded")))
+    }
+}
+
+/// A transport failure in this backend's words (the certificate case is a configuration
+/// problem, as for the providers).
+fn vault_transport_error(e: reqwest::Error) -> Error {
+    let e = e.without_url();
+    if crate::http::is_certificate_error(&e) {
+        Error::config(
+            "cannot connect to Vault: its TLS certificate is not trusted (for a private CA, set ca_cert)",
+        )
+        .not_applied()
+    } else if e.is_timeout() {
+        Error::new(ErrorKind::Timeout, "no answer from Vault in time")
+    } else if e.is_connect() {
+        Error::unavailable("cannot connect to Vault (server down or unreachable)").not_applied()
+    } else {
+        Error::unavailable("the request to Vault failed")
+    }
+}
+
+/// Vault's `{"errors": [...]}` of a non-2xx answer, as vaultrs reads it.
+fn api_error(e: rustify::errors::ClientError) -> ClientError {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<String>,
+    }
+    if let rustify::errors::ClientError::ServerResponseError {
+        code,
+        content: Some(c),
+    } = &e
+        && let Ok(parsed) = serde_json::from_str::<Errors>(c)
+    {
+        return ClientError::APIError {
+            code: *code,
+            errors: parsed.errors,
+        };
+    }
+    ClientError::RestClientError { source: e }
+}
+
+/// An endpoint's `data` (vaultrs's `exec_with_result`).
+async fn exec_result<E: rustify::endpoint::Endpoint>(
+    c: &VaultConn,
+    endpoint: E,
+) -> std::result::Result<E::Response, ClientError> {
+    use rustify::endpoint::Endpoint as _;
+    endpoint
+        .with_middleware(&c.middle)
+        .exec(&c.http)
+        .await
+        .map_err(api_error)?
+        .wrap::<EndpointResult<_>>()
+        .map_err(|source| ClientError::RestClientError { source })?
+        .data
+        .ok_or(ClientError::ResponseDataEmptyError)
+}
+
+/// An endpoint whose answer is empty (vaultrs's `exec_with_empty`).
+async fn exec_empty<E: rustify::endpoint::Endpoint>(
+    c: &VaultConn,
+    endpoint: E,
+) -> std::result::Result<(), ClientError> {
+    use rustify::endpoint::Endpoint as _;
+    endpoint
+        .with_middleware(&c.middle)
+        .exec(&c.http)
+        .await
+        .map(|_| ())
+        .map_err(api_error)
+}
+
+/// A login or renewal: the answer's `auth` (vaultrs's `api::auth`).
+async fn exec_auth<E: rustify::endpoint::Endpoint<Response = ()>>(
+    c: &VaultConn,
+    endpoint: E,
+) -> std::result::Result<AuthInfo, ClientError> {
+    use rustify::endpoint::Endpoint as _;
+    let r: EndpointResult<()> = endpoint
+        .with_middleware(&c.middle)
+        .exec(&c.http)
+        .await
+        .map_err(api_error)?
+        .wrap::<EndpointResult<_>>()
+        .map_err(|source| ClientError::RestClientError { source })?;
+    r.auth.ok_or(ClientError::ResponseEmptyError)
+}
+
 /// The logged-in client and when its token must be renewed or replaced.
 struct Session {
-    client: Arc<VaultClient>,
+    client: Arc<VaultConn>,
     /// `None`: the token does not expire (a root token).
     refresh_at: Option<Instant>,
     renewable: bool,
@@ -596,43 +741,45 @@ impl VaultBackend {
         expected.is_some_and(|v| shown.get(slot) == Some(&(v, shown_key(current))))
     }
 
-    fn new_client(&self, token: &str) -> Result<VaultClient> {
+    fn new_client(&self, token: &str) -> Result<VaultConn> {
         let c = &self.config;
-        let mut s = VaultClientSettingsBuilder::default();
-        // Every field set explicitly: no VAULT_* environment variable changes what rekey does.
-        s.address(&c.address)
-            .token(token)
-            .timeout(Some(c.timeout))
-            .verify(true)
-            .identity(None)
-            .ca_certs(
-                c.ca_cert
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>(),
-            );
-        if let Some(ns) = &c.namespace {
-            s.set_namespace(ns.clone());
-        }
-        let settings = s.build().map_err(|e| {
-            Error::config(format!(
-                "backend {}: invalid Vault client settings ({e})",
-                c.name
-            ))
-        })?;
-        VaultClient::new(settings)
-            .map_err(|e| classify_vault_error(&e, &format!("backend {}", c.name)))
+        // rekey's shared HTTP layer, as for the providers: the roots built into rekey plus
+        // `ca_cert`, no redirects, no Referer, bounded answers (src/http.rs). No VAULT_*
+        // environment variable changes what rekey does.
+        let http = crate::http::client_with_ca(c.ca_cert.as_deref())
+            .map_err(|e| e.context(format!("backend {}", c.name)))?;
+        let base = reqwest::Url::parse(&c.address)
+            .map_err(|e| Error::config(format!("backend {}: invalid address ({e})", c.name)))?;
+        Ok(VaultConn {
+            http: VaultHttp {
+                base: base.to_string(),
+                http,
+                timeout: c.timeout,
+            },
+            middle: EndpointMiddleware {
+                token: token.to_string(),
+                version: "v1".to_string(),
+                wrap: None,
+                namespace: c.namespace.clone(),
+            },
+        })
     }
 
     /// The logged-in client, logging in or renewing first when needed.
-    async fn client(&self) -> Result<Arc<VaultClient>> {
+    async fn client(&self) -> Result<Arc<VaultConn>> {
         let mut guard = self.session.lock().await;
         if let Some(s) = guard.as_mut() {
             match s.refresh_at {
                 Some(at) if Instant::now() >= at => {
                     if s.renewable
                         && matches!(self.config.auth, VaultAuth::Token { .. })
-                        && let Ok(info) = vaultrs::token::renew_self(s.client.as_ref(), None).await
+                        && let Ok(info) = exec_auth(
+                            s.client.as_ref(),
+                            vaultrs::api::token::requests::RenewTokenSelfRequest::builder()
+                                .build()
+                                .map_err(|e| Error::internal(format!("renew request: {e}")))?,
+                        )
+                        .await
                     {
                         s.refresh_at = fresh_after(info.lease_duration);
                         tracing::debug!(backend = %self.config.name, "renewed the Vault token");
@@ -657,7 +804,10 @@ impl VaultBackend {
             VaultAuth::Token { token } => {
                 let token = token.resolve().map_err(ctx)?;
                 let client = self.new_client(token.expose())?;
-                let info = vaultrs::token::lookup_self(&client)
+                let req = vaultrs::api::token::requests::LookupTokenSelfRequest::builder()
+                    .build()
+                    .map_err(|e| Error::internal(format!("lookup request: {e}")))?;
+                let info = exec_result(&client, req)
                     .await
                     .map_err(|e| classify_vault_error(&e, &what))?;
                 Ok(Session {
@@ -674,15 +824,16 @@ impl VaultBackend {
                 let role_id = role_id.resolve().map_err(ctx)?;
                 let secret_id = secret_id.resolve().map_err(ctx)?;
                 let mut client = self.new_client("")?;
-                let info = vaultrs::auth::approle::login(
-                    &client,
-                    mount,
-                    role_id.expose(),
-                    secret_id.expose(),
-                )
-                .await
-                .map_err(|e| classify_vault_error(&e, &what))?;
-                client.set_token(&info.client_token);
+                let req = vaultrs::api::auth::approle::requests::LoginWithApproleRequest::builder()
+                    .mount(mount)
+                    .role_id(role_id.expose())
+                    .secret_id(secret_id.expose())
+                    .build()
+                    .map_err(|_| Error::internal("AppRole login request"))?;
+                let info = exec_auth(&client, req)
+                    .await
+                    .map_err(|e| classify_vault_error(&e, &what))?;
+                client.middle.token = info.client_token.clone();
                 Ok(Session {
                     client: Arc::new(client),
                     refresh_at: fresh_after(info.lease_duration),
@@ -700,10 +851,17 @@ impl VaultBackend {
                     .resolve_any_mode()
                     .map_err(|e| ctx(e.context("the service-account token (jwt_file)")))?;
                 let mut client = self.new_client("")?;
-                let info = vaultrs::auth::kubernetes::login(&client, mount, role, jwt.expose())
+                let req =
+                    vaultrs::api::auth::kubernetes::requests::LoginWithKubernetesRequest::builder()
+                        .mount(mount)
+                        .role(role)
+                        .jwt(jwt.expose())
+                        .build()
+                        .map_err(|_| Error::internal("Kubernetes login request"))?;
+                let info = exec_auth(&client, req)
                     .await
                     .map_err(|e| classify_vault_error(&e, &what))?;
-                client.set_token(&info.client_token);
+                client.middle.token = info.client_token.clone();
                 Ok(Session {
                     client: Arc::new(client),
                     refresh_at: fresh_after(info.lease_duration),
@@ -740,7 +898,7 @@ impl VaultBackend {
     /// The latest live version of `path`: its data and version, or `None` (missing or deleted).
     async fn read_data(
         &self,
-        client: &VaultClient,
+        client: &VaultConn,
         path: &str,
     ) -> Result<Option<(serde_json::Value, u64)>> {
         let req = ReadSecretRequest::builder()
@@ -748,7 +906,7 @@ impl VaultBackend {
             .path(path)
             .build()
             .map_err(|e| Error::internal(format!("KV read request: {e}")))?;
-        match vaultrs::api::exec_with_result(client, req).await {
+        match exec_result(client, req).await {
             Ok(r) => Ok(Some((r.data, r.metadata.version))),
             Err(e) => {
                 let e = classify_vault_error(&e, &format!("read {}", self.shown(path)));
@@ -763,7 +921,7 @@ impl VaultBackend {
 
     async fn read_metadata(
         &self,
-        client: &VaultClient,
+        client: &VaultConn,
         path: &str,
     ) -> Result<Option<ReadSecretMetadataResponse>> {
         let req = ReadSecretMetadataRequest::builder()
@@ -771,7 +929,7 @@ impl VaultBackend {
             .path(path)
             .build()
             .map_err(|e| Error::internal(format!("KV metadata request: {e}")))?;
-        match vaultrs::api::exec_with_result(client, req).await {
+        match exec_result(client, req).await {
             Ok(m) => Ok(Some(m)),
             Err(e) => {
                 let e = classify_vault_error(&e, &format!("read metadata of {}", self.shown(path)));
@@ -787,7 +945,7 @@ impl VaultBackend {
     /// Writes `data` at `path` if its current version is still `cas` (0: no version yet).
     async fn put(
         &self,
-        client: &VaultClient,
+        client: &VaultConn,
         path: &str,
         data: serde_json::Value,
         cas: u64,
@@ -801,7 +959,7 @@ impl VaultBackend {
             .options(SetSecretRequestOptions { cas: cas32 })
             .build()
             .map_err(|e| Error::internal(format!("KV write request: {e}")))?;
-        match vaultrs::api::exec_with_result(client, req).await {
+        match exec_result(client, req).await {
             Ok(m) => Ok(m.version),
             Err(e) => {
                 let e = classify_vault_error(&e, &format!("write {}", self.shown(path)));
@@ -819,7 +977,7 @@ impl VaultBackend {
 
     /// The consumer entry as it is: `None` when the path has never been written. A live entry
     /// rekey did not write, or a deleted one not marked as rekey's, is `Conflict`.
-    async fn consumer(&self, client: &VaultClient, slot: &str) -> Result<Option<ConsumerState>> {
+    async fn consumer(&self, client: &VaultConn, slot: &str) -> Result<Option<ConsumerState>> {
         let path = self.consumer_path(slot);
         let foreign = || {
             Error::conflict(format!(
@@ -861,7 +1019,7 @@ impl VaultBackend {
     /// generation.
     async fn sync_consumer(
         &self,
-        client: &VaultClient,
+        client: &VaultConn,
         record: &SlotRecord,
         current: &StoredCredential,
         existing: Option<ConsumerState>,
@@ -919,11 +1077,9 @@ impl VaultBackend {
                 .custom_metadata(meta)
                 .build()
                 .map_err(|e| Error::internal(format!("KV metadata request: {e}")))?;
-            vaultrs::api::exec_with_empty(client, req)
-                .await
-                .map_err(|e| {
-                    classify_vault_error(&e, &format!("write metadata of {}", self.shown(&path)))
-                })?;
+            exec_empty(client, req).await.map_err(|e| {
+                classify_vault_error(&e, &format!("write metadata of {}", self.shown(&path)))
+            })?;
         }
         Ok(())
     }
@@ -954,7 +1110,7 @@ impl VaultBackend {
         Ok(rec)
     }
 
-    async fn read_state(&self, client: &VaultClient, slot: &str) -> Result<Option<Versioned>> {
+    async fn read_state(&self, client: &VaultConn, slot: &str) -> Result<Option<Versioned>> {
         let path = self.state_path(slot);
         match self.read_data(client, &path).await? {
             Some((data, version)) => Ok(Some(Versioned {
@@ -1024,7 +1180,7 @@ impl VaultBackend {
     /// The state entry's compare-and-set write (see `do_write`).
     async fn put_state(
         &self,
-        client: &VaultClient,
+        client: &VaultConn,
         path: &str,
         data: serde_json::Value,
         expected: Option<u64>,
@@ -1096,14 +1252,14 @@ impl VaultBackend {
         }
     }
 
-    async fn delete_version(&self, client: &VaultClient, path: &str, version: u64) -> Result<()> {
+    async fn delete_version(&self, client: &VaultConn, path: &str, version: u64) -> Result<()> {
         let req = DeleteSecretVersionsRequest::builder()
             .mount(&self.config.mount)
             .path(path)
             .versions(vec![version])
             .build()
             .map_err(|e| Error::internal(format!("KV delete request: {e}")))?;
-        vaultrs::api::exec_with_empty(client, req)
+        exec_empty(client, req)
             .await
             .map_err(|e| classify_vault_error(&e, &format!("delete {}", self.shown(path))))
     }
@@ -1112,8 +1268,13 @@ impl VaultBackend {
     async fn do_list(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
         let client = self.client().await?;
         let dir = format!("{}{STATE_DIR}", self.config.path_prefix);
-        let keys = match vaultrs::kv2::list(client.as_ref(), &self.config.mount, &dir).await {
-            Ok(keys) => keys,
+        let req = vaultrs::api::kv2::requests::ListSecretsRequest::builder()
+            .mount(&self.config.mount)
+            .path(&dir)
+            .build()
+            .map_err(|e| Error::internal(format!("KV list request: {e}")))?;
+        let keys = match exec_result(client.as_ref(), req).await {
+            Ok(r) => r.keys,
             Err(e) => {
                 let e = classify_vault_error(&e, &format!("list {}", self.shown(&dir)));
                 if e.kind() == ErrorKind::NotFound {
@@ -1191,13 +1352,13 @@ impl VaultBackend {
 
 /// `POST sys/capabilities-self` (allowed by Vault's default policy).
 async fn capabilities_self(
-    client: &VaultClient,
+    client: &VaultConn,
     paths: &[&str],
 ) -> std::result::Result<HashMap<String, Vec<String>>, ClientError> {
     let req = CapabilitiesSelf {
         paths: paths.iter().map(|p| p.to_string()).collect(),
     };
-    let v: serde_json::Value = vaultrs::api::exec_with_result(client, req).await?;
+    let v: serde_json::Value = exec_result(client, req).await?;
     let mut out = HashMap::new();
     for p in paths {
         let caps = v

@@ -373,10 +373,11 @@ impl Checker {
     /// credentials.
     pub(crate) fn base_url(&mut self, u: &str, e: &Entry, path: &str) -> Option<String> {
         let key = join(path, "url");
+        let shown = crate::http::redact_url(u, crate::http::UrlPart::Path);
         let url = match reqwest::Url::parse(u.trim()) {
             Ok(url) => url,
             Err(err) => {
-                self.err(e.line, key, format!("\"{u}\" is not a URL ({err})"));
+                self.err(e.line, key, format!("\"{shown}\" is not a URL ({err})"));
                 return None;
             }
         };
@@ -392,18 +393,18 @@ impl Checker {
             "https" => None,
             "http" if is_loopback_host(&url) => None,
             "http" => Some(format!(
-                "plain http is allowed only to loopback hosts (127.0.0.1, ::1, localhost); use https:// for \"{u}\""
+                "plain http is allowed only to loopback hosts (127.0.0.1, ::1, localhost); use https:// for \"{shown}\""
             )),
             other => Some(format!(
-                "unsupported scheme \"{other}\" in \"{u}\"; use https://"
+                "unsupported scheme \"{other}\" in \"{shown}\"; use https://"
             )),
         };
         let problem = problem.or_else(|| {
             (url.host_str().is_none_or(str::is_empty))
-                .then(|| format!("\"{u}\" has no host"))
+                .then(|| format!("\"{shown}\" has no host"))
                 .or_else(|| {
                     (url.query().is_some() || url.fragment().is_some())
-                        .then(|| format!("\"{u}\" must not have a query or fragment"))
+                        .then(|| format!("\"{shown}\" must not have a query or fragment"))
                 })
         });
         match problem {

@@ -312,7 +312,8 @@ impl Metrics {
             .into_iter()
             .filter(|f| f.name() != LAST_SUCCESS)
             .collect();
-        let client = reqwest::Client::builder()
+        // rekey's shared settings: no redirect followed, no Referer (src/http.rs).
+        let client = crate::http::builder()
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| Error::internal(format!("http client: {e}")))?;
@@ -351,19 +352,32 @@ fn b64(s: &str) -> String {
     }
 }
 
+/// One PUT. Messages show the URL without its user name and password
+/// ([`crate::http::redact_url`]); the transport error is shown without its URL.
 async fn put(client: &reqwest::Client, url: &str, body: String) -> Result<()> {
+    let shown = crate::http::redact_url(url, crate::http::UrlPart::Path);
     let resp = client
         .put(url)
         .header("content-type", "text/plain; version=0.0.4")
         .body(body)
         .send()
         .await
-        .map_err(|e| Error::unavailable(format!("pushgateway {url}: {e}")))?;
+        .map_err(|e| Error::unavailable(format!("pushgateway {shown}: {}", e.without_url())))?;
+    if resp.status().is_redirection() {
+        return Err(crate::http::redirect_error(
+            &resp,
+            &format!("pushgateway {shown}"),
+            "configure the Pushgateway's own URL",
+        ));
+    }
     if !resp.status().is_success() {
         let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
+        let text = crate::http::read_body(resp, "pushgateway")
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         return Err(Error::unavailable(format!(
-            "pushgateway {url}: HTTP {status}: {}",
+            "pushgateway {shown}: HTTP {status}: {}",
             text.chars().take(300).collect::<String>()
         )));
     }

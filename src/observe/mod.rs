@@ -233,6 +233,21 @@ pub fn actor() -> String {
     format!("{user}@{host} pid {}", std::process::id())
 }
 
+/// A webhook or Pushgateway URL must be http(s) with a host; the error shows it redacted
+/// ([`crate::http::redact_url`]: a webhook's path, a Pushgateway's `user:password@`).
+fn check_output_url(flag: &str, url: &str, part: crate::http::UrlPart) -> crate::error::Result<()> {
+    let shown = crate::http::redact_url(url, part);
+    match reqwest::Url::parse(url.trim()) {
+        Err(e) => Err(crate::error::Error::config(format!(
+            "{flag}: \"{shown}\" is not a URL ({e})"
+        ))),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") || !u.has_host() => Err(
+            crate::error::Error::config(format!("{flag}: \"{shown}\" is not an http(s) URL")),
+        ),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// A command's observability outputs, opened from its flags before the run.
 pub struct Outputs {
     pub args: crate::cli::ObsArgs,
@@ -243,6 +258,18 @@ pub struct Outputs {
 
 impl Outputs {
     pub fn open(args: &crate::cli::ObsArgs) -> crate::error::Result<Outputs> {
+        for (flag, url, part) in [
+            (
+                "--pushgateway",
+                &args.pushgateway,
+                crate::http::UrlPart::Path,
+            ),
+            ("--webhook", &args.webhook, crate::http::UrlPart::Origin),
+        ] {
+            if let Some(url) = url {
+                check_output_url(flag, url, part)?;
+            }
+        }
         let audit = match &args.audit_log {
             Some(p) => Some(Arc::new(audit::AuditLog::open(p)?)),
             None => None,

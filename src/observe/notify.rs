@@ -130,7 +130,8 @@ impl Notifier {
     }
 
     async fn send(&self, n: &Notice) -> Result<()> {
-        let client = reqwest::Client::builder()
+        // rekey's shared settings: no redirect followed, no Referer (src/http.rs).
+        let client = crate::http::builder()
             .timeout(self.timeout)
             .build()
             .map_err(|e| Error::internal(format!("http client: {e}")))?;
@@ -140,6 +141,13 @@ impl Notifier {
         for attempt in 1..=self.attempts {
             match client.post(&self.url).json(&body).send().await {
                 Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) if r.status().is_redirection() => {
+                    return Err(crate::http::redirect_error(
+                        &r,
+                        "webhook",
+                        "configure the webhook's final URL",
+                    ));
+                }
                 Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => {
                     last = format!("HTTP {}", r.status());
                 }
