@@ -477,3 +477,44 @@ async fn a_discard_never_deletes_the_pair_consumers_read() {
     v.assert_consistent(&["victim"]).await;
     v.w.assert_no_secrets(&r.all());
 }
+
+/// `rekey rollback` on a vault slot: consumers read the restored pair. The consumer entry never
+/// moves back to a lower generation for a stale writer; a rollback is the one writer that may
+/// move it back, and it proves it by listing the newer pair it demotes among the draining ones.
+/// Before, the consumer entry kept the newer pair, which drains and is deleted at its grace end.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_moves_consumers_back_to_the_restored_pair() {
+    let v = VaultWorld::new().await;
+    v.inventory(&slots(&[("alpha", "alternate")]));
+    v.apply_at("", &[]).await.expect_code(0);
+    let g1 = v.record("alpha").await.unwrap().current.unwrap();
+    v.apply_at("31d", &[]).await.expect_code(0);
+    assert_eq!(consumer_entry(&v, "alpha").await.2, 2);
+
+    v.w.rekey_env(
+        &["rollback", "-c", "inventory.toml", "alpha"],
+        &[("REKEY_TEST_CLOCK_OFFSET", "31d 1h")],
+    )
+    .await
+    .expect_code(0);
+    let (id, secret, generation) = consumer_entry(&v, "alpha").await;
+    assert_eq!(
+        (id.as_str(), generation),
+        (g1.client_id.as_str(), 1),
+        "consumers must read the restored pair"
+    );
+    assert_eq!(secret, g1.secret.expose());
+    assert!(v.w.token_ok(&id, &secret).await);
+    // `verify` checks what consumers read, and it is the record's current pair.
+    v.w.rekey_env(
+        &["verify", "-c", "inventory.toml"],
+        &[("REKEY_TEST_CLOCK_OFFSET", "31d 1h")],
+    )
+    .await
+    .expect_code(0);
+    v.assert_consistent(&["alpha"]).await;
+    // After g2's grace it is deleted; consumers are on g1, which still works.
+    v.apply_at("33d", &[]).await.expect_code(0);
+    let (id, secret, _) = consumer_entry(&v, "alpha").await;
+    assert!(v.w.token_ok(&id, &secret).await);
+}

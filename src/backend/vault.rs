@@ -20,7 +20,9 @@
 //! consumer entry is written first (CAS on its own version), then the state entry. That order
 //! is safe: only verified pairs are ever promoted, and if the state write then fails, the next
 //! write re-syncs the same pair. A consumer entry is never moved back to a lower generation (a
-//! stale writer about to lose its CAS race cannot roll consumers back).
+//! stale writer about to lose its CAS race cannot roll consumers back), except by a record that
+//! lists the pair consumers read among its draining ones: that writer demoted it on purpose
+//! (`rekey rollback`), which a stale writer, never having seen that pair, cannot do.
 //!
 //! `delete` soft-deletes the latest version of both entries (consumer first), keeping their
 //! metadata: `vault kv undelete` can recover them, the `managed_by` mark keeps proving that
@@ -1031,8 +1033,14 @@ impl VaultBackend {
                 version,
                 shown: Some(e),
             }) => {
-                if e.generation > current.generation {
-                    return Ok(()); // a later pair is out already: never roll consumers back
+                // A later pair is out already: never roll consumers back, unless this record
+                // demotes exactly that pair to draining (`rekey rollback`). A stale writer never
+                // knew of the later pair, so it cannot name it there.
+                let demoted = record.draining.iter().any(|d| {
+                    d.credential.generation == e.generation && d.credential.client_id == e.client_id
+                });
+                if e.generation > current.generation && !demoted {
+                    return Ok(());
                 }
                 if e.generation == current.generation
                     && e.client_id == current.client_id
