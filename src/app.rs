@@ -11,14 +11,8 @@ use crate::report::{self, Table};
 use serde::Serialize;
 use std::sync::Arc;
 
-/// Documented exit codes (DESIGN.md §6).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const ATTENTION: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const LOCKED: u8 = 3;
-    pub const UNREACHABLE: u8 = 4;
-}
+/// The documented exit codes (README, "Commands").
+pub use crate::error::exit;
 
 /// The exit code for an error that ended a command.
 pub fn exit_code_for(err: &Error) -> u8 {

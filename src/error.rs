@@ -206,6 +206,16 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// The documented exit codes (README, "Commands"). Kept beside the error kinds they are
+/// derived from, below every command, so that any command module can use them.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const ATTENTION: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const LOCKED: u8 = 3;
+    pub const UNREACHABLE: u8 = 4;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

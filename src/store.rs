@@ -6,10 +6,10 @@
 //! the fingerprint and is refused. Records whose MAC is wrong are never adopted (README, "The
 //! file backend"; SECURITY.md, "Someone who can write the store directory").
 
-use crate::app::exit;
 use crate::backend::file::{FileBackend, LegacyRecord, UpgradeReview};
 use crate::cli::StoreUpgradeArgs;
 use crate::config::{self, BackendConfig};
+use crate::error::exit;
 use crate::error::{Error, Result};
 use crate::record::{SlotRecord, StoredCredential};
 use crate::report::Table;
