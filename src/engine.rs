@@ -237,7 +237,7 @@ impl Engine {
                 continue;
             }
             let listed = backend
-                .list_unknown(&known)
+                .list(&known)
                 .await
                 .map_err(|e| e.context(format!("backend {bname}: listing slots")))?;
             for name in listed {
@@ -536,7 +536,7 @@ impl Engine {
         }
         for (backend, slots) in starting {
             let held = self.backends[backend]
-                .list()
+                .list(&BTreeSet::new())
                 .await
                 .map_err(|e| e.context(format!("backend {backend}: listing slots")))?
                 .len()

@@ -159,23 +159,44 @@ pub fn client_with_ca(ca_cert: Option<&std::path::Path>) -> Result<reqwest::Clie
     Ok(client)
 }
 
-/// Accepts `https://` URLs, and `http://` only when the host is loopback (the emulator, tests).
-pub fn check_url(url: &str) -> Result<()> {
-    let shown = redact_url(url, UrlPart::Path);
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| Error::config(format!("invalid URL \"{shown}\": {e}")))?;
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback_host(parsed.host_str().unwrap_or("")) => Ok(()),
-        "http" => Err(Error::config(format!(
-            "refusing plain http:// to {shown}: credentials would cross the network unencrypted (http is allowed only to loopback)"
-        ))),
-        other => Err(Error::config(format!(
-            "unsupported URL scheme {other:?} in {shown}"
-        ))),
+/// The one rule for every URL rekey sends a credential or a token to (providers, Vault, AWS
+/// endpoints, webhooks, the Pushgateway): it parses; it carries no `user:password@`; it is
+/// `https://`, or `http://` to a loopback host only (the emulator, tests); it has a host. The
+/// message shows the URL without credentials, query or fragment. Callers add their own rules
+/// (no path, no query) on the URL returned.
+pub fn endpoint(raw: &str) -> std::result::Result<reqwest::Url, String> {
+    let shown = redact_url(raw, UrlPart::Path);
+    let url =
+        reqwest::Url::parse(raw.trim()).map_err(|e| format!("\"{shown}\" is not a URL ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the URL must not carry credentials (user:password@)".into());
     }
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(url.host_str().unwrap_or("")) => {}
+        "http" => {
+            return Err(format!(
+                "plain http is allowed only to loopback hosts (127.0.0.1, ::1, localhost); use https:// for \"{shown}\": credentials would cross the network unencrypted"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "unsupported scheme \"{other}\" in \"{shown}\"; use https://"
+            ));
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("\"{shown}\" has no host"));
+    }
+    Ok(url)
 }
 
+/// [`endpoint`] as a configuration error.
+pub fn check_url(url: &str) -> Result<()> {
+    endpoint(url).map(drop).map_err(Error::config)
+}
+
+/// `localhost`, or an IPv4/IPv6 loopback address (brackets allowed).
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")

@@ -191,7 +191,13 @@ async fn delete_is_compare_and_set() {
 
     f.backend.delete("s1", v2).await.unwrap();
     assert!(f.backend.read("s1").await.unwrap().is_none());
-    assert!(f.backend.list().await.unwrap().is_empty());
+    assert!(
+        f.backend
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Nothing left behind: no record, lock or temp file.
     assert_eq!(std::fs::read_dir(&f.store).unwrap().count(), 0);
     let err = f.backend.delete("s1", v2).await.unwrap_err();
@@ -239,7 +245,10 @@ async fn list_shows_only_rekey_records_and_foreign_files_are_not_touched() {
     std::fs::write(f.store.join("junk.age"), b"this is not age at all").unwrap();
     std::fs::write(f.store.join("notes.txt"), b"hello").unwrap();
 
-    assert_eq!(f.backend.list().await.unwrap(), vec!["a-slot", "b-slot"]);
+    assert_eq!(
+        f.backend.list(&Default::default()).await.unwrap(),
+        vec!["a-slot", "b-slot"]
+    );
 
     for slot in ["foreign", "other"] {
         let err = f.backend.read(slot).await.unwrap_err();
@@ -295,7 +304,7 @@ async fn wrong_identity_is_a_clear_unauthorized_error() {
     // It cannot overwrite what it cannot read, and does not list it.
     let err = other.write("s1", &record("s1"), None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthorized);
-    assert!(other.list().await.unwrap().is_empty());
+    assert!(other.list(&Default::default()).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -405,7 +414,10 @@ async fn a_crash_mid_write_leaves_the_old_record_readable() {
     std::fs::write(f.store.join(".s1.lock"), b"").unwrap();
     let got = f.backend.read("s1").await.unwrap().unwrap();
     assert_eq!((got.version, &got.record), (v, &rec));
-    assert_eq!(f.backend.list().await.unwrap(), vec!["s1"]);
+    assert_eq!(
+        f.backend.list(&Default::default()).await.unwrap(),
+        vec!["s1"]
+    );
     // And the next write goes through.
     f.backend.write("s1", &rec, Some(v)).await.unwrap();
 }
@@ -625,7 +637,13 @@ async fn records_are_authenticated_and_a_break_glass_key_cannot_forge_one() {
         assert!(err.to_string().contains("MAC mismatch"), "{what}: {err}");
         assert!(!err.to_string().contains("first-secret-value"));
         // Listed (so `status` shows it), never overwritten or removed.
-        assert!(backend.list().await.unwrap().contains(&slot.to_string()));
+        assert!(
+            backend
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .contains(&slot.to_string())
+        );
         let err = backend
             .write(slot, &record(slot), Some(v))
             .await
@@ -723,5 +741,8 @@ async fn check_removes_stale_temp_files_only_under_the_slots_lock() {
     f.backend.check().await.unwrap();
     assert!(!f.store.join(".held.age.Zz99Yy.tmp").exists());
     // The records are untouched.
-    assert_eq!(f.backend.list().await.unwrap(), vec!["a.age.b", "s1"]);
+    assert_eq!(
+        f.backend.list(&Default::default()).await.unwrap(),
+        vec!["a.age.b", "s1"]
+    );
 }

@@ -266,7 +266,7 @@ async fn a_foreign_secret_is_never_overwritten() {
         b.delete("human", 1).await.unwrap_err().kind(),
         ErrorKind::Conflict
     );
-    assert!(b.list().await.unwrap().is_empty());
+    assert!(b.list(&Default::default()).await.unwrap().is_empty());
     assert_eq!(h.stages(&b.secret_name("human")).await, before, "untouched");
     let value = h
         .client()
@@ -388,7 +388,7 @@ async fn delete_is_soft_and_the_slot_can_come_back() {
     let v2 = b.write("svc", &rec, None).await.unwrap();
     assert_ne!(v, v2, "a re-created entry never repeats an old version");
     assert_eq!(b.read("svc").await.unwrap().unwrap().record, rec);
-    assert_eq!(b.list().await.unwrap(), vec!["svc"]);
+    assert_eq!(b.list(&Default::default()).await.unwrap(), vec!["svc"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -118,7 +118,7 @@ async fn broken_plugins_get_clear_errors_without_secrets() {
         Duration::from_secs(10),
     );
     assert_eq!(
-        garbage.list().await.unwrap_err().kind(),
+        garbage.list(&Default::default()).await.unwrap_err().kind(),
         ErrorKind::Malformed
     );
     let other = backend_with(

@@ -198,7 +198,7 @@ async fn retire_soft_deletes_both_entries_after_grace() {
     assert!(v.record("old").await.is_none());
     assert!(!v.w.token_ok(&old.client_id, old.secret.expose()).await);
     assert_eq!(
-        v.backend.list().await.unwrap(),
+        v.backend.list(&Default::default()).await.unwrap(),
         vec!["alpha".to_string()],
         "only live slots are listed"
     );

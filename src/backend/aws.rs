@@ -68,8 +68,9 @@
 // Without the `aws` feature only the config part is used (to refuse `type = "aws"` clearly).
 #![cfg_attr(not(feature = "aws"), allow(dead_code))]
 
+use crate::config::check::Checker;
 use crate::config::check::join;
-use crate::config::{Checker, Table};
+use crate::config::tree::Table;
 use crate::error::ErrorKind;
 use crate::record::{MANAGED_BY, SlotRecord, StoredCredential};
 use serde::{Deserialize, Serialize};
@@ -175,32 +176,9 @@ pub(crate) fn parse_config(c: &mut Checker, name: &str, t: &Table, path: &str) -
     }
     if let Some((u, e)) = c.string(t, path, "endpoint_url") {
         let key = join(path, "endpoint_url");
-        let shown = crate::http::redact_url(u, crate::http::UrlPart::Path);
-        match reqwest::Url::parse(u.trim()) {
-            Err(err) => c.err(e.line, key, format!("\"{shown}\" is not a URL ({err})")),
-            Ok(url) if !url.username().is_empty() || url.password().is_some() => c.err(
-                e.line,
-                key,
-                "the URL must not carry credentials; they come from the standard AWS chain",
-            ),
-            Ok(url) => match url.scheme() {
-                "https" => cfg.endpoint_url = Some(u.trim().trim_end_matches('/').to_string()),
-                "http" if crate::config::check::is_loopback_host(&url) => {
-                    cfg.endpoint_url = Some(u.trim().trim_end_matches('/').to_string())
-                }
-                "http" => c.err(
-                    e.line,
-                    key,
-                    format!(
-                        "plain http is allowed only to loopback hosts (127.0.0.1, ::1, localhost); use https:// for \"{shown}\""
-                    ),
-                ),
-                other => c.err(
-                    e.line,
-                    key,
-                    format!("unsupported scheme \"{other}\" in \"{shown}\"; use https://"),
-                ),
-            },
+        match crate::http::endpoint(u) {
+            Err(msg) => c.err(e.line, key, msg),
+            Ok(_) => cfg.endpoint_url = Some(u.trim().trim_end_matches('/').to_string()),
         }
     }
     if let Some((p, e)) = c.string(t, path, "prefix") {
@@ -517,7 +495,7 @@ pub use imp::AwsBackend;
 mod imp {
     use super::*;
     use crate::backend::{Backend, BackendCapabilities};
-    use crate::config::is_valid_slot_name;
+    use crate::config::check::is_valid_slot_name;
     use crate::error::{Error, Result};
     use crate::record::Versioned;
     use async_trait::async_trait;
@@ -1375,8 +1353,12 @@ mod imp {
             self.delete_inner(slot, expected).await
         }
 
-        async fn list(&self) -> Result<Vec<String>> {
-            self.list_inner().await
+        async fn list(&self, known: &std::collections::BTreeSet<String>) -> Result<Vec<String>> {
+            // The listing names every secret under the prefix without reading one, so leaving
+            // out `known` saves nothing here.
+            let mut names = self.list_inner().await?;
+            names.retain(|n| !known.contains(n));
+            Ok(names)
         }
 
         async fn check(&self) -> Result<()> {

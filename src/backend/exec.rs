@@ -6,8 +6,9 @@
 //! names in `pass_env`), so it never inherits rekey's bootstrap secrets. Its stderr is never
 //! logged as is: it may echo what it was given.
 
+use crate::config::check::Checker;
 use crate::config::check::join;
-use crate::config::{Checker, Kind, Table};
+use crate::config::tree::{Kind, Table};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{SlotRecord, Versioned};
 use crate::secret::Secret;
@@ -483,14 +484,16 @@ impl super::Backend for ExecBackend {
         self.call(&req, &[]).await.map(|_| ())
     }
 
-    async fn list(&self) -> Result<Vec<String>> {
+    async fn list(&self, known: &std::collections::BTreeSet<String>) -> Result<Vec<String>> {
         let r = self.call(&request("list", None), &[]).await?;
-        r.slots.ok_or_else(|| {
+        let mut names = r.slots.ok_or_else(|| {
             Error::malformed(format!(
                 "backend {}: list answered no slots",
                 self.config.name
             ))
-        })
+        })?;
+        names.retain(|n| !known.contains(n));
+        Ok(names)
     }
 
     async fn check(&self) -> Result<()> {

@@ -29,7 +29,9 @@
 
 use crate::backend::{Backend, BackendCapabilities};
 use crate::config::check::join;
-use crate::config::{Checker, Kind, Table, ValueRef, is_valid_slot_name};
+use crate::config::check::{Checker, is_valid_slot_name};
+use crate::config::tree::{Kind, Table};
+use crate::config::values::ValueRef;
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{SlotRecord, Versioned};
 use age::secrecy::ExposeSecret;
@@ -781,7 +783,7 @@ impl Inner {
         Ok(())
     }
 
-    /// Owned slot names, leaving out `known` ones undecrypted (see `Backend::list_unknown`).
+    /// Owned slot names, leaving out `known` ones undecrypted (see `Backend::list`).
     fn list(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
         let entries = fs::read_dir(&self.dir)
             .map_err(|e| classify_io(e, &format!("cannot list {}", self.dir.display())))?;
@@ -1024,11 +1026,7 @@ impl Backend for FileBackend {
         self.blocking(move |b| b.delete(&slot, expected)).await
     }
 
-    async fn list(&self) -> Result<Vec<String>> {
-        self.blocking(|b| b.list(&BTreeSet::new())).await
-    }
-
-    async fn list_unknown(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
+    async fn list(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
         let known = known.clone();
         self.blocking(move |b| b.list(&known)).await
     }

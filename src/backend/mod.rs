@@ -54,17 +54,11 @@ pub trait Backend: Send + Sync {
     /// Removes the entry if its version is still `expected` (soft delete where the store has one).
     async fn delete(&self, slot: &str, expected: u64) -> Result<()>;
 
-    /// Names of the slots whose entries rekey owns in this backend.
-    async fn list(&self) -> Result<Vec<String>>;
-
-    /// Like `list`, leaving out the names in `known` without looking at their entries. The
-    /// engine reads the inventory's own slots anyway; confirming their ownership here too
-    /// would read every entry twice per run. Backends that read entries to list override it.
-    async fn list_unknown(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
-        let mut names = self.list().await?;
-        names.retain(|n| !known.contains(n));
-        Ok(names)
-    }
+    /// Names of the slots whose entries rekey owns in this backend, leaving out the names in
+    /// `known` (pass an empty set for all of them). A backend need not read the entries of
+    /// `known` names to list: the engine reads the inventory's own slots anyway, and confirming
+    /// their ownership here too would read every entry twice per run.
+    async fn list(&self, known: &BTreeSet<String>) -> Result<Vec<String>>;
 
     /// Proves the store is reachable and writable by us, changing nothing visible to consumers.
     async fn check(&self) -> Result<()>;

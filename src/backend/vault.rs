@@ -30,8 +30,10 @@
 //! back. A path whose live data rekey did not write is never overwritten (`Conflict`).
 
 use crate::backend::{Backend, BackendCapabilities};
-use crate::config::check::{is_loopback_host, join};
-use crate::config::{Checker, Table, ValueRef, is_valid_slot_name};
+use crate::config::check::join;
+use crate::config::check::{Checker, is_valid_slot_name};
+use crate::config::tree::Table;
+use crate::config::values::ValueRef;
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{MANAGED_BY, SlotRecord, StoredCredential, Versioned};
 use async_trait::async_trait;
@@ -388,24 +390,7 @@ fn parse_auth(c: &mut Checker, a: &Table, p: &str) -> Option<VaultAuth> {
 fn address(a: &str) -> std::result::Result<String, String> {
     // Messages show the address without credentials, query or fragment (src/http.rs).
     let shown = crate::http::redact_url(a, crate::http::UrlPart::Path);
-    let url =
-        reqwest::Url::parse(a.trim()).map_err(|e| format!("\"{shown}\" is not a URL ({e})"))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("the address must not carry credentials (user:password@)".into());
-    }
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback_host(&url) => {}
-        "http" => {
-            return Err(format!(
-                "plain http is allowed only to loopback hosts (127.0.0.1, ::1, localhost); use https:// for \"{shown}\""
-            ));
-        }
-        other => return Err(format!("unsupported scheme \"{other}\" in \"{shown}\"")),
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("\"{shown}\" has no host"));
-    }
+    let url = crate::http::endpoint(a)?;
     if url.query().is_some() || url.fragment().is_some() || url.path() != "/" {
         return Err(format!(
             "\"{shown}\" must be the server's base address (no path, query or fragment)"
@@ -1272,7 +1257,7 @@ impl VaultBackend {
             .map_err(|e| classify_vault_error(&e, &format!("delete {}", self.shown(path))))
     }
 
-    /// Owned slot names, leaving out `known` ones unread (see `Backend::list_unknown`).
+    /// Owned slot names, leaving out `known` ones unread (see `Backend::list`).
     async fn do_list(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
         let client = self.client().await?;
         let dir = format!("{}{STATE_DIR}", self.config.path_prefix);
@@ -1459,13 +1444,7 @@ impl Backend for VaultBackend {
             .map_err(|e| self.named(e))
     }
 
-    async fn list(&self) -> Result<Vec<String>> {
-        self.do_list(&BTreeSet::new())
-            .await
-            .map_err(|e| self.named(e))
-    }
-
-    async fn list_unknown(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
+    async fn list(&self, known: &BTreeSet<String>) -> Result<Vec<String>> {
         self.do_list(known).await.map_err(|e| self.named(e))
     }
 

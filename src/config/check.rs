@@ -3,7 +3,7 @@
 //! and returns usable placeholders so one walk finds every problem.
 
 use super::tree::{Entry, Kind, Table};
-use super::{ConfigError, PairRef, Strategy, ValueRef};
+use super::values::{ConfigError, PairRef, Strategy, ValueRef};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -73,17 +73,6 @@ pub fn is_valid_slot_name(name: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
         && name.len() <= 100
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-}
-
-pub(crate) fn is_loopback_host(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => bare.eq_ignore_ascii_case("localhost"),
-    }
 }
 
 pub(crate) fn parse_strategy(s: &str) -> Option<Strategy> {
@@ -374,45 +363,19 @@ impl Checker {
     pub(crate) fn base_url(&mut self, u: &str, e: &Entry, path: &str) -> Option<String> {
         let key = join(path, "url");
         let shown = crate::http::redact_url(u, crate::http::UrlPart::Path);
-        let url = match reqwest::Url::parse(u.trim()) {
-            Ok(url) => url,
-            Err(err) => {
-                self.err(e.line, key, format!("\"{shown}\" is not a URL ({err})"));
-                return None;
+        let checked = crate::http::endpoint(u).and_then(|url| {
+            if url.query().is_some() || url.fragment().is_some() {
+                Err(format!("\"{shown}\" must not have a query or fragment"))
+            } else {
+                Ok(url)
             }
-        };
-        if !url.username().is_empty() || url.password().is_some() {
-            self.err(
-                e.line,
-                key,
-                "the URL must not carry credentials (user:password@); give them in bootstrap",
-            );
-            return None;
-        }
-        let problem = match url.scheme() {
-            "https" => None,
-            "http" if is_loopback_host(&url) => None,
-            "http" => Some(format!(
-                "plain http is allowed only to loopback hosts (127.0.0.1, ::1, localhost); use https:// for \"{shown}\""
-            )),
-            other => Some(format!(
-                "unsupported scheme \"{other}\" in \"{shown}\"; use https://"
-            )),
-        };
-        let problem = problem.or_else(|| {
-            (url.host_str().is_none_or(str::is_empty))
-                .then(|| format!("\"{shown}\" has no host"))
-                .or_else(|| {
-                    (url.query().is_some() || url.fragment().is_some())
-                        .then(|| format!("\"{shown}\" must not have a query or fragment"))
-                })
         });
-        match problem {
-            Some(msg) => {
+        match checked {
+            Err(msg) => {
                 self.err(e.line, key, msg);
                 None
             }
-            None => Some(url.as_str().trim_end_matches('/').to_string()),
+            Ok(url) => Some(url.as_str().trim_end_matches('/').to_string()),
         }
     }
 

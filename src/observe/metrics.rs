@@ -524,9 +524,9 @@ impl Backend for MeasuredBackend {
         let r = self.inner.delete(slot, expected).await;
         self.done("delete", t, r)
     }
-    async fn list(&self) -> Result<Vec<String>> {
+    async fn list(&self, known: &std::collections::BTreeSet<String>) -> Result<Vec<String>> {
         let t = Instant::now();
-        let r = self.inner.list().await;
+        let r = self.inner.list(known).await;
         self.done("list", t, r)
     }
     async fn check(&self) -> Result<()> {

@@ -9,8 +9,9 @@
 //! Requests are paced twice: per second (`rate_limit`) and per hour against the organisation's
 //! shared budget (`org_hourly_budget`, 8,000 by default, of which rekey uses 90%).
 
+use crate::config::check::Checker;
 use crate::config::check::join;
-use crate::config::{Checker, Table};
+use crate::config::tree::Table;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{self, classify_transport, read_body, retry_after};
 use crate::provider::token::{Token, TokenCache, jwt_claims};

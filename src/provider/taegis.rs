@@ -5,8 +5,9 @@
 //! variables: the real server's argument scalar types (`ID!` vs `String!`) are not published, and
 //! a literal fits either without an introspection round trip per run.
 
+use crate::config::check::Checker;
 use crate::config::check::{join, list};
-use crate::config::{Checker, Table};
+use crate::config::tree::Table;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{self, classify_transport, read_body, retry_after};
 use crate::provider::token::{Token, TokenCache};

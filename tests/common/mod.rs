@@ -494,7 +494,7 @@ impl World {
 
     pub async fn records_in(&self, backend: &dyn Backend) -> Vec<SlotRecord> {
         let mut out = Vec::new();
-        for name in backend.list().await.unwrap() {
+        for name in backend.list(&Default::default()).await.unwrap() {
             if let Some(r) = self.record_in(backend, &name).await {
                 out.push(r);
             }

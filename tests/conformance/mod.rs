@@ -200,7 +200,12 @@ async fn delete(h: &dyn Harness) {
         b.read("alpha").await.unwrap().is_none(),
         "deleted entries read as none"
     );
-    assert!(!b.list().await.unwrap().contains(&"alpha".to_string()));
+    assert!(
+        !b.list(&Default::default())
+            .await
+            .unwrap()
+            .contains(&"alpha".to_string())
+    );
     // The slot can be created again afterwards.
     b.write("alpha", &record("alpha"), None).await.unwrap();
 }
@@ -211,14 +216,14 @@ async fn list_owned(h: &dyn Harness) {
         b.write(s, &record(s), None).await.unwrap();
     }
     h.write_foreign(b.as_ref(), "human").await;
-    let mut got = b.list().await.unwrap();
+    let mut got = b.list(&Default::default()).await.unwrap();
     got.sort();
     assert_eq!(got, vec!["a", "b", "c"]);
     // The engine's listing leaves out the slots it reads anyway, and still never lists a
     // foreign entry.
     let known: std::collections::BTreeSet<String> =
         ["a", "c", "human"].iter().map(|s| s.to_string()).collect();
-    let mut got = b.list_unknown(&known).await.unwrap();
+    let mut got = b.list(&known).await.unwrap();
     got.sort();
     assert_eq!(got, vec!["b"]);
 }
