@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 pub mod cisco;
 pub mod retry;
+pub mod session;
 pub mod taegis;
 pub mod token;
 
