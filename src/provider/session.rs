@@ -24,18 +24,17 @@ use zeroize::Zeroizing;
 /// create or token answer *is* a secret).
 pub type Answer = (StatusCode, Option<Duration>, Zeroizing<Vec<u8>>);
 
+/// Reads a token endpoint's answer (status, `Retry-After`, body) for a client id. No network, so
+/// the fuzz targets can feed it any answer.
+pub type DecodeToken = fn(StatusCode, Option<Duration>, &[u8], &str) -> Result<Token>;
+
 /// What one platform adds to the shared session.
 pub trait Platform: Send + Sync {
     /// The token endpoint, below the API base URL.
     const TOKEN_PATH: &'static str;
 
     /// What a token answer means: a refusal, a temporary failure, or a token.
-    fn decode_token(
-        status: StatusCode,
-        wait: Option<Duration>,
-        body: &[u8],
-        client_id: &str,
-    ) -> Result<Token>;
+    const DECODE_TOKEN: DecodeToken;
 
     /// Runs before every request (token exchanges included), after the per-second limiter. An
     /// error fails the request before anything is sent.
@@ -113,7 +112,7 @@ impl<P: Platform> Session<P> {
             what,
         )
         .await?;
-        P::decode_token(status, wait, &body, &pair.client_id)
+        (P::DECODE_TOKEN)(status, wait, &body, &pair.client_id)
     }
 
     /// Keeps `token`, just fetched for `pair` by a check that the pair works, for the bootstrap

@@ -3,7 +3,7 @@
 //! no network, so the fuzz targets can feed them any answer.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::provider::session::{Platform, status_error};
+use crate::provider::session::{DecodeToken, Platform, status_error};
 use crate::provider::token::Token;
 use crate::provider::{ClientInfo, IssuedClient};
 use crate::secret::Secret;
@@ -61,15 +61,7 @@ impl CiscoApi {
 
 impl Platform for CiscoApi {
     const TOKEN_PATH: &'static str = TOKEN_PATH;
-
-    fn decode_token(
-        status: StatusCode,
-        wait: Option<Duration>,
-        body: &[u8],
-        client_id: &str,
-    ) -> Result<Token> {
-        decode_token(status, wait, body, client_id)
-    }
+    const DECODE_TOKEN: DecodeToken = decode_token;
 
     /// Takes one request from the hourly org budget. When that budget is spent for longer than
     /// [`MAX_BUDGET_WAIT`], the call fails as rate limited (nothing was sent) instead of holding

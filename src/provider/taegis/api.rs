@@ -3,7 +3,7 @@
 //! parsers any answer.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::provider::session::{Platform, status_error};
+use crate::provider::session::{DecodeToken, Platform, status_error};
 use crate::provider::token::Token;
 use crate::provider::{ClientInfo, ClientSpec, IssuedClient};
 use crate::scrub::Scrubber;
@@ -23,15 +23,7 @@ pub(crate) struct TaegisApi;
 
 impl Platform for TaegisApi {
     const TOKEN_PATH: &'static str = "/auth/api/v2/auth/token";
-
-    fn decode_token(
-        status: StatusCode,
-        wait: Option<Duration>,
-        body: &[u8],
-        client_id: &str,
-    ) -> Result<Token> {
-        decode_token(status, wait, body, client_id)
-    }
+    const DECODE_TOKEN: DecodeToken = decode_token;
 }
 
 /// One page of the clients whose name starts with `name_prefix`.
