@@ -1,5 +1,11 @@
-//! Platforms that issue API clients. One small trait, one module per platform; retries and
+//! Platforms that issue API clients. One small trait, one folder per platform; retries and
 //! rate limits live in wrappers and in the shared HTTP layer, not in each call.
+//!
+//! Each platform folder (`taegis/`, `cisco/`) has the same rooms: `mod.rs` (the provider and its
+//! `Provider` impl), `settings.rs` (its keys of `[providers.NAME]`) and `api.rs` (wire types,
+//! documents or paths, and the one place its answers become errors). What both platforms do alike
+//! (the client-credentials token, the 401 refresh, the per-second rate limit, `Retry-After`, the
+//! bounded body) is written once, in [`session`], over the token cache in [`token`].
 
 use crate::error::Result;
 use crate::secret::{ClientPair, Secret};
@@ -9,6 +15,7 @@ use std::sync::{Arc, RwLock};
 
 pub mod cisco;
 pub mod retry;
+pub mod session;
 pub mod taegis;
 pub mod token;
 

@@ -1,0 +1,147 @@
+//! The Cisco-specific keys of `[providers.NAME]`: the region (or URL), the inferred REST paths,
+//! the availability of created clients and the org's hourly budget
+//! (docs/src/platforms/cisco.md).
+
+use crate::config::check::Checker;
+use crate::config::check::join;
+use crate::config::tree::Table;
+
+/// The scope a bootstrap client needs to manage other clients.
+pub const CISCO_OAUTH_SCOPE: &str = "oauth";
+pub const DEFAULT_CLIENTS_PATH: &str = "/iroh/oauth2-clients/clients";
+pub const DEFAULT_CLIENT_PATH: &str = "/iroh/oauth2-clients/clients/{id}";
+/// Cisco's documented limit: requests per rolling hour per organisation.
+pub const DEFAULT_ORG_HOURLY_BUDGET: u32 = 8000;
+
+/// Cisco regions: (name, API base). See docs/src/platforms/cisco.md.
+pub const CISCO_REGIONS: &[(&str, &str)] = &[
+    ("us", "https://visibility.amp.cisco.com"),
+    ("eu", "https://visibility.eu.amp.cisco.com"),
+    ("apjc", "https://visibility.apjc.amp.cisco.com"),
+];
+
+#[derive(Clone, Debug)]
+pub struct CiscoSettings {
+    /// API base URL, from `region` or `url`; no trailing slash.
+    pub base_url: String,
+    pub region: Option<String>,
+    /// List (GET) path of clients. Inferred, not documented.
+    pub clients_path: String,
+    /// Path of one client (DELETE); `{id}` is replaced by the client id. Inferred.
+    pub client_path: String,
+    /// `availability` of created clients (default `org`).
+    pub availability: String,
+    /// The org's hourly request budget (default 8000); rekey uses 90% of it.
+    pub org_hourly_budget: u32,
+}
+
+impl CiscoSettings {
+    /// Settings for `base_url` with every default.
+    pub fn with_url(base_url: impl Into<String>) -> Self {
+        CiscoSettings {
+            base_url: base_url.into(),
+            region: None,
+            clients_path: DEFAULT_CLIENTS_PATH.into(),
+            client_path: DEFAULT_CLIENT_PATH.into(),
+            availability: "org".into(),
+            org_hourly_budget: DEFAULT_ORG_HOURLY_BUDGET,
+        }
+    }
+}
+
+/// Keys a `type = "cisco"` provider has beyond the common ones.
+pub(crate) const SETTINGS_KEYS: &[&str] = &[
+    "region",
+    "url",
+    "paths",
+    "availability",
+    "org_hourly_budget",
+];
+
+/// Parses the Cisco-specific keys of `[providers.NAME]`, recording every problem in `c`.
+pub(crate) fn parse_settings(c: &mut Checker, t: &Table, path: &str) -> CiscoSettings {
+    let mut s = CiscoSettings::with_url(String::new());
+    let region = c.string(t, path, "region");
+    let url = c.string(t, path, "url");
+    match (region, url) {
+        (Some(_), Some((_, e))) => c.err(
+            e.line,
+            join(path, "url"),
+            "give either region or url, not both",
+        ),
+        (Some((r, e)), None) => {
+            let lower = r.to_ascii_lowercase();
+            match CISCO_REGIONS.iter().find(|(n, _)| *n == lower) {
+                Some((n, u)) => {
+                    s.base_url = u.to_string();
+                    s.region = Some(n.to_string());
+                }
+                None => c.err(
+                    e.line,
+                    join(path, "region"),
+                    format!(
+                        "unknown Cisco region \"{r}\"; valid regions: us, eu, apjc (or give url = \"https://...\")"
+                    ),
+                ),
+            }
+        }
+        (None, Some((u, e))) => {
+            if let Some(base) = c.base_url(u, e, path) {
+                s.base_url = base;
+            }
+        }
+        (None, None) => {
+            if t.get("region").is_none() && t.get("url").is_none() {
+                c.missing(
+                    t,
+                    path,
+                    "region",
+                    " (a Cisco region: \"us\", \"eu\" or \"apjc\", or url = \"https://...\")",
+                );
+            }
+        }
+    }
+    if let Some(paths) = c.table(t, path, "paths") {
+        let pp = join(path, "paths");
+        c.known_keys(paths, &pp, &["clients", "client"]);
+        if let Some((v, e)) = c.string(paths, &pp, "clients") {
+            if v.starts_with('/') && !v.contains(['?', '#']) {
+                s.clients_path = v.trim_end_matches('/').to_string();
+            } else {
+                c.err(
+                    e.line,
+                    join(&pp, "clients"),
+                    format!("\"{v}\" must be a path starting with '/', without '?' or '#'"),
+                );
+            }
+        }
+        if let Some((v, e)) = c.string(paths, &pp, "client") {
+            if v.starts_with('/') && v.contains("{id}") && !v.contains(['?', '#']) {
+                s.client_path = v.to_string();
+            } else {
+                c.err(
+                    e.line,
+                    join(&pp, "client"),
+                    format!(
+                        "\"{v}\" must be a path starting with '/' that contains {{id}} (where the client id goes)"
+                    ),
+                );
+            }
+        }
+    }
+    if let Some((v, e)) = c.string(t, path, "availability") {
+        if v.trim().is_empty() {
+            c.err(
+                e.line,
+                join(path, "availability"),
+                "must not be empty (Cisco documents \"org\")",
+            );
+        } else {
+            s.availability = v.to_string();
+        }
+    }
+    if let Some(n) = c.integer(t, path, "org_hourly_budget", 10, 10_000_000) {
+        s.org_hourly_budget = n as u32;
+    }
+    s
+}
