@@ -7,7 +7,7 @@ mod moto;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use conformance::{Harness, credential, record};
+use conformance::backend::{self, Harness, credential, record};
 use moto::Moto;
 use rekey::backend::Backend;
 use rekey::backend::aws::{AwsBackend, AwsBackendConfig, RECORD_STAGE};
@@ -86,7 +86,7 @@ fn harness() -> AwsHarness {
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_backend_conformance() {
     let h = harness();
-    assert_eq!(conformance::run_all(&h).await, 11);
+    assert_eq!(backend::run_all(&h).await, 11);
 }
 
 /// What a consumer reads with boto3: `AWSCURRENT` explicitly, and the default (no stage).

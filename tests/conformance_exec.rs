@@ -4,7 +4,7 @@
 
 mod conformance;
 use async_trait::async_trait;
-use conformance::Harness;
+use conformance::backend::{self, Harness};
 use rekey::backend::Backend;
 use rekey::backend::exec::{ExecBackend, ExecBackendConfig};
 use rekey::error::ErrorKind;
@@ -61,7 +61,7 @@ async fn exec_backend_with_the_example_plugin_conforms() {
         root: tempfile::tempdir().unwrap(),
         last_dir: Mutex::new(None),
     };
-    assert_eq!(conformance::run_all(&h).await, 11);
+    assert_eq!(backend::run_all(&h).await, 11);
 }
 
 /// A plugin written as a shell script in a temp dir.
@@ -74,8 +74,8 @@ fn script(dir: &Path, name: &str, body: &str) -> Vec<String> {
 }
 
 fn record_with_secret() -> (rekey::record::SlotRecord, String) {
-    let mut rec = conformance::record("alpha");
-    let cred = conformance::credential(1);
+    let mut rec = backend::record("alpha");
+    let cred = backend::credential(1);
     let secret = cred.secret.expose().to_string();
     rec.current = Some(cred);
     (rec, secret)

@@ -2,7 +2,7 @@
 
 mod conformance;
 use async_trait::async_trait;
-use conformance::Harness;
+use conformance::backend::{self, Harness};
 use rekey::backend::Backend;
 use rekey::backend::file::{FileBackend, FileBackendConfig};
 use rekey::config::ValueRef;
@@ -55,5 +55,5 @@ async fn file_backend_conformance() {
     let h = FileHarness {
         root: tempfile::tempdir().unwrap(),
     };
-    assert_eq!(conformance::run_all(&h).await, 11);
+    assert_eq!(backend::run_all(&h).await, 11);
 }

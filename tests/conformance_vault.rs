@@ -7,7 +7,7 @@ mod conformance;
 mod openbao;
 
 use async_trait::async_trait;
-use conformance::{Harness, credential, record};
+use conformance::backend::{self, Harness, credential, record};
 use openbao::{EXAMPLE_POLICY, OpenBao, TokenReview, random_hex};
 use rekey::backend::Backend;
 use rekey::backend::vault::{VaultAuth, VaultBackend, VaultBackendConfig};
@@ -135,19 +135,19 @@ impl Harness for VaultHarness {
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_with_a_token_bound_to_the_example_policy() {
     let h = VaultHarness::new("token").await;
-    assert_eq!(conformance::run_all(&h).await, 11);
+    assert_eq!(backend::run_all(&h).await, 11);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_with_approle() {
     let h = VaultHarness::new("approle").await;
-    assert_eq!(conformance::run_all(&h).await, 11);
+    assert_eq!(backend::run_all(&h).await, 11);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_with_kubernetes_auth() {
     let h = VaultHarness::new("kubernetes").await;
-    assert_eq!(conformance::run_all(&h).await, 11);
+    assert_eq!(backend::run_all(&h).await, 11);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,9 +3,7 @@
 //! slot holds a working pair, nothing is in flight, and no client is orphaned at the platform.
 
 mod common;
-use common::World;
-
-const SIGABRT: i32 = 6;
+use common::{World, crash_windows};
 
 struct Scenario {
     name: &'static str,
@@ -183,106 +181,85 @@ fn inventory(w: &World, s: &Scenario, retire: bool) -> String {
 }
 
 async fn run_scenario(s: &Scenario) -> usize {
-    let mut covered = 0;
-    for point in s.points {
-        let w = World::new(1).await;
-        w.inventory_raw(&inventory(&w, s, false));
-        for offset in s.setup {
-            let env: Vec<(&str, &str)> = if offset.is_empty() {
-                vec![]
-            } else {
-                vec![("REKEY_TEST_CLOCK_OFFSET", offset)]
-            };
-            w.rekey_env(&["apply", "-c", "inventory.toml"], &env)
-                .await
-                .expect_code(0);
-        }
-        if s.retire {
-            w.inventory_raw(&inventory(&w, s, true));
-        }
-        let mut args = vec!["apply", "-c", "inventory.toml", "--only", "victim"];
-        if s.force {
-            args.push("--force");
-        }
-        let mut env = vec![("REKEY_CRASH_AT", *point)];
-        if !s.offset.is_empty() {
-            env.push(("REKEY_TEST_CLOCK_OFFSET", s.offset));
-        }
-        let crashed = w.rekey_env(&args, &env).await;
-        assert_eq!(
-            crashed.signal,
-            Some(SIGABRT),
-            "{}: {point} was not reached:\n{}\n{}",
-            s.name,
-            crashed.stdout,
-            crashed.stderr
-        );
-
+    let mut args = vec!["apply", "-c", "inventory.toml", "--only", "victim"];
+    if s.force {
+        args.push("--force");
+    }
+    // The clock of the crashing run, and of the healing run after it.
+    let offset: Vec<(&str, &str)> = if s.offset.is_empty() {
+        vec![]
+    } else {
+        vec![("REKEY_TEST_CLOCK_OFFSET", s.offset)]
+    };
+    crash_windows(
+        s.points,
+        async |_| {
+            let w = World::new(1).await;
+            w.inventory_raw(&inventory(&w, s, false));
+            for offset in s.setup {
+                w.apply_at(offset, &[]).await.expect_code(0);
+            }
+            if s.retire {
+                w.inventory_raw(&inventory(&w, s, true));
+            }
+            w
+        },
+        async |w, crash| w.rekey_env(&args, &[crash, &offset].concat()).await,
         // The next normal run heals the slot (forced runs are not repeated: the in-flight
         // operation is resumed, not a new one started).
-        let heal_env: Vec<(&str, &str)> = env
-            .iter()
-            .filter(|(k, _)| *k != "REKEY_CRASH_AT")
-            .cloned()
-            .collect();
-        let healed = w
-            .rekey_env(
-                &["apply", "-c", "inventory.toml", "--output", "json"],
-                &heal_env,
-            )
-            .await;
-        healed.expect_code(0);
-        if s.retire {
-            assert!(
-                w.record("victim").await.is_none(),
-                "{}: {point}: retired entry still there",
-                s.name
-            );
-            assert!(
-                w.managed_clients(&w.tenants[0].id, "victim")
-                    .await
-                    .is_empty(),
-                "{}: {point}: client left",
-                s.name
-            );
-            w.assert_consistent(&["bystander"]).await;
-        } else {
-            let rec = w.record("victim").await.unwrap();
-            // A forced run that died before recording its operation left nothing to resume.
-            let expected = if s.force && *point == "after-lease" {
-                s.generation - 1
-            } else {
-                s.generation
-            };
-            assert_eq!(
-                rec.current.as_ref().unwrap().generation,
-                expected,
-                "{}: {point}",
-                s.name
-            );
-            w.assert_consistent(&["victim", "bystander"]).await;
-            if s.mirrors {
-                for m in ["dr1", "dr2"] {
-                    let copy = w.record_in(&mirror(&w, m), "victim").await.unwrap();
-                    assert_eq!(copy.current, rec.current, "{}: {point}: mirror {m}", s.name);
-                }
-            }
-            if s.strategy == "alternate" {
-                // Exactly the clients the record knows: current plus any still in grace.
-                let clients = w.managed_clients(&w.tenants[0].id, "victim").await;
-                assert_eq!(
-                    clients.len(),
-                    1 + rec.draining.len(),
-                    "{}: {point}: {clients:?}",
+        async |w, point| {
+            let healed = w.apply_at(s.offset, &["--output", "json"]).await;
+            healed.expect_code(0);
+            if s.retire {
+                assert!(
+                    w.record("victim").await.is_none(),
+                    "{}: {point}: retired entry still there",
                     s.name
                 );
+                assert!(
+                    w.managed_clients(&w.tenants[0].id, "victim")
+                        .await
+                        .is_empty(),
+                    "{}: {point}: client left",
+                    s.name
+                );
+                w.assert_consistent(&["bystander"]).await;
+            } else {
+                let rec = w.record("victim").await.unwrap();
+                // A forced run that died before recording its operation left nothing to resume.
+                let expected = if s.force && point == "after-lease" {
+                    s.generation - 1
+                } else {
+                    s.generation
+                };
+                assert_eq!(
+                    rec.current.as_ref().unwrap().generation,
+                    expected,
+                    "{}: {point}",
+                    s.name
+                );
+                w.assert_consistent(&["victim", "bystander"]).await;
+                if s.mirrors {
+                    for m in ["dr1", "dr2"] {
+                        let copy = w.record_in(&mirror(w, m), "victim").await.unwrap();
+                        assert_eq!(copy.current, rec.current, "{}: {point}: mirror {m}", s.name);
+                    }
+                }
+                if s.strategy == "alternate" {
+                    // Exactly the clients the record knows: current plus any still in grace.
+                    let clients = w.managed_clients(&w.tenants[0].id, "victim").await;
+                    assert_eq!(
+                        clients.len(),
+                        1 + rec.draining.len(),
+                        "{}: {point}: {clients:?}",
+                        s.name
+                    );
+                }
             }
-        }
-        w.assert_no_secrets(&crashed.all());
-        w.assert_no_secrets(&healed.all());
-        covered += 1;
-    }
-    covered
+            vec![healed]
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

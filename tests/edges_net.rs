@@ -33,48 +33,16 @@ type Seen = Arc<Mutex<Vec<String>>>;
 /// A loopback HTTP/1.1 server: records every request whole, answers with `answer(request)`
 /// (a full response, head and body), and closes the connection.
 async fn server(answer: impl Fn(&str) -> String + Send + Sync + 'static) -> (SocketAddr, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen: Seen = Default::default();
-    let answer = Arc::new(answer);
     let log = Arc::clone(&seen);
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let (log, answer) = (Arc::clone(&log), Arc::clone(&answer));
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    let Ok(k) = sock.read(&mut chunk).await else {
-                        return;
-                    };
-                    if k == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..k]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(i) = text.find("\r\n\r\n") {
-                        let len: usize = text[..i]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= i + 4 + len {
-                            break;
-                        }
-                    }
-                }
-                let request = String::from_utf8_lossy(&buf).to_string();
-                let response = answer(&request);
-                log.lock().unwrap().push(request);
-                let _ = sock.write_all(response.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
+    let addr = common::servers::serve_raw(move |_, req| {
+        req.complete().then(|| {
+            let response = answer(&req.raw);
+            log.lock().unwrap().push(req.raw.clone());
+            response
+        })
+    })
+    .await;
     (addr, seen)
 }
 

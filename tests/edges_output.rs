@@ -249,49 +249,15 @@ async fn no_raw_control_character_reaches_human_output() {
 /// A loopback webhook receiver answering 200 to everything: rekey's webhook only has to be
 /// received here, there is no real service to post to.
 async fn webhook_sink() -> (String, std::sync::Arc<std::sync::Mutex<String>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let keep = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let keep = keep.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let k = sock.read(&mut chunk).await.unwrap_or(0);
-                    if k == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..k]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(i) = text.find("\r\n\r\n") {
-                        let len: usize = text[..i]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= i + 4 + len {
-                            break;
-                        }
-                    }
-                }
-                keep.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf));
-                let _ = sock
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    (url, seen)
+    let addr = common::servers::serve_raw(move |_, req| {
+        // Whatever arrived, whole or not, is checked.
+        keep.lock().unwrap().push_str(&req.raw);
+        Some(common::servers::empty_response("200 OK"))
+    })
+    .await;
+    (format!("http://{addr}/hook"), seen)
 }
 
 /// Every text an echo run left behind: its output, the audit trail, the webhook posts, and the

@@ -3,43 +3,10 @@
 //! usable token proves that a new pair works; a temporary error is no verdict.
 
 mod common;
-use common::World;
-use rekey::emulator::{FaultAction, Faults, OneShot};
+use common::providers::token_fault;
+use common::{World, actions, slots};
+use rekey::emulator::{FaultAction, Faults};
 use std::time::{Duration, Instant};
-
-fn slots(names: &[(&str, &str)]) -> String {
-    names
-        .iter()
-        .map(|(n, s)| format!("[[slots]]\nname = \"{n}\"\nprovider = \"p0\"\nstrategy = \"{s}\"\n"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn actions(run: &common::Run, slot: &str) -> Vec<String> {
-    run.outcomes()
-        .into_iter()
-        .find(|o| o["slot"] == slot)
-        .unwrap_or_else(|| panic!("no outcome for {slot}"))["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
-}
-
-/// The first token request of a run passes (the preflight's: its token serves the run's
-/// GraphQL calls); every later one, the verification of a new pair, gets `action`.
-fn token_fault(action: FaultAction) -> Faults {
-    Faults {
-        fail_next: vec![OneShot {
-            operation: Some("token".into()),
-            skip: 1,
-            count: 1000,
-            action,
-        }],
-        ..Faults::default()
-    }
-}
 
 /// Whether process `pid` is stopped (state `T` in /proc/PID/stat).
 fn is_stopped(pid: u32) -> bool {
@@ -101,12 +68,7 @@ async fn a_run_paused_past_its_lease_never_calls_the_provider() {
     let stopped_at = Instant::now();
 
     // A second run, on a clock past the lease, resumes the operation and promotes g2.
-    let second = w
-        .rekey_env(
-            &["apply", "-c", "inventory.toml", "--output", "json"],
-            &[("REKEY_TEST_CLOCK_OFFSET", "1h")],
-        )
-        .await;
+    let second = w.apply_at("1h", &["--output", "json"]).await;
     second.expect_code(0);
     assert!(
         actions(&second, "alpha").contains(&"promoted g2".to_string()),
@@ -159,12 +121,7 @@ async fn a_run_paused_past_its_lease_never_calls_the_provider() {
     assert_eq!(first.code, Some(3), "{}", first.stderr);
 
     // The next apply is ok and the pair works.
-    w.rekey_env(
-        &["apply", "-c", "inventory.toml"],
-        &[("REKEY_TEST_CLOCK_OFFSET", "1h")],
-    )
-    .await
-    .expect_code(0);
+    w.apply_at("1h", &[]).await.expect_code(0);
     w.assert_consistent(&["alpha"]).await;
     w.assert_no_secrets(&first.all());
     w.assert_no_secrets(&second.all());

@@ -7,20 +7,12 @@
 
 mod common;
 use chrono::Utc;
-use common::World;
+use common::{World, plain_slots};
 use rekey::record::{Draining, Retiring, SlotRecord, StoredCredential};
 use rekey::secret::Secret;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
-
-fn slots(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("[[slots]]\nname = \"{n}\"\nprovider = \"p0\"\n"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// The store's public recipient: all an attacker who can write the directory needs to make a
 /// file the identity decrypts (it is printed by `rekey keygen` and not a secret).
@@ -106,49 +98,7 @@ async fn client_exists(w: &World, client_id: &str) -> bool {
 /// A loopback receiver standing in for a chat webhook (no real server can be run here for
 /// Slack): answers 200 and hands each request body to the test.
 async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let body = loop {
-                let Ok(k) = sock.read(&mut chunk).await else {
-                    break None;
-                };
-                if k == 0 {
-                    break None;
-                }
-                buf.extend_from_slice(&chunk[..k]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some(i) = text.find("\r\n\r\n") {
-                    let len: usize = text[..i]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= i + 4 + len {
-                        break Some(String::from_utf8_lossy(&buf[i + 4..i + 4 + len]).to_string());
-                    }
-                }
-            };
-            let _ = sock
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .await;
-            if let Some(b) = body {
-                let _ = tx.send(b);
-            }
-        }
-    });
-    (url, rx)
+    common::servers::webhook_receiver("/hook", |_| "200 OK").await
 }
 
 fn store_snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -173,7 +123,7 @@ fn store_snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_record_is_never_acted_on_and_is_reported_as_tampered() {
     let w = World::new(1).await;
-    w.inventory(&slots(&["alpha", "beta"]));
+    w.inventory(&plain_slots(&["alpha", "beta"]));
     w.apply(&["--only", "alpha"]).await.expect_code(0);
     let tenant = w.tenants[0].id.clone();
 
@@ -313,7 +263,7 @@ async fn a_forged_record_is_never_acted_on_and_is_reported_as_tampered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_open_store_directory_is_refused_with_the_chmod_to_run() {
     let w = World::new(1).await;
-    w.inventory(&slots(&["alpha"]));
+    w.inventory(&plain_slots(&["alpha"]));
     w.apply(&[]).await.expect_code(0);
     let store = w.path().join("store");
     let before = store_snapshot(&store);
@@ -356,7 +306,7 @@ async fn an_open_store_directory_is_refused_with_the_chmod_to_run() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_legacy_store_is_adopted_only_by_a_reviewed_upgrade() {
     let w = World::new(1).await;
-    w.inventory(&slots(&["alpha", "beta"]));
+    w.inventory(&plain_slots(&["alpha", "beta"]));
     w.apply(&[]).await.expect_code(0);
     let alpha_id = w.record("alpha").await.unwrap().current.unwrap().client_id;
     // Rewrite both records as the previous version stored them: same envelope, no MAC.
@@ -446,7 +396,7 @@ async fn a_legacy_store_is_adopted_only_by_a_reviewed_upgrade() {
 #[tokio::test(flavor = "multi_thread")]
 async fn temp_files_of_killed_writes_are_removed_by_the_next_run() {
     let w = World::new(1).await;
-    w.inventory(&slots(&["alpha", "beta"]));
+    w.inventory(&plain_slots(&["alpha", "beta"]));
     w.apply(&[]).await.expect_code(0);
     let store = w.path().join("store");
     let run = w

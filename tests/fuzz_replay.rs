@@ -5,8 +5,10 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
+type Target = fn(&[u8]);
+
 /// Each fuzz target (fuzz/fuzz_targets/<name>.rs) and the function it calls.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Target)] = &[
     ("inventory", rekey::fuzzing::inventory),
     ("taegis", rekey::fuzzing::taegis),
     ("cisco", rekey::fuzzing::cisco),

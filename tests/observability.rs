@@ -4,18 +4,10 @@
 //! these tests fail, never skip, when they are missing.
 
 mod common;
-use common::World;
+use common::{World, plain_slots};
 use rekey::emulator::{FaultAction, Faults, OneShot};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn slots(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("[[slots]]\nname = \"{n}\"\nprovider = \"p0\"\n"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// A system tool the tests need; a clear failure (not a skip) when it is missing.
 fn tool(name: &str) -> String {
@@ -77,7 +69,7 @@ fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_file_passes_promtool_and_audit_has_every_state_change() {
     let w = World::new(1).await;
-    w.inventory(&slots(&["alpha", "beta", "gamma"]));
+    w.inventory(&plain_slots(&["alpha", "beta", "gamma"]));
     w.apply(&["--metrics-file", "rekey.prom", "--audit-log", "audit.jsonl"])
         .await
         .expect_code(0);
@@ -171,21 +163,15 @@ async fn metrics_file_passes_promtool_and_audit_has_every_state_change() {
         ..Faults::default()
     })
     .await;
-    w.rekey_env(
-        &[
-            "apply",
-            "-c",
-            "inventory.toml",
-            "--only",
-            "alpha",
-            "--force",
-            "--metrics-file",
-            "rekey.prom",
-            "--audit-log",
-            "audit.jsonl",
-        ],
-        &[],
-    )
+    w.apply(&[
+        "--only",
+        "alpha",
+        "--force",
+        "--metrics-file",
+        "rekey.prom",
+        "--audit-log",
+        "audit.jsonl",
+    ])
     .await
     .expect_code(1);
     let text2 = std::fs::read_to_string(w.path().join("rekey.prom")).unwrap();
@@ -281,7 +267,7 @@ impl Drop for Pushgateway {
 async fn pushes_to_a_real_pushgateway() {
     let gw = Pushgateway::start().await;
     let w = World::new(1).await;
-    w.inventory(&slots(&["alpha", "beta"]));
+    w.inventory(&plain_slots(&["alpha", "beta"]));
     w.apply(&["--pushgateway", &gw.url]).await.expect_code(0);
     let text = reqwest::get(format!("{}/metrics", gw.url))
         .await
@@ -358,60 +344,14 @@ async fn pushes_to_a_real_pushgateway() {
 /// A loopback HTTP server that records request bodies; answers 503 to the first request, then
 /// 200 (so the sender's retry is exercised).
 async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/hook/T000/SECRETPATH",
-        listener.local_addr().unwrap()
-    );
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut n = 0;
-        loop {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            n += 1;
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let body = loop {
-                let k = sock.read(&mut chunk).await.unwrap();
-                if k == 0 {
-                    break None;
-                }
-                buf.extend_from_slice(&chunk[..k]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some(i) = text.find("\r\n\r\n") {
-                    let len: usize = text[..i]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= i + 4 + len {
-                        break Some(String::from_utf8_lossy(&buf[i + 4..i + 4 + len]).to_string());
-                    }
-                }
-            };
-            let status = if n == 1 {
-                "503 Service Unavailable"
-            } else {
-                "200 OK"
-            };
-            let _ = sock
-                .write_all(
-                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .as_bytes(),
-                )
-                .await;
-            if n > 1
-                && let Some(b) = body
-            {
-                let _ = tx.send(b);
-            }
+    common::servers::webhook_receiver("/hook/T000/SECRETPATH", |n| {
+        if n == 1 {
+            "503 Service Unavailable"
+        } else {
+            "200 OK"
         }
-    });
-    (url, rx)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -419,7 +359,7 @@ async fn failed_slot_is_posted_to_the_webhook() {
     for format in ["generic", "slack"] {
         let (url, mut rx) = webhook_receiver().await;
         let w = World::new(1).await;
-        w.inventory(&slots(&["alpha", "beta"]));
+        w.inventory(&plain_slots(&["alpha", "beta"]));
         w.set_faults(Faults {
             fail_next: vec![OneShot {
                 operation: Some("createClient".into()),

@@ -5,7 +5,7 @@
 //! never cost a working pair or a client rekey did not make.
 
 mod common;
-use common::{CiscoWorld, World};
+use common::{CiscoWorld, World, actions, cisco_slot};
 use rekey::config::{CiscoSettings, TaegisSettings};
 use rekey::emulator::{FaultAction, Faults, OneShot};
 use rekey::provider::cisco::CiscoProvider;
@@ -16,28 +16,6 @@ use std::time::Duration;
 
 fn slot(name: &str, provider: &str) -> String {
     format!("[[slots]]\nname = \"{name}\"\nprovider = \"{provider}\"\n")
-}
-
-fn cisco_slot(name: &str, provider: &str) -> String {
-    format!(
-        "[[slots]]\nname = \"{name}\"\nprovider = \"{provider}\"\nscopes = [\"enrich:read\", \"inspect:read\"]\n"
-    )
-}
-
-fn outcome(run: &common::Run, slot: &str) -> serde_json::Value {
-    run.outcomes()
-        .into_iter()
-        .find(|o| o["slot"] == slot)
-        .unwrap_or_else(|| panic!("no outcome for {slot}:\n{}\n{}", run.stdout, run.stderr))
-}
-
-fn actions(run: &common::Run, slot: &str) -> Vec<String> {
-    outcome(run, slot)["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The tenant's admin acting straight on the platform (not through rekey): makes the foreign
@@ -307,21 +285,11 @@ async fn a_pruned_slot_keeps_its_grace() {
         "{row}"
     );
 
-    let inside = w
-        .rekey_env(
-            &["apply", "-c", "inventory.toml", "--output", "json"],
-            &[("REKEY_TEST_CLOCK_OFFSET", "23h")],
-        )
-        .await;
+    let inside = w.apply_at("23h", &["--output", "json"]).await;
     inside.expect_code(0);
     assert!(w.token_ok(&old.client_id, old.secret.expose()).await);
 
-    let after = w
-        .rekey_env(
-            &["apply", "-c", "inventory.toml", "--output", "json"],
-            &[("REKEY_TEST_CLOCK_OFFSET", "25h")],
-        )
-        .await;
+    let after = w.apply_at("25h", &["--output", "json"]).await;
     after.expect_code(0);
     assert_eq!(
         actions(&after, "old"),
@@ -508,9 +476,9 @@ async fn a_panicking_slot_fails_alone_and_releases_its_lease() {
         .await;
     r.expect_code(1);
     for n in ["alpha", "gamma"] {
-        assert_eq!(outcome(&r, n)["result"], "ok", "{n}");
+        assert_eq!(r.outcome(n)["result"], "ok", "{n}");
     }
-    let beta = outcome(&r, "beta");
+    let beta = r.outcome("beta");
     assert_eq!(beta["result"], "failed");
     assert!(
         beta["detail"].as_str().unwrap().contains("panicked"),
@@ -526,7 +494,7 @@ async fn a_panicking_slot_fails_alone_and_releases_its_lease() {
     // The next run (at once: no lease to wait for) finishes the slot.
     let next = w.apply(&["--output", "json"]).await;
     next.expect_code(0);
-    assert_eq!(outcome(&next, "beta")["result"], "ok");
+    assert_eq!(next.outcome("beta")["result"], "ok");
     w.assert_consistent(&names).await;
 }
 
@@ -659,18 +627,7 @@ async fn instance_names_clients_and_the_audit_names_deleted_old_clients() {
         "{}",
         g2.name
     );
-    let r = w
-        .rekey_env(
-            &[
-                "apply",
-                "-c",
-                "inventory.toml",
-                "--audit-log",
-                "audit.jsonl",
-            ],
-            &[("REKEY_TEST_CLOCK_OFFSET", "25h")],
-        )
-        .await;
+    let r = w.apply_at("25h", &["--audit-log", "audit.jsonl"]).await;
     r.expect_code(0);
     assert!(!w.token_ok(&g1.client_id, g1.secret.expose()).await);
     let audit = std::fs::read_to_string(w.path().join("audit.jsonl")).unwrap();

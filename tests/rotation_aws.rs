@@ -3,28 +3,9 @@
 
 mod common;
 mod moto;
-use common::{AwsTarget, World};
+use common::providers::token_fault;
+use common::{AwsTarget, World, actions, assert_each_promoted_once, crash_windows, slots};
 use moto::Moto;
-
-fn slots(names: &[(&str, &str)]) -> String {
-    names
-        .iter()
-        .map(|(n, s)| format!("[[slots]]\nname = \"{n}\"\nprovider = \"p0\"\nstrategy = \"{s}\"\n"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn actions(run: &common::Run, slot: &str) -> Vec<String> {
-    run.outcomes()
-        .into_iter()
-        .find(|o| o["slot"] == slot)
-        .unwrap_or_else(|| panic!("no outcome for {slot}"))["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
-}
 
 fn target(moto: &Moto) -> AwsTarget {
     AwsTarget {
@@ -174,37 +155,40 @@ async fn crash_windows_of_an_alternate_rotation() {
         "aws-after-current-view",
         "after-promote",
     ];
-    for point in points {
-        let t = target(&moto);
-        let w = World::new(1).await;
-        w.inventory_aws(&t, &slots(&[("alpha", "alternate")]));
-        apply(&w, None).await.expect_code(0);
-        let crashed = w
-            .rekey_aws(
-                &["apply", "-c", "inventory.toml", "--force"],
-                &[("REKEY_CRASH_AT", point)],
-            )
-            .await;
-        assert!(
-            crashed.signal.is_some() || crashed.stderr.contains("test crash point"),
-            "{point}: did not crash: {:?}\n{}",
-            crashed.code,
-            crashed.stderr
-        );
-        // The record stays readable whatever the crash; the next run finishes the job.
-        assert!(w.record_aws(&t, "alpha").await.is_some(), "{point}");
-        apply(&w, None).await.expect_code(0);
-        let rec = w.record_aws(&t, "alpha").await.unwrap();
-        assert!(rec.current.as_ref().unwrap().generation >= 1, "{point}");
-        let (id, _, secret) = consumer_current(&moto, &t, &w, "alpha");
-        assert!(
-            id == rec.current.as_ref().unwrap().client_id
-                && secret == rec.current.as_ref().unwrap().secret.expose(),
-            "{point}: consumers read the current pair"
-        );
-        apply(&w, Some("3d")).await.expect_code(0);
-        w.assert_consistent_aws(&t, &["alpha"]).await;
-    }
+    let covered = crash_windows(
+        &points,
+        async |_| {
+            let t = target(&moto);
+            let w = World::new(1).await;
+            w.inventory_aws(&t, &slots(&[("alpha", "alternate")]));
+            apply(&w, None).await.expect_code(0);
+            (w, t)
+        },
+        async |(w, _), crash| {
+            w.rekey_aws(&["apply", "-c", "inventory.toml", "--force"], crash)
+                .await
+        },
+        async |(w, t), point| {
+            // The record stays readable whatever the crash; the next run finishes the job.
+            assert!(w.record_aws(t, "alpha").await.is_some(), "{point}");
+            let healed = apply(w, None).await;
+            healed.expect_code(0);
+            let rec = w.record_aws(t, "alpha").await.unwrap();
+            assert!(rec.current.as_ref().unwrap().generation >= 1, "{point}");
+            let (id, _, secret) = consumer_current(&moto, t, w, "alpha");
+            assert!(
+                id == rec.current.as_ref().unwrap().client_id
+                    && secret == rec.current.as_ref().unwrap().secret.expose(),
+                "{point}: consumers read the current pair"
+            );
+            let after_grace = apply(w, Some("3d")).await;
+            after_grace.expect_code(0);
+            w.assert_consistent_aws(t, &["alpha"]).await;
+            vec![healed, after_grace]
+        },
+    )
+    .await;
+    assert_eq!(covered, points.len());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,22 +211,10 @@ async fn two_concurrent_applies_rotate_each_slot_exactly_once() {
     ];
     let env = [("REKEY_TEST_CLOCK_OFFSET", "31d")];
     let (a, b) = tokio::join!(w.rekey_aws(&args, &env), w.rekey_aws(&args, &env));
-    for r in [&a, &b] {
-        assert!(
-            matches!(r.code, Some(0) | Some(3)),
-            "exit {:?}\n{}",
-            r.code,
-            r.stderr
-        );
-    }
+    assert_each_promoted_once(&a, &b, &names);
     for n in &names {
         let rec = w.record_aws(&t, n).await.unwrap();
         assert_eq!(rec.current.as_ref().unwrap().generation, 2, "slot {n}");
-        let rotations = [&a, &b]
-            .iter()
-            .filter(|r| actions(r, n).iter().any(|x| x.starts_with("promoted")))
-            .count();
-        assert_eq!(rotations, 1, "slot {n}: rotated exactly once");
     }
     apply(&w, Some("33d")).await.expect_code(0);
     w.assert_consistent_aws(&t, &names.iter().map(String::as_str).collect::<Vec<_>>())
@@ -300,7 +272,7 @@ async fn in_place_crash_after_any_commit_leaves_consumers_a_working_pair() {
 /// pair still gets a token and `rekey verify` checks it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pair_consumers_saw_is_never_discarded() {
-    use rekey::emulator::{FaultAction, Faults, OneShot};
+    use rekey::emulator::{FaultAction, Faults};
     let moto = Moto::start();
     let t = target(&moto);
     let w = World::new(1).await;
@@ -330,16 +302,7 @@ async fn a_pair_consumers_saw_is_never_discarded() {
     let (seen_id, seen_gen, seen_secret) = consumer_current(&moto, &t, &w, "alpha");
     assert_eq!(seen_gen, 2, "consumers read g2 before the record says so");
     for run in 1..=3 {
-        w.set_faults(Faults {
-            fail_next: vec![OneShot {
-                operation: Some("token".into()),
-                skip: 1,
-                count: 1000,
-                action: FaultAction::Status(503),
-            }],
-            ..Faults::default()
-        })
-        .await;
+        w.set_faults(token_fault(FaultAction::Status(503))).await;
         let r = apply(&w, Some("31d")).await;
         assert!(
             !actions(&r, "alpha")
@@ -361,13 +324,7 @@ async fn a_pair_consumers_saw_is_never_discarded() {
         .rekey_aws(&["verify", "-c", "inventory.toml", "--output", "json"], &[])
         .await;
     r.expect_code(0);
-    let rows: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let row = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["slot"] == "alpha")
-        .unwrap();
+    let row = r.row("alpha");
     assert_eq!(row["client_id"], id.as_str());
     assert_eq!(row["generation"], generation);
     assert_eq!(row["ok"], true);

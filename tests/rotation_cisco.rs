@@ -4,28 +4,8 @@
 //! Taegis and Cisco slots in one apply.
 
 mod common;
-use common::{CiscoWorld, World};
+use common::{CiscoWorld, World, actions, cisco_slot, crash_windows};
 use rekey::emulator::Faults;
-
-const SIGABRT: i32 = 6;
-
-fn cisco_slot(name: &str, provider: &str) -> String {
-    format!(
-        "[[slots]]\nname = \"{name}\"\nprovider = \"{provider}\"\nscopes = [\"enrich:read\", \"inspect:read\"]\n"
-    )
-}
-
-fn actions(run: &common::Run, slot: &str) -> Vec<String> {
-    run.outcomes()
-        .into_iter()
-        .find(|o| o["slot"] == slot)
-        .unwrap_or_else(|| panic!("no outcome for {slot}"))["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
-}
 
 async fn managed(w: &CiscoWorld, slot: &str) -> Vec<String> {
     w.managed_clients(&w.orgs[0].id, slot).await
@@ -72,12 +52,7 @@ async fn create_rotate_by_alternate_and_retire() {
     assert!(w.cisco_token_ok(&g2.client_id, g2.secret.expose()).await);
 
     // Grace over: the old client is deleted at the platform.
-    let after = w
-        .rekey_env(
-            &["apply", "-c", "inventory.toml", "--output", "json"],
-            &[("REKEY_TEST_CLOCK_OFFSET", "25h")],
-        )
-        .await;
+    let after = w.apply_at("25h", &["--output", "json"]).await;
     after.expect_code(0);
     assert_eq!(actions(&after, "alpha"), vec!["deleted g1"]);
     assert!(!w.cisco_token_ok(&g1.client_id, g1.secret.expose()).await);
@@ -277,81 +252,61 @@ fn crash_inventory(w: &CiscoWorld, retire: bool) -> String {
 }
 
 async fn run_scenario(s: &Scenario) -> usize {
-    let mut covered = 0;
-    for point in s.points {
-        let w = World::new_with(0, 1).await;
-        w.inventory_raw(&crash_inventory(&w, false));
-        for offset in s.setup {
-            let env: Vec<(&str, &str)> = if offset.is_empty() {
-                vec![]
-            } else {
-                vec![("REKEY_TEST_CLOCK_OFFSET", offset)]
-            };
-            w.rekey_env(&["apply", "-c", "inventory.toml"], &env)
-                .await
-                .expect_code(0);
-        }
-        if s.retire {
-            w.inventory_raw(&crash_inventory(&w, true));
-        }
-        let mut env = vec![("REKEY_CRASH_AT", *point)];
-        if !s.offset.is_empty() {
-            env.push(("REKEY_TEST_CLOCK_OFFSET", s.offset));
-        }
-        let crashed = w
-            .rekey_env(&["apply", "-c", "inventory.toml", "--only", "victim"], &env)
-            .await;
-        assert_eq!(
-            crashed.signal,
-            Some(SIGABRT),
-            "{}: {point} was not reached:\n{}\n{}",
-            s.name,
-            crashed.stdout,
-            crashed.stderr
-        );
-        let heal_env: Vec<(&str, &str)> = env
-            .iter()
-            .filter(|(k, _)| *k != "REKEY_CRASH_AT")
-            .cloned()
-            .collect();
-        let healed = w
-            .rekey_env(
-                &["apply", "-c", "inventory.toml", "--output", "json"],
-                &heal_env,
+    // The clock of the crashing run, and of the healing run after it.
+    let offset: Vec<(&str, &str)> = if s.offset.is_empty() {
+        vec![]
+    } else {
+        vec![("REKEY_TEST_CLOCK_OFFSET", s.offset)]
+    };
+    crash_windows(
+        s.points,
+        async |_| {
+            let w = World::new_with(0, 1).await;
+            w.inventory_raw(&crash_inventory(&w, false));
+            for offset in s.setup {
+                w.apply_at(offset, &[]).await.expect_code(0);
+            }
+            if s.retire {
+                w.inventory_raw(&crash_inventory(&w, true));
+            }
+            w
+        },
+        async |w, crash| {
+            w.rekey_env(
+                &["apply", "-c", "inventory.toml", "--only", "victim"],
+                &[crash, &offset].concat(),
             )
-            .await;
-        healed.expect_code(0);
-        if s.retire {
-            assert!(w.record("victim").await.is_none(), "{}: {point}", s.name);
-            assert!(
-                managed(&w, "victim").await.is_empty(),
-                "{}: {point}",
-                s.name
-            );
-            w.assert_consistent(&["bystander"]).await;
-        } else {
-            let rec = w.record("victim").await.unwrap();
-            assert_eq!(
-                rec.current.as_ref().unwrap().generation,
-                s.generation,
-                "{}: {point}",
-                s.name
-            );
-            w.assert_consistent(&["victim", "bystander"]).await;
-            // Exactly the clients the record knows: current plus any still in grace.
-            let clients = managed(&w, "victim").await;
-            assert_eq!(
-                clients.len(),
-                1 + rec.draining.len(),
-                "{}: {point}: {clients:?}",
-                s.name
-            );
-        }
-        w.assert_no_secrets(&crashed.all());
-        w.assert_no_secrets(&healed.all());
-        covered += 1;
-    }
-    covered
+            .await
+        },
+        async |w, point| {
+            let healed = w.apply_at(s.offset, &["--output", "json"]).await;
+            healed.expect_code(0);
+            if s.retire {
+                assert!(w.record("victim").await.is_none(), "{}: {point}", s.name);
+                assert!(managed(w, "victim").await.is_empty(), "{}: {point}", s.name);
+                w.assert_consistent(&["bystander"]).await;
+            } else {
+                let rec = w.record("victim").await.unwrap();
+                assert_eq!(
+                    rec.current.as_ref().unwrap().generation,
+                    s.generation,
+                    "{}: {point}",
+                    s.name
+                );
+                w.assert_consistent(&["victim", "bystander"]).await;
+                // Exactly the clients the record knows: current plus any still in grace.
+                let clients = managed(w, "victim").await;
+                assert_eq!(
+                    clients.len(),
+                    1 + rec.draining.len(),
+                    "{}: {point}: {clients:?}",
+                    s.name
+                );
+            }
+            vec![healed]
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

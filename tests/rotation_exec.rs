@@ -3,13 +3,19 @@
 
 mod common;
 
-use common::World;
+use common::{HasWorld, World, crash_windows, slots};
 use rekey::backend::exec::{ExecBackend, ExecBackendConfig};
 use std::time::Duration;
 
 struct ExecWorld {
     w: World,
     backend: ExecBackend,
+}
+
+impl HasWorld for ExecWorld {
+    fn world(&self) -> &World {
+        &self.w
+    }
 }
 
 impl ExecWorld {
@@ -46,15 +52,6 @@ fn plugin() -> String {
         .into_owned()
 }
 
-fn slots(names: &[(&str, &str)]) -> String {
-    names
-        .iter()
-        .map(|(n, s)| {
-            format!("[[slots]]\nname = \"{n}\"\nprovider = \"p0\"\nstrategy = \"{s}\"\n\n")
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn create_rotate_grace_retire_with_exec_as_primary() {
     let e = ExecWorld::new().await;
@@ -75,21 +72,11 @@ async fn create_rotate_grace_retire_with_exec_as_primary() {
         .unwrap();
 
     // Due after 31 days: both strategies rotate; the alternate g1 lives through its grace.
-    w.rekey_env(
-        &["apply", "-c", "inventory.toml"],
-        &[("REKEY_TEST_CLOCK_OFFSET", "31d")],
-    )
-    .await
-    .expect_code(0);
+    w.apply_at("31d", &[]).await.expect_code(0);
     let rec = w.record_in(&e.backend, "alpha").await.unwrap();
     assert_eq!(rec.current.as_ref().unwrap().generation, 2);
     assert!(w.token_ok(&g1.client_id, g1.secret.expose()).await);
-    w.rekey_env(
-        &["apply", "-c", "inventory.toml"],
-        &[("REKEY_TEST_CLOCK_OFFSET", "33d")],
-    )
-    .await
-    .expect_code(0);
+    w.apply_at("33d", &[]).await.expect_code(0);
     assert!(
         !w.token_ok(&g1.client_id, g1.secret.expose()).await,
         "deleted after grace"
@@ -102,19 +89,14 @@ async fn create_rotate_grace_retire_with_exec_as_primary() {
         "{}[[slots]]\nname = \"beta\"\nprovider = \"p0\"\nretired = true\ngrace = \"0s\"\n",
         slots(&[("alpha", "alternate")])
     ));
-    w.rekey_env(
-        &["apply", "-c", "inventory.toml"],
-        &[("REKEY_TEST_CLOCK_OFFSET", "33d")],
-    )
-    .await
-    .expect_code(0);
+    w.apply_at("33d", &[]).await.expect_code(0);
     assert!(w.record_in(&e.backend, "beta").await.is_none());
     assert!(w.managed_clients(&w.tenants[0].id, "beta").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_windows_and_concurrent_applies_with_exec_as_primary() {
-    for point in [
+    let points = [
         "after-op-recorded",
         "after-provider-create",
         "after-pending-written",
@@ -122,29 +104,32 @@ async fn crash_windows_and_concurrent_applies_with_exec_as_primary() {
         // recorded as `promoting` first.
         "after-promoting-recorded",
         "after-promote",
-    ] {
-        let e = ExecWorld::new().await;
-        e.inventory(&slots(&[("alpha", "alternate")]));
-        let crashed =
-            e.w.rekey_env(
-                &["apply", "-c", "inventory.toml"],
-                &[("REKEY_CRASH_AT", point)],
-            )
-            .await;
-        assert_eq!(
-            crashed.signal,
-            Some(6),
-            "{point} not reached: {}",
-            crashed.stderr
-        );
-        e.w.apply(&[]).await.expect_code(0);
-        e.w.assert_consistent_in(&e.backend, &["alpha"]).await;
-        assert_eq!(
-            e.w.managed_clients(&e.w.tenants[0].id, "alpha").await.len(),
-            1,
-            "{point}: no orphan"
-        );
-    }
+    ];
+    let covered = crash_windows(
+        &points,
+        async |_| {
+            let e = ExecWorld::new().await;
+            e.inventory(&slots(&[("alpha", "alternate")]));
+            e
+        },
+        async |e, crash| {
+            e.w.rekey_env(&["apply", "-c", "inventory.toml"], crash)
+                .await
+        },
+        async |e, point| {
+            let healed = e.w.apply(&[]).await;
+            healed.expect_code(0);
+            e.w.assert_consistent_in(&e.backend, &["alpha"]).await;
+            assert_eq!(
+                e.w.managed_clients(&e.w.tenants[0].id, "alpha").await.len(),
+                1,
+                "{point}: no orphan"
+            );
+            vec![healed]
+        },
+    )
+    .await;
+    assert_eq!(covered, points.len());
 
     let e = ExecWorld::new().await;
     let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();

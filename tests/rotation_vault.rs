@@ -5,7 +5,10 @@
 mod common;
 mod openbao;
 
-use common::{Run, World};
+use common::providers::token_fault;
+use common::{
+    HasWorld, Run, World, actions, assert_each_promoted_once, crash_windows, slots, strategies,
+};
 use openbao::{EXAMPLE_POLICY, OpenBao, random_hex};
 use rekey::backend::Backend;
 use rekey::backend::vault::{VaultAuth, VaultBackend, VaultBackendConfig};
@@ -17,6 +20,12 @@ struct VaultWorld {
     bao: OpenBao,
     backend: VaultBackend,
     prefix: String,
+}
+
+impl HasWorld for VaultWorld {
+    fn world(&self) -> &World {
+        &self.w
+    }
 }
 
 impl VaultWorld {
@@ -111,26 +120,6 @@ impl VaultWorld {
     }
 }
 
-fn slots(names: &[(&str, &str)]) -> String {
-    names
-        .iter()
-        .map(|(n, s)| format!("[[slots]]\nname = \"{n}\"\nprovider = \"p0\"\nstrategy = \"{s}\"\n"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn actions(run: &Run, slot: &str) -> Vec<String> {
-    run.outcomes()
-        .into_iter()
-        .find(|o| o["slot"] == slot)
-        .unwrap_or_else(|| panic!("no outcome for {slot}: {}", run.stderr))["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn create_alternate_grace_and_in_place_rotation() {
     let v = VaultWorld::new().await;
@@ -214,7 +203,7 @@ async fn retire_soft_deletes_both_entries_after_grace() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_windows_heal_on_the_next_run() {
-    for point in [
+    let points = [
         "after-op-recorded",
         "after-provider-create",
         "after-pending-written",
@@ -224,77 +213,58 @@ async fn crash_windows_heal_on_the_next_run() {
         "after-promoting-recorded",
         "vault-after-consumer-write",
         "after-promote",
-    ] {
-        let v = VaultWorld::new().await;
-        v.inventory(&slots(&[
-            ("victim", "alternate"),
-            ("bystander", "alternate"),
-        ]));
-        v.apply_at("", &[]).await.expect_code(0);
-        let crashed =
+    ];
+    let covered = crash_windows(
+        &points,
+        async |_| {
+            let v = VaultWorld::new().await;
+            v.inventory(&slots(&[
+                ("victim", "alternate"),
+                ("bystander", "alternate"),
+            ]));
+            v.apply_at("", &[]).await.expect_code(0);
+            v
+        },
+        async |v, crash| {
             v.w.rekey_env(
                 &["apply", "-c", "inventory.toml", "--only", "victim"],
-                &[
-                    ("REKEY_CRASH_AT", point),
-                    ("REKEY_TEST_CLOCK_OFFSET", "31d"),
-                ],
+                &[crash, &[("REKEY_TEST_CLOCK_OFFSET", "31d")]].concat(),
             )
-            .await;
-        assert_eq!(
-            crashed.signal,
-            Some(6),
-            "{point} not reached: {}",
-            crashed.stderr
-        );
-        // Whatever the crash left, consumers still read a working pair.
-        let shown = v.record("victim").await.unwrap().current.unwrap();
-        assert!(v.w.token_ok(&shown.client_id, shown.secret.expose()).await);
-        let healed = v.apply_at("31d", &[]).await;
-        healed.expect_code(0);
-        let rec = v.record("victim").await.unwrap();
-        assert_eq!(rec.current.as_ref().unwrap().generation, 2, "{point}");
-        v.assert_consistent(&["victim", "bystander"]).await;
-        assert_eq!(
-            v.w.managed_clients(&v.w.tenants[0].id, "victim")
-                .await
-                .len(),
-            1 + rec.draining.len(),
-            "{point}: no orphaned client"
-        );
-        v.w.assert_no_secrets(&crashed.all());
-        v.w.assert_no_secrets(&healed.all());
-    }
+            .await
+        },
+        async |v, point| {
+            // Whatever the crash left, consumers still read a working pair.
+            let shown = v.record("victim").await.unwrap().current.unwrap();
+            assert!(v.w.token_ok(&shown.client_id, shown.secret.expose()).await);
+            let healed = v.apply_at("31d", &[]).await;
+            healed.expect_code(0);
+            let rec = v.record("victim").await.unwrap();
+            assert_eq!(rec.current.as_ref().unwrap().generation, 2, "{point}");
+            v.assert_consistent(&["victim", "bystander"]).await;
+            assert_eq!(
+                v.w.managed_clients(&v.w.tenants[0].id, "victim")
+                    .await
+                    .len(),
+                1 + rec.draining.len(),
+                "{point}: no orphaned client"
+            );
+            vec![healed]
+        },
+    )
+    .await;
+    assert_eq!(covered, points.len());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_concurrent_applies_rotate_each_slot_exactly_once() {
     let v = VaultWorld::new().await;
     let names: Vec<String> = (0..8).map(|i| format!("s{i:02}")).collect();
-    let list: Vec<(&str, &str)> = names
-        .iter()
-        .map(|n| {
-            (
-                n.as_str(),
-                if n.ends_with('1') {
-                    "in-place"
-                } else {
-                    "alternate"
-                },
-            )
-        })
-        .collect();
+    let list = strategies(&names, |n| n.ends_with('1'));
     v.inventory(&slots(&list));
     v.apply_at("", &[]).await.expect_code(0);
     let args = ["--concurrency", "3"];
     let (a, b) = tokio::join!(v.apply_at("31d", &args), v.apply_at("31d", &args));
-    for r in [&a, &b] {
-        assert!(
-            matches!(r.code, Some(0) | Some(3)),
-            "exit {:?}\n{}",
-            r.code,
-            r.stderr
-        );
-    }
+    assert_each_promoted_once(&a, &b, &names);
     for n in &names {
         let rec = v.record(n).await.unwrap();
         assert_eq!(
@@ -302,11 +272,6 @@ async fn two_concurrent_applies_rotate_each_slot_exactly_once() {
             2,
             "slot {n} rotated once"
         );
-        let rotations = [&a, &b]
-            .iter()
-            .filter(|r| actions(r, n).iter().any(|x| x.starts_with("promoted")))
-            .count();
-        assert_eq!(rotations, 1, "slot {n}");
     }
     v.apply_at("33d", &[]).await.expect_code(0);
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -344,7 +309,7 @@ async fn consumer_entry(v: &VaultWorld, slot: &str) -> (String, String, u64) {
 /// `rekey verify` checks the pair consumers read.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pair_consumers_saw_is_never_discarded() {
-    use rekey::emulator::{FaultAction, Faults, OneShot};
+    use rekey::emulator::{FaultAction, Faults};
     let v = VaultWorld::new().await;
     // One verification attempt per run: each 503 is retried with its Retry-After already.
     v.w.inventory_raw(
@@ -370,16 +335,7 @@ async fn a_pair_consumers_saw_is_never_discarded() {
 
     // The token endpoint answers 503 to everything but each run's preflight.
     for run in 1..=3 {
-        v.w.set_faults(Faults {
-            fail_next: vec![OneShot {
-                operation: Some("token".into()),
-                skip: 1,
-                count: 1000,
-                action: FaultAction::Status(503),
-            }],
-            ..Faults::default()
-        })
-        .await;
+        v.w.set_faults(token_fault(FaultAction::Status(503))).await;
         let r = v.apply_at("31d", &[]).await;
         assert!(
             !actions(&r, "victim")
@@ -403,13 +359,7 @@ async fn a_pair_consumers_saw_is_never_discarded() {
         v.w.rekey(&["verify", "-c", "inventory.toml", "--output", "json"])
             .await;
     r.expect_code(0);
-    let rows: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let row = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["slot"] == "victim")
-        .unwrap();
+    let row = r.row("victim");
     assert_eq!(row["client_id"], id.as_str());
     assert_eq!(row["generation"], generation);
     assert_eq!(row["ok"], true);
@@ -424,7 +374,7 @@ async fn a_pair_consumers_saw_is_never_discarded() {
 /// lives and consumers keep a working pair.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_discard_never_deletes_the_pair_consumers_read() {
-    use rekey::emulator::{FaultAction, Faults, OneShot};
+    use rekey::emulator::{FaultAction, Faults};
     let v = VaultWorld::new().await;
     v.inventory(&slots(&[("victim", "alternate")]));
     v.apply_at("", &[]).await.expect_code(0);
@@ -452,16 +402,7 @@ async fn a_discard_never_deletes_the_pair_consumers_read() {
     let (id, secret, generation) = consumer_entry(&v, "victim").await;
     assert_eq!(generation, 2);
 
-    v.w.set_faults(Faults {
-        fail_next: vec![OneShot {
-            operation: Some("token".into()),
-            skip: 1,
-            count: 1000,
-            action: FaultAction::EmptyToken,
-        }],
-        ..Faults::default()
-    })
-    .await;
+    v.w.set_faults(token_fault(FaultAction::EmptyToken)).await;
     let r = v.apply_at("31d", &[]).await;
     v.w.set_faults(Faults::default()).await;
     let acts = actions(&r, "victim");

@@ -4,41 +4,17 @@
 //! must never contain a secret.
 
 mod common;
+use common::logs::{assert_logs_clean, log_buffer};
+use common::providers::{once, stat, with_fast_retries};
 use common::{ADMIN_ROLE, World};
 use rekey::config::TaegisSettings;
-use rekey::emulator::{FaultAction, Faults, OneShot};
+use rekey::emulator::{FaultAction, Faults};
 use rekey::error::ErrorKind;
-use rekey::provider::retry::{RetryPolicy, RetryingProvider};
 use rekey::provider::taegis::TaegisProvider;
 use rekey::provider::{Bootstrap, ClientSpec, Provider};
 use rekey::secret::{ClientPair, Secret};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Everything every test in this binary logs, at trace level, all crates.
-fn log_buffer() -> &'static Mutex<Vec<u8>> {
-    static BUF: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    static INIT: std::sync::Once = std::sync::Once::new();
-    let buf = BUF.get_or_init(Default::default);
-    INIT.call_once(|| {
-        struct W;
-        impl std::io::Write for W {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                log_buffer().lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-            .with_writer(|| W)
-            .try_init()
-            .expect("one subscriber per test binary");
-    });
-    buf
-}
 
 fn provider(w: &World, timeout: Duration) -> Arc<dyn Provider> {
     log_buffer();
@@ -53,24 +29,7 @@ fn provider(w: &World, timeout: Duration) -> Arc<dyn Provider> {
         secret: Secret::new(t.admin_secret.clone()),
     });
     let inner = TaegisProvider::new("test", &settings, boot, 1000.0, timeout).unwrap();
-    let fast = RetryPolicy {
-        max_attempts: 6,
-        base_delay: Duration::from_millis(20),
-        max_delay: Duration::from_secs(3),
-    };
-    Arc::new(RetryingProvider::new(Arc::new(inner), fast))
-}
-
-fn once(op: &str, action: FaultAction, count: u32) -> Faults {
-    Faults {
-        fail_next: vec![OneShot {
-            skip: 0,
-            operation: Some(op.into()),
-            count,
-            action,
-        }],
-        ..Faults::default()
-    }
+    with_fast_retries(Arc::new(inner))
 }
 
 fn spec(name: &str) -> ClientSpec {
@@ -80,32 +39,14 @@ fn spec(name: &str) -> ClientSpec {
     }
 }
 
-async fn stat(w: &World, op: &str) -> u64 {
-    w.emu.stats().await.requests.get(op).copied().unwrap_or(0)
-}
-
-/// Asserts no secret of this world, nor `extra`, is in the trace log.
-fn assert_logs_clean(w: &World, extra: &[&Secret]) {
-    let text = String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned();
-    assert!(
-        text.contains("TRACE") || text.contains("DEBUG"),
-        "trace logging is on"
-    );
-    w.assert_no_secrets(&text);
-    for s in extra {
-        assert!(
-            !text.contains(s.expose()),
-            "a secret appeared in the trace log"
-        );
-    }
-}
-
+/// What only Taegis does; the rest of a client's life (create, list by prefix over pages,
+/// rotate, a caller-chosen secret, delete, verify) is the provider conformance suite's
+/// (tests/conformance_taegis.rs).
 #[tokio::test(flavor = "multi_thread")]
-async fn client_lifecycle() {
+async fn client_ids_and_tenant_isolation() {
     let w = World::new(2).await;
     let p = provider(&w, Duration::from_secs(5));
     let tenant = w.tenants[0].id.clone();
-
     let a = p
         .create_client(
             &tenant,
@@ -117,85 +58,17 @@ async fn client_lifecycle() {
         .await
         .unwrap();
     assert_eq!(a.client_id.len(), 32);
-    p.verify(
-        &tenant,
-        &ClientPair {
-            client_id: a.client_id.clone(),
-            secret: a.secret.clone(),
-        },
-    )
-    .await
-    .unwrap();
-
-    // Rotation by object id, then by client id; each old secret dies at once.
-    let r1 = p.rotate_secret(&tenant, &a.object_id, None).await.unwrap();
-    assert_eq!(r1.client_id, a.client_id);
-    let old = ClientPair {
-        client_id: a.client_id.clone(),
-        secret: a.secret.clone(),
-    };
-    assert_eq!(
-        p.verify(&tenant, &old).await.unwrap_err().kind(),
-        ErrorKind::Unauthorized
-    );
-    let chosen = Secret::generate(64);
-    let r2 = p
-        .rotate_secret(&tenant, &a.client_id, Some(&chosen))
-        .await
-        .unwrap();
-    assert_eq!(
-        r2.secret, chosen,
-        "the emulator honours a caller-chosen secret"
-    );
-    p.verify(
-        &tenant,
-        &ClientPair {
-            client_id: a.client_id.clone(),
-            secret: chosen.clone(),
-        },
-    )
-    .await
-    .unwrap();
-
-    // Search by prefix pages through more than one page (100 per page).
-    for i in 0..105 {
-        p.create_client(&tenant, &spec(&format!("rekey-many-g{i}")))
-            .await
-            .unwrap();
-    }
-    let many = p.find_clients(&tenant, "rekey-many-").await.unwrap();
-    assert_eq!(many.len(), 105);
-    let exact = p.find_clients(&tenant, "rekey-a-g1").await.unwrap();
-    assert_eq!(exact.len(), 1);
-    assert_eq!(exact[0].object_id, a.object_id);
-
     // Tenant isolation: the other tenant sees none of it (our bootstrap may not act there).
     let other = w.tenants[1].id.clone();
     assert!(p.find_clients(&other, "rekey-").await.is_err());
-
-    p.delete_client(&tenant, &a.object_id).await.unwrap();
-    let gone = ClientPair {
-        client_id: a.client_id.clone(),
-        secret: chosen.clone(),
-    };
-    assert_eq!(
-        p.verify(&tenant, &gone).await.unwrap_err().kind(),
-        ErrorKind::Unauthorized
-    );
-    assert_eq!(
-        p.delete_client(&tenant, &a.object_id)
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::NotFound
-    );
     assert!(
         p.find_clients(&tenant, "rekey-a-")
             .await
             .unwrap()
-            .is_empty()
+            .iter()
+            .any(|c| c.client_id == a.client_id)
     );
-    assert_logs_clean(&w, &[&a.secret, &r1.secret, &chosen]);
+    assert_logs_clean(&w, &[&a.secret]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

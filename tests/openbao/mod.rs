@@ -1,5 +1,5 @@
-//! An OpenBao dev server for tests (TESTING.md): the real `bao` binary from the project venv
-//! (`scripts/setup-python.sh`), on 127.0.0.1, killed by pid when the handle drops. Helpers set
+//! An OpenBao dev server for tests (docs/src/testing.md): the real `bao` binary from the project
+//! venv (`scripts/setup-python.sh`), on 127.0.0.1, killed by pid when the handle drops. Helpers set
 //! up policies, tokens, AppRole and Kubernetes auth (with a loopback TokenReview stand-in).
 
 #![allow(dead_code)]

@@ -1,7 +1,7 @@
 """Starts moto's server (pinned in scripts/setup-python.sh) for rekey's AWS backend tests.
 
 Same arguments as `moto_server` (e.g. `-H 127.0.0.1 -p PORT`). Works around a moto 5.2.5 bug
-(TESTING.md): after UpdateSecretVersionStage moves AWSCURRENT, moto keeps its "default version"
+(docs/src/testing.md): after UpdateSecretVersionStage moves AWSCURRENT, moto keeps its "default version"
 on the old one, so a GetSecretValue without a stage would still return the old value. Real AWS
 moves it. rekey always asks for a stage explicitly; the fix keeps stage-less readers (consumers)
 honest in tests too.

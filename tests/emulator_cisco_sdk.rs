@@ -10,18 +10,11 @@ mod common;
 use common::World;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn threatresponse_works_with_clients_rekey_made() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-python.sh first",
-        python.display()
-    );
+    common::python::venv_python();
 
     let w = World::new_with(0, 1).await;
     w.inventory(
@@ -30,12 +23,7 @@ async fn threatresponse_works_with_clients_rekey_made() {
     w.apply(&[]).await.expect_code(0);
     let old = w.record("tr").await.unwrap().current.unwrap();
     w.apply(&["--force"]).await.expect_code(0);
-    let rotated = w
-        .rekey_env(
-            &["apply", "-c", "inventory.toml"],
-            &[("REKEY_TEST_CLOCK_OFFSET", "25h")],
-        )
-        .await;
+    let rotated = w.apply_at("25h", &[]).await;
     rotated.expect_code(0);
     let rec = w.record("tr").await.unwrap();
     assert!(rec.draining.is_empty(), "the old client was deleted");
@@ -61,21 +49,8 @@ async fn threatresponse_works_with_clients_rekey_made() {
         .write_all(doc.to_string().as_bytes())
         .unwrap();
 
-    let mut cmd = tokio::process::Command::new(&python);
-    cmd.arg(root.join("tests/python/threatresponse_check.py"))
-        .env("REKEY_CISCO_CHECK_FILE", &check)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .kill_on_drop(true);
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
+    let mut cmd = common::python::python_script("threatresponse_check.py");
+    cmd.env("REKEY_CISCO_CHECK_FILE", &check);
     let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
         .await
         .expect("the threatresponse check finishes in time")

@@ -1,15 +1,17 @@
-//! The emulator held to the official Taegis Python SDK (DESIGN.md §8, TESTING.md): the SDK's
-//! documented calls work against it unchanged, and nothing secret is printed on the way.
+//! The emulator held to the official Taegis Python SDK (docs/src/platforms/taegis.md,
+//! docs/src/testing.md): the SDK's documented calls work against it unchanged, and nothing secret
+//! is printed on the way.
 //!
 //! Needs the project venv: `scripts/setup-python.sh`. Without it this test fails; it never
 //! skips.
 
 #![cfg(feature = "emulator")]
 
+mod common;
+
 use rand::Rng;
 use rekey::emulator::{self, EmulatorConfig, Seed, SeedClient, SeedTenant, TENANT_ADMIN_ROLE};
 use rekey::secret::Secret;
-use std::path::Path;
 use std::time::Duration;
 
 fn random_tenant(rng: &mut impl Rng) -> String {
@@ -27,13 +29,7 @@ fn admin(client_id: &str, secret: &Secret) -> SeedClient {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_sdk_works_against_the_emulator() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-python.sh first",
-        python.display()
-    );
+    common::python::venv_python();
 
     let mut rng = rand::rng();
     let tenant_a = random_tenant(&mut rng);
@@ -77,9 +73,8 @@ async fn the_official_sdk_works_against_the_emulator() {
         .expect("emulator starts");
 
     let home = tempfile::tempdir().expect("temp HOME");
-    let mut cmd = tokio::process::Command::new(&python);
-    cmd.arg(root.join("tests/python/taegis_sdk_check.py"))
-        .arg(emu.url())
+    let mut cmd = common::python::python_script("taegis_sdk_check.py");
+    cmd.arg(emu.url())
         .env("HOME", home.path())
         .env("OAUTHLIB_INSECURE_TRANSPORT", "1")
         .env("CLIENT_ID", &a_id)
@@ -88,19 +83,7 @@ async fn the_official_sdk_works_against_the_emulator() {
         .env("REKEY_TENANT_A_CHILD", &tenant_child)
         .env("REKEY_TENANT_B", &tenant_b)
         .env("REKEY_B_CLIENT_ID", &b_id)
-        .env("REKEY_B_CLIENT_SECRET", b_secret.expose())
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .kill_on_drop(true);
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
+        .env("REKEY_B_CLIENT_SECRET", b_secret.expose());
     let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
         .await
         .expect("the SDK check finishes within 5 minutes")

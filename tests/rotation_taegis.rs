@@ -1,30 +1,9 @@
-//! End to end: the real binary against the emulator and the age file backend. Each test asserts
-//! what a user would check: the stored pair gets a token, old clients die only after grace,
-//! retired slots leave nothing behind, a second apply changes nothing.
+//! End to end with Taegis slots: the real binary against the emulator and the age file backend.
+//! Each test asserts what a user would check: the stored pair gets a token, old clients die only
+//! after grace, retired slots leave nothing behind, a second apply changes nothing.
 
 mod common;
-use common::World;
-
-fn slots(names: &[(&str, &str)]) -> String {
-    // (name, strategy) on provider p0
-    names
-        .iter()
-        .map(|(n, s)| format!("[[slots]]\nname = \"{n}\"\nprovider = \"p0\"\nstrategy = \"{s}\"\n"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn actions(run: &common::Run, slot: &str) -> Vec<String> {
-    run.outcomes()
-        .into_iter()
-        .find(|o| o["slot"] == slot)
-        .unwrap_or_else(|| panic!("no outcome for {slot}"))["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
-}
+use common::{World, actions, assert_each_promoted_once, slots, strategies};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_then_second_apply_is_a_no_op() {
@@ -80,12 +59,7 @@ async fn alternate_rotation_keeps_the_old_pair_alive_for_grace() {
     let g1 = w.record("alpha").await.unwrap().current.unwrap();
 
     // 31 days later the credential is due.
-    let later = w
-        .rekey_env(
-            &["apply", "-c", "inventory.toml", "--output", "json"],
-            &[("REKEY_TEST_CLOCK_OFFSET", "31d")],
-        )
-        .await;
+    let later = w.apply_at("31d", &["--output", "json"]).await;
     later.expect_code(0);
     assert_eq!(actions(&later, "alpha"), vec!["created g2", "promoted g2"]);
     let rec = w.record("alpha").await.unwrap();
@@ -100,23 +74,13 @@ async fn alternate_rotation_keeps_the_old_pair_alive_for_grace() {
     assert!(w.token_ok(&g2.client_id, g2.secret.expose()).await);
 
     // Still inside the grace period: nothing is deleted.
-    let inside = w
-        .rekey_env(
-            &["apply", "-c", "inventory.toml", "--output", "json"],
-            &[("REKEY_TEST_CLOCK_OFFSET", "31d 23h")],
-        )
-        .await;
+    let inside = w.apply_at("31d 23h", &["--output", "json"]).await;
     inside.expect_code(0);
     assert!(actions(&inside, "alpha").is_empty());
     assert!(w.token_ok(&g1.client_id, g1.secret.expose()).await);
 
     // Grace over: the old client is deleted, the new one keeps working.
-    let after = w
-        .rekey_env(
-            &["apply", "-c", "inventory.toml", "--output", "json"],
-            &[("REKEY_TEST_CLOCK_OFFSET", "32d 1h")],
-        )
-        .await;
+    let after = w.apply_at("32d 1h", &["--output", "json"]).await;
     after.expect_code(0);
     assert_eq!(actions(&after, "alpha"), vec!["deleted g1"]);
     assert!(
@@ -143,19 +107,7 @@ async fn in_place_rotation_keeps_the_client_and_kills_the_old_secret() {
         w.inventory_raw(&format!("{header}\n{}", slots(&[("beta", "in-place")])));
         w.apply(&[]).await.expect_code(0);
         let g1 = w.record("beta").await.unwrap().current.unwrap();
-        let r = w
-            .rekey_env(
-                &[
-                    "apply",
-                    "-c",
-                    "inventory.toml",
-                    "--force",
-                    "--output",
-                    "json",
-                ],
-                &[],
-            )
-            .await;
+        let r = w.apply(&["--force", "--output", "json"]).await;
         r.expect_code(0);
         assert_eq!(
             actions(&r, "beta"),
@@ -194,12 +146,7 @@ async fn retire_deletes_client_and_entry_after_grace() {
         "still usable during grace"
     );
 
-    let r = w
-        .rekey_env(
-            &["apply", "-c", "inventory.toml", "--output", "json"],
-            &[("REKEY_TEST_CLOCK_OFFSET", "2h")],
-        )
-        .await;
+    let r = w.apply_at("2h", &["--output", "json"]).await;
     r.expect_code(0);
     assert_eq!(
         actions(&r, "old"),
@@ -240,12 +187,7 @@ async fn removal_from_inventory_deletes_nothing_unless_prune() {
     // A slot that left the inventory retires with the default grace (24h): alive until then.
     assert_eq!(actions(&r, "gone"), vec!["retiring"]);
     assert!(w.token_ok(&gone.client_id, gone.secret.expose()).await);
-    let r = w
-        .rekey_env(
-            &["apply", "-c", "inventory.toml"],
-            &[("REKEY_TEST_CLOCK_OFFSET", "25h")],
-        )
-        .await;
+    let r = w.apply_at("25h", &[]).await;
     r.expect_code(0);
     assert!(w.record("gone").await.is_none());
     assert!(!w.token_ok(&gone.client_id, gone.secret.expose()).await);
@@ -355,19 +297,7 @@ async fn rekey_rotates_its_own_bootstrap_credential_last() {
 
     // From now on rekey authenticates as its own g1. Take the seed away to prove it.
     std::fs::remove_file(w.path().join("boot-0.secret")).unwrap();
-    let r = w
-        .rekey_env(
-            &[
-                "apply",
-                "-c",
-                "inventory.toml",
-                "--force",
-                "--output",
-                "json",
-            ],
-            &[],
-        )
-        .await;
+    let r = w.apply(&["--force", "--output", "json"]).await;
     r.expect_code(0);
     let admin2 = w.record("admin").await.unwrap().current.unwrap();
     assert_eq!(admin2.generation, 2);
@@ -377,12 +307,7 @@ async fn rekey_rotates_its_own_bootstrap_credential_last() {
     );
 
     // After grace, g1 is deleted by a run that authenticates with g2.
-    let r = w
-        .rekey_env(
-            &["apply", "-c", "inventory.toml", "--output", "json"],
-            &[("REKEY_TEST_CLOCK_OFFSET", "2h")],
-        )
-        .await;
+    let r = w.apply_at("2h", &["--output", "json"]).await;
     r.expect_code(0);
     assert!(
         actions(&r, "admin").contains(&"deleted g1".to_string()),
@@ -402,19 +327,7 @@ async fn rekey_rotates_its_own_bootstrap_credential_last() {
 async fn two_concurrent_applies_rotate_each_slot_exactly_once() {
     let w = World::new(1).await;
     let names: Vec<String> = (0..12).map(|i| format!("s{i:02}")).collect();
-    let list: Vec<(&str, &str)> = names
-        .iter()
-        .map(|n| {
-            (
-                n.as_str(),
-                if n.ends_with('1') {
-                    "in-place"
-                } else {
-                    "alternate"
-                },
-            )
-        })
-        .collect();
+    let list = strategies(&names, |n| n.ends_with('1'));
     w.inventory(&slots(&list));
     w.apply(&[]).await.expect_code(0);
     let before: Vec<_> = futures_lite_records(&w, &names).await;
@@ -430,33 +343,15 @@ async fn two_concurrent_applies_rotate_each_slot_exactly_once() {
         "3",
     ];
     let (a, b) = tokio::join!(w.rekey_env(&args, &env), w.rekey_env(&args, &env));
-    for r in [&a, &b] {
-        assert!(
-            matches!(r.code, Some(0) | Some(3)),
-            "exit {:?}\n{}",
-            r.code,
-            r.stderr
-        );
-    }
     // Across both runs, each slot was rotated exactly once; a slot one run found held was
     // skipped (exit 3) or found already done.
+    assert_each_promoted_once(&a, &b, &names);
     for (n, g) in names.iter().zip(before) {
         let rec = w.record(n).await.unwrap();
         assert_eq!(
             rec.current.as_ref().unwrap().generation,
             g + 1,
             "slot {n} rotated once"
-        );
-        let rotations = [&a, &b]
-            .iter()
-            .filter(|r| actions(r, n).iter().any(|x| x.starts_with("promoted")))
-            .count();
-        assert_eq!(
-            rotations,
-            1,
-            "slot {n}: {:?} / {:?}",
-            actions(&a, n),
-            actions(&b, n)
         );
     }
     let env2 = [("REKEY_TEST_CLOCK_OFFSET", "33d")];
@@ -480,19 +375,7 @@ async fn apply_under_platform_faults_loses_nothing() {
     use rekey::emulator::Faults;
     let w = World::new(1).await;
     let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
-    let list: Vec<(&str, &str)> = names
-        .iter()
-        .map(|n| {
-            (
-                n.as_str(),
-                if n.ends_with('3') {
-                    "in-place"
-                } else {
-                    "alternate"
-                },
-            )
-        })
-        .collect();
+    let list = strategies(&names, |n| n.ends_with('3'));
     w.inventory(&slots(&list));
     let faults = Faults {
         latency_ms: 2,
@@ -509,12 +392,7 @@ async fn apply_under_platform_faults_loses_nothing() {
         w.set_faults(faults.clone()).await;
         let mut converged = false;
         for _ in 0..8 {
-            let r = w
-                .rekey_env(
-                    &["apply", "-c", "inventory.toml"],
-                    &[("REKEY_TEST_CLOCK_OFFSET", offset)],
-                )
-                .await;
+            let r = w.apply_at(offset, &[]).await;
             assert!(
                 matches!(r.code, Some(0) | Some(1) | Some(4)),
                 "exit {:?}: {}",
@@ -538,12 +416,7 @@ async fn apply_under_platform_faults_loses_nothing() {
         );
         w.set_faults(Faults::default()).await;
         // Old generations drained, then everything checked without faults.
-        w.rekey_env(
-            &["apply", "-c", "inventory.toml"],
-            &[("REKEY_TEST_CLOCK_OFFSET", "40d")],
-        )
-        .await
-        .expect_code(0);
+        w.apply_at("40d", &[]).await.expect_code(0);
         w.assert_consistent(&names.iter().map(String::as_str).collect::<Vec<_>>())
             .await;
     }
