@@ -6,9 +6,10 @@
 //! names in `pass_env`), so it never inherits rekey's bootstrap secrets. Its stderr is never
 //! logged as is: it may echo what it was given.
 
+use super::common::check_items;
 use crate::config::check::Checker;
 use crate::config::check::join;
-use crate::config::tree::{Kind, Table};
+use crate::config::tree::Table;
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{SlotRecord, Versioned};
 use crate::secret::Secret;
@@ -86,20 +87,15 @@ pub(crate) fn parse_config(
         cfg.timeout = d;
     }
     if let Some((names, _)) = c.strings(t, path, "pass_env") {
-        let e = t.get("pass_env").expect("strings() found it");
-        for (i, n) in names.iter().enumerate() {
-            if !crate::config::check::is_env_name(n) {
-                let line = match &e.value.kind {
-                    Kind::Array(items) => items.get(i).map_or(e.line, |n| n.line),
-                    _ => e.line,
-                };
-                c.err(
-                    line,
-                    format!("{path}.pass_env[{i}]"),
-                    "not an environment variable name",
-                );
-            }
-        }
+        check_items(
+            c,
+            t,
+            path,
+            "pass_env",
+            &names,
+            crate::config::check::is_env_name,
+            |_| "not an environment variable name".to_string(),
+        );
         cfg.pass_env = names;
     }
     cfg
