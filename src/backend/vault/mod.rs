@@ -56,6 +56,7 @@ use vaultrs::api::kv2::responses::ReadSecretMetadataResponse;
 const STATE_DIR: &str = ".rekey/";
 /// State entries read at once while listing.
 const LIST_READS: usize = 16;
+
 /// Vault KV v2, one consumer entry and one state entry per slot.
 pub struct VaultBackend {
     config: VaultBackendConfig,
