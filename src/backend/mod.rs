@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use std::collections::BTreeSet;
 
 pub mod aws;
+mod common;
 pub mod exec;
 pub mod file;
 pub mod vault;

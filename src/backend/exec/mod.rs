@@ -6,17 +6,17 @@
 //! names in `pass_env`), so it never inherits rekey's bootstrap secrets. Its stderr is never
 //! logged as is: it may echo what it was given.
 
-use crate::config::check::Checker;
-use crate::config::check::join;
-use crate::config::tree::{Kind, Table};
+mod config;
+
+pub use config::ExecBackendConfig;
+pub(crate) use config::parse_config;
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{SlotRecord, Versioned};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The protocol name and version every request carries and every response must echo.
@@ -25,85 +25,6 @@ pub const PROTOCOL: &str = "rekey-backend/1";
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;
 /// Most of a plugin's stderr quoted in an error, after secrets are scrubbed from it.
 const MAX_STDERR_QUOTE: usize = 300;
-
-/// `[backends.NAME]` with `type = "exec"`.
-#[derive(Clone, Debug)]
-pub struct ExecBackendConfig {
-    pub name: String,
-    /// The program and its arguments; a relative program path is relative to the inventory.
-    pub command: Vec<String>,
-    /// Per-call time limit; the process is killed when it is exceeded (default 30s).
-    pub timeout: Duration,
-    /// Environment variables passed through to the plugin (everything else is cleared).
-    pub pass_env: Vec<String>,
-}
-
-impl ExecBackendConfig {
-    pub(crate) fn placeholder(name: &str) -> Self {
-        ExecBackendConfig {
-            name: name.to_string(),
-            command: Vec::new(),
-            timeout: Duration::from_secs(30),
-            pass_env: Vec::new(),
-        }
-    }
-}
-
-/// Keys of an exec backend table.
-const KEYS: &[&str] = &["type", "command", "timeout", "pass_env"];
-
-/// Parses `[backends.NAME]` with `type = "exec"`, recording every problem in `c`.
-pub(crate) fn parse_config(
-    c: &mut Checker,
-    name: &str,
-    t: &Table,
-    path: &str,
-) -> ExecBackendConfig {
-    let mut cfg = ExecBackendConfig::placeholder(name);
-    c.known_keys(t, path, KEYS);
-    match c.strings(t, path, "command") {
-        Some((argv, line)) if argv.is_empty() || argv[0].trim().is_empty() => c.err(
-            line,
-            join(path, "command"),
-            "must name a program: command = [\"/path/to/plugin\", \"arg\"]",
-        ),
-        Some((mut argv, _)) => {
-            let program = PathBuf::from(&argv[0]);
-            if program.components().count() > 1 && program.is_relative() {
-                argv[0] = c.base_dir.join(program).to_string_lossy().into_owned();
-            }
-            cfg.command = argv;
-        }
-        None if t.get("command").is_none() => c.missing(
-            t,
-            path,
-            "command",
-            " (the plugin program and its arguments, e.g. command = [\"./store-plugin\"])",
-        ),
-        None => {}
-    }
-    if let Some((d, _)) = c.duration(t, path, "timeout", false) {
-        cfg.timeout = d;
-    }
-    if let Some((names, _)) = c.strings(t, path, "pass_env") {
-        let e = t.get("pass_env").expect("strings() found it");
-        for (i, n) in names.iter().enumerate() {
-            if !crate::config::check::is_env_name(n) {
-                let line = match &e.value.kind {
-                    Kind::Array(items) => items.get(i).map_or(e.line, |n| n.line),
-                    _ => e.line,
-                };
-                c.err(
-                    line,
-                    format!("{path}.pass_env[{i}]"),
-                    "not an environment variable name",
-                );
-            }
-        }
-        cfg.pass_env = names;
-    }
-    cfg
-}
 
 /// A request, as the plugin reads it from stdin.
 #[derive(Serialize)]
