@@ -20,9 +20,14 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn parse(expr: &str, tz: &str, jitter: Duration) -> Result<Schedule> {
-        let cron = croner::Cron::new(expr)
-            .with_seconds_optional()
-            .parse()
+        // 5 fields, or 6 with seconds first; no year field; `0/10` is `0-59/10`, as croner 2
+        // read it.
+        let cron = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .year(croner::parser::Year::Disallowed)
+            .sloppy_ranges(true)
+            .build()
+            .parse(expr)
             .map_err(|e| Error::config(format!("schedule \"{expr}\": {e}")))?;
         let tz: chrono_tz::Tz = tz.parse().map_err(|_| {
             Error::config(format!(

@@ -1,8 +1,12 @@
 //! `/_emulator/` endpoints for tests and demos: faults, stats, tenants, and an independent view
 //! of a tenant's clients (never their secrets). No auth: the emulator listens on loopback only.
 
-use super::faults::{Faults, Stats, json_status};
-use super::{SeedTenant, Shared};
+use super::faults::{Faults, Stats};
+use super::layer::json_status;
+use super::seed::SeedTenant;
+use super::shared::Shared;
+use super::state::ClientRecord;
+use super::world::World;
 use crate::error::ErrorKind;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -63,7 +67,7 @@ pub async fn post_tenant(State(shared): State<Arc<Shared>>, body: axum::body::By
             if let Some(c) = tenant
                 .clients
                 .iter()
-                .find(|c| state.client_by_client_id(&c.client_id).is_some())
+                .find(|c| state.client_id_taken(&c.client_id))
             {
                 return Err(crate::error::Error::conflict(format!(
                     "client {} already exists",
@@ -75,10 +79,7 @@ pub async fn post_tenant(State(shared): State<Arc<Shared>>, body: axum::body::By
             }
             Ok(())
         })
-        .and_then(|()| match &shared.state_file {
-            Some(p) => state.save(p),
-            None => Ok(()),
-        });
+        .and_then(|()| shared.save(&state));
     match result {
         Ok(()) => {
             let list = summaries(&state, &tenant.id);
@@ -105,23 +106,28 @@ pub async fn tenant_clients(State(shared): State<Arc<Shared>>, Path(id): Path<St
     Json(summaries(&state, &id)).into_response()
 }
 
-fn summaries(state: &super::state::State, tenant: &str) -> Vec<ClientSummary> {
-    let mut list: Vec<ClientSummary> = state
-        .all_clients_of(tenant)
-        .map(|c| ClientSummary {
-            id: c.id.clone(),
-            client_id: c.client_id.clone(),
-            name: c.name.clone(),
-            tenant_id: c.tenant_id.clone(),
-            // Cisco clients have scopes where Taegis clients have roles.
-            roles: if c.platform == super::state::Platform::Cisco {
-                c.scopes.clone()
-            } else {
-                c.role_ids().map(str::to_string).collect()
-            },
-            token_request_count: c.token_request_count,
-        })
-        .collect();
+/// Every client of a tenant or org, whatever its platform.
+fn summaries(state: &World, tenant: &str) -> Vec<ClientSummary> {
+    let summary = |c: &ClientRecord, roles: Vec<String>| ClientSummary {
+        id: c.id.clone(),
+        client_id: c.client_id.clone(),
+        name: c.name.clone(),
+        tenant_id: c.tenant_id.clone(),
+        roles,
+        token_request_count: c.token_request_count,
+    };
+    let taegis = state
+        .taegis
+        .values()
+        .filter(|c| c.tenant_id == tenant)
+        .map(|c| summary(c, c.role_ids().map(str::to_string).collect()));
+    // Cisco clients have scopes where Taegis clients have roles.
+    let cisco = state
+        .cisco
+        .values()
+        .filter(|c| c.tenant_id == tenant)
+        .map(|c| summary(c, c.scopes.clone()));
+    let mut list: Vec<ClientSummary> = taegis.chain(cisco).collect();
     list.sort_by(|a, b| a.name.cmp(&b.name).then(a.client_id.cmp(&b.client_id)));
     list
 }

@@ -1,27 +1,13 @@
-//! Fault injection and request statistics.
-//!
-//! One axum middleware ([`fault_layer`]) sits in front of the token endpoint and `/graphql`
-//! (not the `/_emulator/` admin endpoints). It names the operation of each request, counts it,
-//! and decides, from the current [`Faults`], what to do to it: delay it, answer in place of the
-//! handler (429, 5xx, `{}`, a GraphQL error, or never), or let the handler run and then spoil
-//! the answer (drop the connection after the commit, or truncate the body).
+//! Fault settings, the decision they make about each request, and request statistics. The
+//! middleware that carries the decisions out is in `layer.rs`; neither knows a platform: each
+//! platform names its own requests ([`Operation`]).
 
-use super::Shared;
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::Notify;
-
-/// Largest request body the emulator reads (token and GraphQL requests are tiny).
-const MAX_BODY: usize = 1 << 20;
+use std::time::{Duration, Instant};
 
 /// Fault settings. All off by default; settable at start (`rekey emulator` flags) and at run
 /// time (`PUT /_emulator/faults`, [`super::EmulatorHandle::set_faults`]).
@@ -99,17 +85,69 @@ pub enum FaultAction {
 }
 
 impl FaultAction {
+    /// The actions other than `status:NNN`, which are named by their kind alone.
+    const NAMED: [FaultAction; 8] = [
+        FaultAction::DropAfterCommit,
+        FaultAction::Hang,
+        FaultAction::Truncate,
+        FaultAction::NoData,
+        FaultAction::GraphqlError,
+        FaultAction::EmptyToken,
+        FaultAction::ExpiredToken,
+        FaultAction::EchoSecret,
+    ];
+
+    /// The action's kind, as counted in [`Stats::faults_injected`].
+    fn kind(&self) -> &'static str {
+        match self {
+            FaultAction::Status(_) => "status",
+            FaultAction::DropAfterCommit => "drop_after_commit",
+            FaultAction::Hang => "hang",
+            FaultAction::Truncate => "truncate",
+            FaultAction::NoData => "no_data",
+            FaultAction::GraphqlError => "graphql_error",
+            FaultAction::EmptyToken => "empty_token",
+            FaultAction::ExpiredToken => "expired_token",
+            FaultAction::EchoSecret => "echo_secret",
+        }
+    }
+
     fn as_string(&self) -> String {
         match self {
             FaultAction::Status(s) => format!("status:{s}"),
-            FaultAction::DropAfterCommit => "drop_after_commit".into(),
-            FaultAction::Hang => "hang".into(),
-            FaultAction::Truncate => "truncate".into(),
-            FaultAction::NoData => "no_data".into(),
-            FaultAction::GraphqlError => "graphql_error".into(),
-            FaultAction::EmptyToken => "empty_token".into(),
-            FaultAction::ExpiredToken => "expired_token".into(),
-            FaultAction::EchoSecret => "echo_secret".into(),
+            other => other.kind().into(),
+        }
+    }
+
+    /// What the action does to the request: answer in place of the handler, or spoil its
+    /// answer.
+    fn effect(self) -> (Option<Before>, Option<After>) {
+        match self {
+            FaultAction::Status(code) => (
+                Some(Before::Status {
+                    code,
+                    retry_after: Some(Duration::from_secs(1)),
+                }),
+                None,
+            ),
+            FaultAction::Hang => (Some(Before::Hang), None),
+            FaultAction::EmptyToken => (
+                Some(Before::TokenBody(
+                    r#"{"access_token":"","token_type":"bearer","expires_in":3600}"#,
+                )),
+                None,
+            ),
+            FaultAction::ExpiredToken => (
+                Some(Before::TokenBody(
+                    r#"{"access_token":"emulator-expired-token","token_type":"bearer","expires_in":0}"#,
+                )),
+                None,
+            ),
+            FaultAction::NoData => (Some(Before::NoData), None),
+            FaultAction::GraphqlError => (Some(Before::GraphqlError), None),
+            FaultAction::DropAfterCommit => (None, Some(After::Drop)),
+            FaultAction::Truncate => (None, Some(After::Truncate)),
+            FaultAction::EchoSecret => (None, Some(After::EchoSecret)),
         }
     }
 }
@@ -117,25 +155,16 @@ impl FaultAction {
 impl std::str::FromStr for FaultAction {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "drop_after_commit" => FaultAction::DropAfterCommit,
-            "hang" => FaultAction::Hang,
-            "truncate" => FaultAction::Truncate,
-            "no_data" => FaultAction::NoData,
-            "graphql_error" => FaultAction::GraphqlError,
-            "empty_token" => FaultAction::EmptyToken,
-            "expired_token" => FaultAction::ExpiredToken,
-            "echo_secret" => FaultAction::EchoSecret,
-            other => match other.strip_prefix("status:").map(str::parse::<u16>) {
-                Some(Ok(code)) if (400..=599).contains(&code) => FaultAction::Status(code),
-                _ => {
-                    return Err(format!(
-                        "unknown fault action {other:?}: expected status:NNN (400-599), \
-                         drop_after_commit, hang, truncate, no_data, graphql_error, empty_token, expired_token or echo_secret"
-                    ));
-                }
-            },
-        })
+        if let Some(a) = FaultAction::NAMED.into_iter().find(|a| a.kind() == s) {
+            return Ok(a);
+        }
+        match s.strip_prefix("status:").map(str::parse::<u16>) {
+            Some(Ok(code)) if (400..=599).contains(&code) => Ok(FaultAction::Status(code)),
+            _ => Err(format!(
+                "unknown fault action {s:?}: expected status:NNN (400-599), \
+                 drop_after_commit, hang, truncate, no_data, graphql_error, empty_token, expired_token or echo_secret"
+            )),
+        }
     }
 }
 
@@ -191,10 +220,10 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn fault(&mut self, kind: &str) {
+    pub(super) fn fault(&mut self, kind: &str) {
         *self.faults_injected.entry(kind.to_string()).or_default() += 1;
     }
-    fn response(&mut self, status: StatusCode) {
+    pub(super) fn response(&mut self, status: StatusCode) {
         *self
             .responses
             .entry(status.as_u16().to_string())
@@ -205,11 +234,21 @@ impl Stats {
     }
 }
 
-/// A request's operation, as far as faults and stats care.
+/// A request's operation, as far as faults and stats care: named by the platform that serves
+/// the request (`token`, a GraphQL root field, `cisco.createClient`, ...).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operation {
     pub name: String,
     pub is_mutation: bool,
+}
+
+impl Operation {
+    pub fn new(name: impl Into<String>, is_mutation: bool) -> Self {
+        Operation {
+            name: name.into(),
+            is_mutation,
+        }
+    }
 }
 
 /// The live fault state: settings, the random source, the token bucket.
@@ -299,9 +338,6 @@ impl FaultEngine {
         &self.faults
     }
 
-    /// Decides the fate of one request and updates the counters. Order: latency, then one-shots
-    /// (deterministic, so tests are not at the mercy of the random ones), then the rate limit,
-    /// then error_rate, then the drop rate for mutations.
     /// Counts a matching request against one-shot `i`'s `skip`; true while it still skips.
     fn skipped(&mut self, i: usize) -> bool {
         let shot = &mut self.faults.fail_next[i];
@@ -313,6 +349,9 @@ impl FaultEngine {
         }
     }
 
+    /// Decides the fate of one request and updates the counters. Order: latency, then one-shots
+    /// (deterministic, so tests are not at the mercy of the random ones), then the rate limit,
+    /// then error_rate, then the drop rate for mutations.
     pub fn decide(&mut self, op: &Operation, stats: &mut Stats) -> Decision {
         let mut d = Decision::default();
         let f = &self.faults;
@@ -339,52 +378,8 @@ impl FaultEngine {
             if shot.count == 0 {
                 self.faults.fail_next.remove(i);
             }
-            let kind = match action {
-                FaultAction::Status(code) => {
-                    d.before = Some(Before::Status {
-                        code,
-                        retry_after: Some(Duration::from_secs(1)),
-                    });
-                    "status"
-                }
-                FaultAction::Hang => {
-                    d.before = Some(Before::Hang);
-                    "hang"
-                }
-                FaultAction::EmptyToken => {
-                    d.before = Some(Before::TokenBody(
-                        r#"{"access_token":"","token_type":"bearer","expires_in":3600}"#,
-                    ));
-                    "empty_token"
-                }
-                FaultAction::ExpiredToken => {
-                    d.before = Some(Before::TokenBody(
-                        r#"{"access_token":"emulator-expired-token","token_type":"bearer","expires_in":0}"#,
-                    ));
-                    "expired_token"
-                }
-                FaultAction::NoData => {
-                    d.before = Some(Before::NoData);
-                    "no_data"
-                }
-                FaultAction::GraphqlError => {
-                    d.before = Some(Before::GraphqlError);
-                    "graphql_error"
-                }
-                FaultAction::DropAfterCommit => {
-                    d.after = Some(After::Drop);
-                    "drop_after_commit"
-                }
-                FaultAction::Truncate => {
-                    d.after = Some(After::Truncate);
-                    "truncate"
-                }
-                FaultAction::EchoSecret => {
-                    d.after = Some(After::EchoSecret);
-                    "echo_secret"
-                }
-            };
-            stats.fault(kind);
+            (d.before, d.after) = action.effect();
+            stats.fault(action.kind());
             return d;
         }
 
@@ -421,210 +416,12 @@ impl FaultEngine {
     }
 }
 
-/// Lets a handler close its own connection: the accept loop puts one in every request's
-/// extensions and drops the connection (without an answer) when it is fired.
-#[derive(Clone, Default)]
-pub struct ConnControl(Arc<Notify>);
-
-impl ConnControl {
-    pub fn kill(&self) {
-        // notify_one keeps a permit, so the kill is not lost if the connection task is not
-        // waiting yet.
-        self.0.notify_one();
-    }
-
-    pub async fn killed(&self) {
-        self.0.notified().await
-    }
-}
-
-/// The fault-injection and statistics middleware for the token endpoint and `/graphql`.
-pub async fn fault_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return json_status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
-        }
-    };
-    let op = if parts.uri.path() == super::GRAPHQL_PATH {
-        super::taegis::operation_of(&bytes)
-    } else if parts.uri.path().starts_with("/iroh/") {
-        super::cisco::operation_of(&parts.method, parts.uri.path())
-    } else {
-        Operation {
-            name: "token".into(),
-            is_mutation: false,
-        }
-    };
-    let decision = {
-        let mut stats = shared.stats();
-        *stats.requests.entry(op.name.clone()).or_default() += 1;
-        shared.faults().decide(&op, &mut stats)
-    };
-    tracing::debug!(operation = %op.name, ?decision, "request");
-    if !decision.delay.is_zero() {
-        tokio::time::sleep(decision.delay).await;
-    }
-
-    let response = match decision.before {
-        Some(Before::Hang) => {
-            // Never answer: the connection stays open until the client gives up or the
-            // emulator stops (which aborts every connection task).
-            std::future::pending::<Response>().await
-        }
-        Some(Before::Status { code, retry_after }) => {
-            let faults = shared.faults().faults().clone();
-            injected_status(code, retry_after, &faults)
-        }
-        Some(Before::NoData) => json_response(StatusCode::OK, "{}"),
-        Some(Before::TokenBody(body)) => json_response(StatusCode::OK, body),
-        Some(Before::GraphqlError) => json_response(
-            StatusCode::OK,
-            &serde_json::json!({
-                "data": null,
-                "errors": [{
-                    "message": "emulator: injected fault",
-                    "path": [op.name],
-                    "extensions": {"code": "INTERNAL_SERVER_ERROR"}
-                }]
-            })
-            .to_string(),
-        ),
-        None => {
-            let req = Request::from_parts(parts.clone(), Body::from(bytes));
-            let resp = next.run(req).await;
-            match decision.after {
-                None => resp,
-                Some(After::Drop) => {
-                    // The handler has committed; now close the connection without a word, so
-                    // the client sees a transport error and cannot know the outcome.
-                    match parts.extensions.get::<ConnControl>() {
-                        Some(ctl) => {
-                            shared.stats().connections_dropped += 1;
-                            ctl.kill();
-                            std::future::pending::<Response>().await
-                        }
-                        None => {
-                            tracing::warn!("drop_after_commit without a connection handle");
-                            resp
-                        }
-                    }
-                }
-                Some(After::Truncate) => truncate(resp).await,
-                Some(After::EchoSecret) => echo_secret(resp, &shared).await,
-            }
-        }
-    };
-    shared.stats().response(response.status());
-    response
-}
-
-async fn truncate(resp: Response) -> Response {
-    let (mut parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    let cut = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(cut))
-}
-
-/// The handler's answer with an `errors[]` entry quoting every secret it carries
-/// (`clientSecret`, `password`, `client_secret` at any depth), between terminal escapes.
-async fn echo_secret(resp: Response, shared: &Shared) -> Response {
-    fn secrets(v: &serde_json::Value, out: &mut Vec<String>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, v) in m {
-                    match v {
-                        serde_json::Value::String(s)
-                            if ["clientSecret", "password", "client_secret"]
-                                .contains(&k.as_str()) =>
-                        {
-                            out.push(s.clone())
-                        }
-                        _ => secrets(v, out),
-                    }
-                }
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|v| secrets(v, out)),
-            _ => {}
-        }
-    }
-    let (mut parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return Response::from_parts(parts, Body::from(bytes));
-    };
-    let mut found = Vec::new();
-    secrets(&v, &mut found);
-    let message = format!(
-        "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31mFAKE OK\rsecret rejected:\n{}\u{9b}",
-        found.join(", ")
-    );
-    shared.echoed().extend(found);
-    if let Some(m) = v.as_object_mut() {
-        m.insert(
-            "errors".into(),
-            serde_json::json!([{ "message": message, "extensions": {"code": "BAD_USER_INPUT"} }]),
-        );
-    }
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(v.to_string()))
-}
-
-fn injected_status(code: u16, retry_after: Option<Duration>, faults: &Faults) -> Response {
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let mut resp = json_status(
-        status,
-        status.canonical_reason().unwrap_or("injected fault"),
-    );
-    if status == StatusCode::TOO_MANY_REQUESTS && !faults.omit_retry_after {
-        let wait = retry_after.unwrap_or(Duration::from_secs(1));
-        // Whole seconds, rounded up, at least 1: a client waiting that long will find a token.
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let secs = secs.max(1);
-        let value = if faults.retry_after_http_date {
-            httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(secs))
-        } else {
-            secs.to_string()
-        };
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-    }
-    resp
-}
-
-/// A gateway-style error: `{"message": ...}` with the status.
-pub fn json_status(status: StatusCode, message: &str) -> Response {
-    json_response(
-        status,
-        &serde_json::json!({ "message": message }).to_string(),
-    )
-}
-
-pub fn json_response(status: StatusCode, body: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn op(name: &str, is_mutation: bool) -> Operation {
-        Operation {
-            name: name.into(),
-            is_mutation,
-        }
+        Operation::new(name, is_mutation)
     }
 
     #[test]

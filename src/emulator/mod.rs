@@ -1,12 +1,18 @@
 //! A Taegis- and Cisco-compatible API emulator: the test server and the demo's platform
-//! (DESIGN.md §8). The official Python SDK works against it unchanged.
+//! (docs/src/testing.md). The official Python SDK works against it unchanged.
 //!
-//! - `auth`: the OAuth2 token endpoint and the JWTs it mints.
-//! - `taegis`: the clients GraphQL API (async-graphql), and operation naming.
-//! - `cisco`: the IROH token, oauth2-clients and whoami endpoints, and the org hourly budget.
-//! - `state`: tenants, clients, roles; persistence to the state file.
-//! - `faults`: latency, rate limits, 5xx, drops, hangs, truncation; request statistics.
+//! From the top down:
+//! - this file: `rekey emulator`'s flags, start and stop, the router and the accept loop.
 //! - `admin`: `/_emulator/` endpoints for tests.
+//! - `taegis/`, `cisco/`: each platform's endpoints (`mod.rs`: routes and how requests are
+//!   named for faults; `auth.rs`: the token endpoint and the bearer check; `api.rs`: the
+//!   client-management API; `state.rs`: the platform's client records).
+//! - `shared`: what every handler shares; `world`: both platforms' clients and the state file.
+//! - `auth`: JWTs, Basic and bearer credentials, OAuth2 answers (both platforms').
+//! - `state`: tenants and the client record both platforms share; `seed`: the seed file.
+//! - `layer`: the fault layer (the middleware), and `faults`: its settings and decisions
+//!   (latency, rate limits, 5xx, drops, hangs, truncation) and request statistics. Neither
+//!   knows a platform: each names its own requests ([`faults::Operation`]).
 //!
 //! The server runs its own accept loop on hyper (not `axum::serve`) so that a handler can
 //! close its own connection without an answer: that is how "commit, then drop the response"
@@ -16,26 +22,32 @@ mod admin;
 mod auth;
 mod cisco;
 mod faults;
+mod layer;
+mod seed;
+mod shared;
 mod state;
 mod taegis;
+mod world;
 
 pub use admin::ClientSummary;
 pub use faults::{FaultAction, Faults, OneShot, Stats};
-pub use state::{ROLES, TENANT_ADMIN_ROLE, TENANT_ANALYST_ROLE};
+pub use seed::{Seed, SeedCiscoClient, SeedClient, SeedOrg, SeedTenant};
+pub use taegis::state::{ROLES, TENANT_ADMIN_ROLE, TENANT_ANALYST_ROLE};
 
 use crate::error::{Error, Result};
 use axum::Router;
+use axum::http::Method;
 use axum::routing::{get, post};
-use faults::{ConnControl, FaultEngine};
-use serde::{Deserialize, Serialize};
+use faults::Operation;
+use layer::{ConnControl, Injector};
+use shared::Shared;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-pub(crate) const GRAPHQL_PATH: &str = "/graphql";
+use world::World;
 
 const SEED_HELP: &str = "JSON seed: tenants and clients created at start.
 
@@ -138,113 +150,6 @@ pub struct EmulatorArgs {
     pub fault_seed: Option<u64>,
 }
 
-/// Tenants and clients to create at start.
-#[derive(Serialize, Deserialize, Clone, Default, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct Seed {
-    #[serde(default)]
-    pub tenants: Vec<SeedTenant>,
-    /// Cisco organisations (each also usable as a tenant id in `/_emulator/` listings).
-    #[serde(default)]
-    pub orgs: Vec<SeedOrg>,
-}
-
-/// A Cisco organisation and its API clients.
-#[derive(Serialize, Deserialize, Clone, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct SeedOrg {
-    pub id: String,
-    #[serde(default)]
-    pub clients: Vec<SeedCiscoClient>,
-}
-
-/// A Cisco API client: `client_id` is its id (`client-<uuid>` for clients the emulator makes).
-#[derive(Serialize, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct SeedCiscoClient {
-    pub client_id: String,
-    pub password: String,
-    /// Defaults to the client_id.
-    #[serde(default)]
-    pub name: String,
-    /// Scopes such as `oauth`, `profile`, `enrich:read`. `oauth` may manage clients.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-}
-
-impl std::fmt::Debug for SeedCiscoClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SeedCiscoClient")
-            .field("client_id", &self.client_id)
-            .field("password", &"[redacted]")
-            .field("name", &self.name)
-            .field("scopes", &self.scopes)
-            .finish()
-    }
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct SeedTenant {
-    pub id: String,
-    /// The parent tenant; its clients may act in this one.
-    #[serde(default)]
-    pub parent: Option<String>,
-    #[serde(default)]
-    pub clients: Vec<SeedClient>,
-}
-
-#[derive(Serialize, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct SeedClient {
-    pub client_id: String,
-    pub secret: String,
-    /// Defaults to the client_id.
-    #[serde(default)]
-    pub name: String,
-    /// Role ids; empty means Tenant Analyst.
-    #[serde(default)]
-    pub roles: Vec<String>,
-}
-
-impl std::fmt::Debug for SeedClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SeedClient")
-            .field("client_id", &self.client_id)
-            .field("secret", &"[redacted]")
-            .field("name", &self.name)
-            .field("roles", &self.roles)
-            .finish()
-    }
-}
-
-impl Seed {
-    pub fn from_file(path: &std::path::Path) -> Result<Seed> {
-        // A seed holds plaintext client secrets.
-        crate::harden::check_private_file(path, "seed file")?;
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config(format!("cannot read seed file {}", path.display())).with_source(e)
-        })?;
-        serde_json::from_str(&text).map_err(|e| {
-            Error::config(format!("seed file {} is not valid", path.display())).with_source(e)
-        })
-    }
-
-    fn tenant_mut(&mut self, id: &str) -> &mut SeedTenant {
-        if let Some(i) = self.tenants.iter().position(|t| t.id == id) {
-            &mut self.tenants[i]
-        } else {
-            self.tenants.push(SeedTenant {
-                id: id.to_string(),
-                parent: None,
-                clients: Vec::new(),
-            });
-            let last = self.tenants.len() - 1;
-            &mut self.tenants[last]
-        }
-    }
-}
-
 /// Everything [`start`] needs.
 #[derive(Clone, Debug)]
 pub struct EmulatorConfig {
@@ -329,45 +234,6 @@ impl EmulatorConfig {
     }
 }
 
-/// State shared by all handlers.
-pub(crate) struct Shared {
-    pub(crate) state: tokio::sync::Mutex<state::State>,
-    pub(crate) state_file: Option<PathBuf>,
-    pub(crate) token_ttl: Duration,
-    /// Copied out of the state at start so verifying a token needs no lock.
-    pub(crate) signing_key: Vec<u8>,
-    pub(crate) schema: taegis::TaegisSchema,
-    faults: std::sync::Mutex<FaultEngine>,
-    stats: std::sync::Mutex<Stats>,
-    /// Secrets the `echo_secret` fault quoted (in-process tests only; never served).
-    echoed: std::sync::Mutex<Vec<String>>,
-    /// Cisco: admitted requests per org in the last hour (the org rate limit).
-    pub(crate) cisco_window: std::sync::Mutex<
-        std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>,
-    >,
-}
-
-impl Shared {
-    // These std mutexes are never held across an await; a panic while holding one cannot
-    // leave them inconsistent in a way that matters, so poisoning is ignored.
-    pub(crate) fn faults(&self) -> MutexGuard<'_, FaultEngine> {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn stats(&self) -> MutexGuard<'_, Stats> {
-        self.stats.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn echoed(&self) -> MutexGuard<'_, Vec<String>> {
-        self.echoed.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Replaces the faults (and so the random source and the token bucket).
-    pub(crate) fn set_faults(&self, f: Faults) {
-        *self.faults() = FaultEngine::new(f);
-    }
-}
-
 /// A running emulator. Dropping it stops the server too; [`EmulatorHandle::shutdown`] also
 /// waits for it and writes the state file a last time.
 pub struct EmulatorHandle {
@@ -402,10 +268,7 @@ impl EmulatorHandle {
         for c in &org.clients {
             state.add_seed_cisco_client(&org.id, c)?;
         }
-        if let Some(p) = &self.shared.state_file {
-            state.save(p)?;
-        }
-        Ok(())
+        self.shared.save(&state)
     }
 
     /// The current fault settings (one-shots that have run out are gone).
@@ -447,8 +310,8 @@ pub async fn start(config: EmulatorConfig, listen: SocketAddr) -> Result<Emulato
     }
     config.faults.validate().map_err(Error::config)?;
     let mut state = match &config.state_file {
-        Some(path) => state::State::load(path)?.unwrap_or_else(state::State::new),
-        None => state::State::new(),
+        Some(path) => World::load(path)?.unwrap_or_else(World::new),
+        None => World::new(),
     };
     for client_id in state.apply_seed(&config.seed)? {
         tracing::warn!(
@@ -464,11 +327,7 @@ pub async fn start(config: EmulatorConfig, listen: SocketAddr) -> Result<Emulato
         state: tokio::sync::Mutex::new(state),
         state_file: config.state_file.clone(),
         token_ttl: config.token_ttl,
-        schema: taegis::schema(),
-        faults: std::sync::Mutex::new(FaultEngine::new(config.faults.clone())),
-        stats: std::sync::Mutex::new(Stats::default()),
-        echoed: std::sync::Mutex::new(Vec::new()),
-        cisco_window: Default::default(),
+        injector: Arc::new(Injector::new(config.faults.clone(), operation_of)),
     });
     let listener = TcpListener::bind(listen)
         .await
@@ -514,15 +373,24 @@ async fn wait_for_signal() -> Result<()> {
     Ok(())
 }
 
+/// Names a request for faults and stats: each platform names its own (a path that is not
+/// Cisco's is Taegis's).
+fn operation_of(method: &Method, path: &str, body: &[u8]) -> Operation {
+    if path.starts_with(cisco::PREFIX) {
+        cisco::operation_of(method, path, body)
+    } else {
+        taegis::operation_of(method, path, body)
+    }
+}
+
 fn router(shared: Arc<Shared>) -> Router {
     // Faults and stats apply to the API, never to the test endpoints.
     let api = Router::new()
-        .route(auth::TOKEN_PATH, post(auth::token))
-        .route(GRAPHQL_PATH, post(taegis::graphql))
-        .merge(cisco::routes())
+        .merge(taegis::routes(shared.clone()))
+        .merge(cisco::routes(shared.clone()))
         .layer(axum::middleware::from_fn_with_state(
-            shared.clone(),
-            faults::fault_layer,
+            shared.injector.clone(),
+            layer::fault_layer,
         ));
     let admin = Router::new()
         .route("/_emulator/health", get(admin::health))
