@@ -47,6 +47,18 @@ pub(crate) fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     }
 }
 
+/// "backend \"x\" is not defined; defined backends: a, b".
+pub(crate) fn undefined<'a>(
+    what: &str,
+    name: &str,
+    defined: impl Iterator<Item = &'a String>,
+) -> String {
+    format!(
+        "{what} \"{name}\" is not defined; defined {what}s: {}",
+        list(defined)
+    )
+}
+
 pub(crate) fn fmt_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
