@@ -22,6 +22,7 @@ pub use values::{ConfigError, ConfigErrors, PairRef, Strategy, ValueRef};
 pub use crate::backend::aws::AwsBackendConfig;
 pub use crate::backend::file::FileBackendConfig;
 pub use crate::backend::vault::{VaultAuth, VaultBackendConfig};
+use crate::provider::SlotRules;
 pub use crate::provider::cisco::{CISCO_OAUTH_SCOPE, CISCO_REGIONS, CiscoSettings};
 pub use crate::provider::taegis::{
     TAEGIS_ENVIRONMENTS, TAEGIS_TENANT_ADMIN_ROLE, TaegisSettings, taegis_environment_url,
@@ -33,7 +34,10 @@ use tree::Lines;
 pub(crate) use tree::Table;
 
 /// The tenant recorded for Cisco slots that name none: the org comes with the credential.
-pub const CISCO_DEFAULT_TENANT: &str = "org";
+pub const CISCO_DEFAULT_TENANT: &str = match crate::provider::cisco::SLOT_RULES.tenant.fallback() {
+    Some(tenant) => tenant,
+    None => panic!("a Cisco slot needs no tenant"),
+};
 
 /// Default prefix of the names of clients rekey creates: `<prefix><slot>-g<generation>`.
 pub const DEFAULT_NAME_PREFIX: &str = "rekey-";
@@ -145,6 +149,23 @@ impl ProviderKind {
             ProviderKind::Cisco(_) => "cisco",
         }
     }
+
+    /// What the slot checks need to know about this platform (config/slots.rs names none).
+    pub fn slot_rules(&self) -> &'static SlotRules {
+        match self {
+            ProviderKind::Taegis(_) => &crate::provider::taegis::SLOT_RULES,
+            ProviderKind::Cisco(_) => &crate::provider::cisco::SLOT_RULES,
+        }
+    }
+
+    /// What a provider of an unknown type holds: never built, since its inventory is refused.
+    pub(crate) fn placeholder() -> Self {
+        ProviderKind::Taegis(TaegisSettings {
+            base_url: String::new(),
+            environment: None,
+            caller_chosen_secret: false,
+        })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -171,7 +192,8 @@ pub struct SlotConfig {
     pub name: String,
     pub provider: String,
     pub tenant: String,
-    /// Role ids given to the client (Taegis); empty means the platform default.
+    /// What the client may do: role ids or scopes, listed under the key its platform takes
+    /// (`SlotRules::grants_key`); empty means the platform default.
     pub roles: Vec<String>,
     pub strategy: Strategy,
     pub max_age: Duration,
@@ -200,6 +222,12 @@ pub fn load(path: &Path) -> std::result::Result<Inventory, ConfigErrors> {
 
 /// Values of `type` accepted in `[providers.*]` and `[backends.*]`.
 pub const PROVIDER_TYPES: &[&str] = &["taegis", "cisco"];
+/// The slot rules of every provider type, in [`PROVIDER_TYPES`] order: for messages about a key
+/// that the slot's own platform does not take.
+pub(crate) const PROVIDER_SLOT_RULES: &[&SlotRules] = &[
+    &crate::provider::taegis::SLOT_RULES,
+    &crate::provider::cisco::SLOT_RULES,
+];
 pub const BACKEND_TYPES: &[&str] = &["file", "exec", "vault", "aws"];
 
 /// Parses and validates inventory text; `path` is used for messages and relative paths only.
@@ -266,7 +294,7 @@ impl Checker {
         let defaults = self.defaults(root, &backends);
         let (providers, facts) = self.providers(root);
         let (slots, slot_lines) = self.slots(root, &defaults, &providers, &facts, &backends);
-        self.bootstrap_slots(&providers, &facts, &slots, &slot_lines);
+        self.bootstrap_slots(&facts, &slots, &slot_lines);
         if settings.prune && slots.is_empty() {
             // An empty inventory is a mistake far more often than a wish to retire everything
             // (a template that rendered nothing, the wrong file): it never prunes.

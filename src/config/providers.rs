@@ -3,18 +3,37 @@
 
 use super::check::*;
 use super::tree::{Kind, Table};
-use super::{BootstrapConfig, PROVIDER_TYPES, ProviderConfig, ProviderKind, TaegisSettings};
+use super::{BootstrapConfig, PROVIDER_TYPES, ProviderConfig, ProviderKind};
+use crate::provider::{SlotRules, TenantRule, cisco, taegis};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Keys every `[providers.*]` table may have, whatever its type.
 const PROVIDER_COMMON_KEYS: &[&str] = &["tenant", "rate_limit", "timeout", "bootstrap", "ca_cert"];
 
+/// Parses the keys of one provider type into its settings, recording every problem.
+type SettingsParser = fn(&mut Checker, &Table, &str) -> ProviderKind;
+
+/// Each provider type's own keys and settings parser: the one place a `type` (one of
+/// [`PROVIDER_TYPES`]) meets its module.
+fn provider_type(ty: &str) -> (&'static [&'static str], SettingsParser) {
+    match ty {
+        "cisco" => (cisco::SETTINGS_KEYS, |c, t, p| {
+            ProviderKind::Cisco(cisco::parse_settings(c, t, p))
+        }),
+        // "taegis"
+        _ => (taegis::SETTINGS_KEYS, |c, t, p| {
+            ProviderKind::Taegis(taegis::parse_settings(c, t, p))
+        }),
+    }
+}
+
 /// What slot validation needs to know about a provider, even a broken one (so that one mistake
 /// in a provider does not also show up as an error in each of its slots).
 pub(super) struct ProviderFacts {
-    pub(super) is_taegis: bool,
-    pub(super) is_cisco: bool,
+    /// The platform's rules; `None` when the provider's type is unknown (its slots are not
+    /// blamed for it).
+    pub(super) rules: Option<&'static SlotRules>,
     pub(super) has_tenant: bool,
     pub(super) bootstrap_slot: Option<(String, usize)>,
 }
@@ -41,11 +60,7 @@ impl Checker {
         let path = format!("providers.{name}");
         let mut cfg = ProviderConfig {
             name: name.to_string(),
-            kind: ProviderKind::Taegis(TaegisSettings {
-                base_url: String::new(),
-                environment: None,
-                caller_chosen_secret: false,
-            }),
+            kind: ProviderKind::placeholder(),
             bootstrap: BootstrapConfig::Slot {
                 slot: String::new(),
                 seed: None,
@@ -55,23 +70,16 @@ impl Checker {
             timeout: Duration::from_secs(30),
             ca_cert: None,
         };
-        let ty = self.type_of(t, &path, PROVIDER_TYPES);
-        let is_cisco = ty == Some("cisco");
-        if ty.is_none() {
+        let Some(ty) = self.type_of(t, &path, PROVIDER_TYPES) else {
             // Unknown type: its other keys mean nothing yet, and its slots are not blamed.
             let facts = ProviderFacts {
-                is_taegis: false,
-                is_cisco: false,
+                rules: None,
                 has_tenant: true,
                 bootstrap_slot: None,
             };
             return (cfg, facts);
-        }
-        let own_keys = if is_cisco {
-            crate::provider::cisco::SETTINGS_KEYS
-        } else {
-            crate::provider::taegis::SETTINGS_KEYS
         };
+        let (own_keys, parse_settings) = provider_type(ty);
         let known: Vec<&str> = ["type"]
             .iter()
             .chain(own_keys)
@@ -79,12 +87,9 @@ impl Checker {
             .copied()
             .collect();
         self.known_keys(t, &path, &known);
-        let kind = if is_cisco {
-            ProviderKind::Cisco(crate::provider::cisco::parse_settings(self, t, &path))
-        } else {
-            ProviderKind::Taegis(crate::provider::taegis::parse_settings(self, t, &path))
-        };
-        cfg.tenant = self.tenant(t, &path, !is_cisco);
+        let kind = parse_settings(self, t, &path);
+        let rules = kind.slot_rules();
+        cfg.tenant = self.tenant(t, &path, Some(rules));
         if let Some(e) = t.get("rate_limit") {
             match e.value.kind {
                 Kind::Int(n) if n > 0 => cfg.rate_limit = n as f64,
@@ -126,17 +131,23 @@ impl Checker {
         }
         cfg.kind = kind;
         let facts = ProviderFacts {
-            is_taegis: !is_cisco,
-            is_cisco,
-            // A Cisco org comes with the bootstrap credential: a tenant is optional there.
-            has_tenant: is_cisco || cfg.tenant.is_some() || t.get("tenant").is_some(),
+            rules: Some(rules),
+            // Where the tenant comes with the bootstrap credential, it is optional.
+            has_tenant: rules.tenant.fallback().is_some()
+                || cfg.tenant.is_some()
+                || t.get("tenant").is_some(),
             bootstrap_slot,
         };
         (cfg, facts)
     }
 
-    /// `tenant`: a string; numeric for Taegis.
-    pub(super) fn tenant(&mut self, t: &Table, path: &str, is_taegis: bool) -> Option<String> {
+    /// `tenant`: a string; digits only where the platform's `rules` say so.
+    pub(super) fn tenant(
+        &mut self,
+        t: &Table,
+        path: &str,
+        rules: Option<&SlotRules>,
+    ) -> Option<String> {
         let e = t.get("tenant")?;
         let key = join(path, "tenant");
         match &e.value.kind {
@@ -145,11 +156,20 @@ impl Checker {
                 None
             }
             Kind::Str(s) => {
-                if is_taegis && !s.chars().all(|c| c.is_ascii_digit()) {
+                if let Some(r) = rules
+                    && let TenantRule::Required {
+                        numeric: true,
+                        example,
+                    } = r.tenant
+                    && !s.chars().all(|c| c.is_ascii_digit())
+                {
                     self.err(
                         e.line,
                         key,
-                        format!("Taegis tenant ids are numbers such as \"11772\"; \"{s}\" is not"),
+                        format!(
+                            "{} tenant ids are numbers such as \"{example}\"; \"{s}\" is not",
+                            r.platform
+                        ),
                     );
                 }
                 Some(s.clone())

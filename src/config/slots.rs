@@ -6,11 +6,13 @@ use super::defaults::{Defaults, grace_message};
 use super::providers::ProviderFacts;
 use super::tree::{Kind, Table};
 use super::values::Strategy;
-use super::{
-    BackendConfig, CISCO_DEFAULT_TENANT, CISCO_OAUTH_SCOPE, ProviderConfig, ProviderKind,
-    SlotConfig, TAEGIS_TENANT_ADMIN_ROLE,
-};
+use super::{BackendConfig, PROVIDER_SLOT_RULES, ProviderConfig, SlotConfig};
+use crate::provider::SlotRules;
 use std::collections::BTreeMap;
+
+/// The slot keys a client's grants may be listed under: each platform's `SlotRules` take one or
+/// both. Read in this order.
+const GRANT_KEYS: &[&str] = &["roles", "scopes"];
 
 /// Extra locations of a slot, for checks that run after every slot is known.
 pub(super) struct SlotLines {
@@ -152,15 +154,18 @@ impl Checker {
             ),
             None => {}
         }
-        let is_taegis = provider_facts.is_some_and(|f| f.is_taegis);
-        match self.tenant(t, p, is_taegis) {
+        let rules = provider_facts.and_then(|f| f.rules);
+        match self.tenant(t, p, rules) {
             Some(tenant) => slot.tenant = tenant,
             None => {
                 if let Some(f) = provider_facts {
-                    match providers.get(&slot.provider).and_then(|c| c.tenant.clone()) {
-                        Some(tenant) => slot.tenant = tenant,
+                    let fallback = providers
+                        .get(&slot.provider)
+                        .and_then(|c| c.tenant.clone())
                         // The org is the bootstrap credential's; the record still names one.
-                        None if f.is_cisco => slot.tenant = CISCO_DEFAULT_TENANT.to_string(),
+                        .or_else(|| rules.and_then(|r| r.tenant.fallback()).map(str::to_string));
+                    match fallback {
+                        Some(tenant) => slot.tenant = tenant,
                         None if !f.has_tenant && t.get("tenant").is_none() => self.err(
                             t.line,
                             join(p, "tenant"),
@@ -174,46 +179,15 @@ impl Checker {
                 }
             }
         }
-        let mut roles_line = t.line;
-        if let Some((roles, line)) = self.strings(t, p, "roles") {
-            slot.roles = roles;
-            roles_line = line;
-        }
-        let is_cisco = provider_facts.is_some_and(|f| f.is_cisco);
-        if let Some(e) = t.get("scopes") {
-            if !is_cisco && provider_facts.is_some() {
-                self.err(
-                    e.line,
-                    join(p, "scopes"),
-                    "scopes are for Cisco slots; Taegis clients take roles = [\"<role id>\", ...]",
-                );
-            } else if t.get("roles").is_some() {
-                self.err(
-                    e.line,
-                    join(p, "scopes"),
-                    "give either scopes or roles (its alias on Cisco slots), not both",
-                );
-            } else if let Some((scopes, line)) = self.strings(t, p, "scopes") {
-                slot.roles = scopes;
-                roles_line = line;
-            }
-        }
-        if is_cisco
-            && slot.roles.is_empty()
-            && t.get("roles").is_none()
-            && t.get("scopes").is_none()
-        {
-            self.err(
-                t.line,
-                join(p, "scopes"),
-                "a Cisco client needs its scopes: set scopes = [\"...\"] (e.g. [\"enrich:read\", \"inspect:read\"])",
-            );
-        }
+        let roles_line = self.grants(t, p, rules, &mut slot.roles);
         let strategy_entry = t.get("strategy");
         if let Some(s) = self.strategy(t, p) {
             slot.strategy = s;
         }
-        if is_cisco && slot.strategy == Strategy::InPlace {
+        if let Some(r) = rules
+            && !r.in_place_rotation
+            && slot.strategy == Strategy::InPlace
+        {
             let (line, from) = match strategy_entry {
                 Some(e) => (e.line, ""),
                 None => (t.line, " (from [defaults])"),
@@ -222,8 +196,8 @@ impl Checker {
                 line,
                 join(p, "strategy"),
                 format!(
-                    "slot \"{}\": strategy \"in-place\"{from} is not possible on Cisco provider \"{}\", which has no password reset; use strategy = \"alternate\"",
-                    slot.name, slot.provider
+                    "slot \"{}\": strategy \"in-place\"{from} is not possible on {} provider \"{}\", which has no password reset; use strategy = \"alternate\"",
+                    slot.name, r.platform, slot.provider
                 ),
             );
         }
@@ -302,11 +276,86 @@ impl Checker {
         (slot, lines)
     }
 
+    /// What the client may do, under the key its platform's `rules` take (`roles`, `scopes`);
+    /// with no rules (the provider is undefined or of an unknown type), under any such key.
+    /// Returns the line to blame for a missing grant.
+    fn grants(
+        &mut self,
+        t: &Table,
+        p: &str,
+        rules: Option<&SlotRules>,
+        grants: &mut Vec<String>,
+    ) -> usize {
+        let mut line = t.line;
+        let mut given: Option<&str> = None;
+        for &key in GRANT_KEYS {
+            let Some(e) = t.get(key) else {
+                continue;
+            };
+            if let Some(r) = rules
+                && !r.takes(key)
+            {
+                let owner = PROVIDER_SLOT_RULES
+                    .iter()
+                    .find(|o| o.grants_key == key)
+                    .map(|o| format!("{key} are for {} slots; ", o.platform))
+                    .unwrap_or_default();
+                self.err(
+                    e.line,
+                    join(p, key),
+                    format!(
+                        "{owner}{} clients take {} = {}",
+                        r.platform, r.grants_key, r.grants_example
+                    ),
+                );
+                continue;
+            }
+            if let Some(first) = given {
+                let both = |r: &&SlotRules| r.takes(first) && r.takes(key);
+                let message = match rules
+                    .filter(both)
+                    .or_else(|| PROVIDER_SLOT_RULES.iter().copied().find(both))
+                {
+                    Some(SlotRules {
+                        platform,
+                        grants_key,
+                        grants_alias: Some(alias),
+                        ..
+                    }) => format!(
+                        "give either {grants_key} or {alias} (its alias on {platform} slots), not both"
+                    ),
+                    _ => format!("give either {key} or {first}, not both"),
+                };
+                self.err(e.line, join(p, key), message);
+                continue;
+            }
+            given = Some(key);
+            if let Some((list, at)) = self.strings(t, p, key) {
+                *grants = list;
+                line = at;
+            }
+        }
+        if let Some(r) = rules
+            && r.grants_required
+            && given.is_none()
+        {
+            let key = r.grants_key;
+            self.err(
+                t.line,
+                join(p, key),
+                format!(
+                    "a {} client needs its {key}: set {key} = [\"...\"] (e.g. {})",
+                    r.platform, r.grants_example
+                ),
+            );
+        }
+        line
+    }
+
     /// `bootstrap = { slot = ... }` must name a live slot of the same provider that can manage
     /// clients.
     pub(super) fn bootstrap_slots(
         &mut self,
-        providers: &BTreeMap<String, ProviderConfig>,
         facts: &BTreeMap<String, ProviderFacts>,
         slots: &[SlotConfig],
         lines: &[SlotLines],
@@ -352,29 +401,20 @@ impl Checker {
                     ),
                 );
             }
-            let taegis = matches!(
-                providers.get(pname).map(|p| &p.kind),
-                Some(ProviderKind::Taegis(_))
-            );
-            let cisco = matches!(
-                providers.get(pname).map(|p| &p.kind),
-                Some(ProviderKind::Cisco(_))
-            );
-            if cisco && !slot.roles.iter().any(|r| r == CISCO_OAUTH_SCOPE) {
+            if let Some(r) = f.rules
+                && !slot.roles.iter().any(|g| g == r.manager_grant.id)
+            {
+                let grant = r.manager_grant;
+                let shown = match grant.name {
+                    Some(name) => format!("{name} ({})", grant.id),
+                    None => format!("\"{}\"", grant.id),
+                };
                 self.err(
                     lines[i].roles,
-                    format!("{}.scopes", lines[i].path),
+                    format!("{}.{}", lines[i].path, r.grants_key),
                     format!(
-                        "slot \"{sname}\" holds the bootstrap credential of provider \"{pname}\" ({key}, line {line}), so it must manage clients: its scopes must include \"{CISCO_OAUTH_SCOPE}\""
-                    ),
-                );
-            }
-            if taegis && !slot.roles.iter().any(|r| r == TAEGIS_TENANT_ADMIN_ROLE) {
-                self.err(
-                    lines[i].roles,
-                    format!("{}.roles", lines[i].path),
-                    format!(
-                        "slot \"{sname}\" holds the bootstrap credential of provider \"{pname}\" ({key}, line {line}), so it must manage clients: its roles must include Tenant Admin ({TAEGIS_TENANT_ADMIN_ROLE})"
+                        "slot \"{sname}\" holds the bootstrap credential of provider \"{pname}\" ({key}, line {line}), so it must manage clients: its {} must include {shown}",
+                        r.grants_key
                     ),
                 );
             }

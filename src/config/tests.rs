@@ -238,6 +238,7 @@ fn cisco_provider_and_slot_defaults() {
     assert_eq!(inv.providers["c"].kind.type_name(), "cisco");
     let slot = &inv.slots[0];
     assert_eq!(slot.tenant, CISCO_DEFAULT_TENANT);
+    assert_eq!(CISCO_DEFAULT_TENANT, "org");
     assert_eq!(slot.roles, ["enrich:read"]);
 }
 
@@ -364,6 +365,18 @@ fn durations_are_bounded() {
     let inv = parse_ok(&format!("{BASE}max_age = \"10y\"\ngrace = \"9y\"\n"));
     assert_eq!(inv.slots[0].max_age, MAX_DURATION);
     parse_ok(&format!("[settings]\nlease_ttl = \"24h\"\n{BASE}"));
+}
+
+#[test]
+fn a_provider_of_unknown_type_is_blamed_once_not_in_its_slots() {
+    let text = BASE.replace("type = \"taegis\"", "type = \"okta\"");
+    for extra in [
+        "scopes = [\"a\"]\n",
+        "tenant = \"acme\"\nstrategy = \"in-place\"\n",
+    ] {
+        let e = one(&format!("{}{extra}", text.replace("tenant = \"1\"\n", "")));
+        assert_eq!(e.key, "providers.p.type", "{e}");
+    }
 }
 
 #[test]
