@@ -53,13 +53,7 @@ impl Checker {
             self.err(line, key, msg);
         }
         if let Some((name, e)) = self.string(t, p, "backend") {
-            if !backends.contains_key(name) {
-                self.err(
-                    e.line,
-                    "defaults.backend",
-                    undefined("backend", name, backends.keys()),
-                );
-            }
+            self.defined(e.line, "defaults.backend", "backend", name, backends);
             d.backend = Some(name.to_string());
         }
         d

@@ -28,36 +28,27 @@ impl Checker {
             ],
         );
         let mut s = Settings::default();
-        if let Some((prefix, e)) = self.string(t, p, "name_prefix") {
-            let ok = !prefix.is_empty()
-                && prefix.len() <= 64
-                && prefix
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
-            if ok {
-                s.name_prefix = prefix.to_string();
-            } else {
-                self.err(
-                    e.line,
-                    "settings.name_prefix",
-                    format!(
-                        "\"{prefix}\" is not a valid name prefix: use 1 to 64 of a-z, 0-9, '-', '_', '.'"
-                    ),
-                );
-            }
+        let prefix_rule = "use 1 to 64 of a-z, 0-9, '-', '_', '.'";
+        if let Some(v) = self.name(
+            t,
+            "name_prefix",
+            "name prefix",
+            is_valid_prefix,
+            prefix_rule,
+        ) {
+            s.name_prefix = v;
         }
-        if let Some((instance, e)) = self.string(t, p, "instance") {
-            if is_valid_instance(instance) {
-                s.instance = instance.to_string();
-            } else {
-                self.err(
-                    e.line,
-                    "settings.instance",
-                    format!(
-                        "\"{instance}\" is not a valid instance name: use 1 to {MAX_INSTANCE_LEN} of a-z, 0-9 and '-', starting and ending with a letter or digit"
-                    ),
-                );
-            }
+        let instance_rule = format!(
+            "use 1 to {MAX_INSTANCE_LEN} of a-z, 0-9 and '-', starting and ending with a letter or digit"
+        );
+        if let Some(v) = self.name(
+            t,
+            "instance",
+            "instance name",
+            is_valid_instance,
+            &instance_rule,
+        ) {
+            s.instance = v;
         }
         if let Some(b) = self.boolean(t, p, "prune") {
             s.prune = b;
@@ -104,6 +95,35 @@ impl Checker {
         }
         s
     }
+
+    /// A `[settings]` string that must follow `rule`: `None` (reported) when it does not.
+    fn name(
+        &mut self,
+        t: &Table,
+        key: &str,
+        what: &str,
+        valid: fn(&str) -> bool,
+        rule: &str,
+    ) -> Option<String> {
+        let (v, e) = self.string(t, "settings", key)?;
+        if valid(v) {
+            return Some(v.to_string());
+        }
+        self.err(
+            e.line,
+            join("settings", key),
+            format!("\"{v}\" is not a valid {what}: {rule}"),
+        );
+        None
+    }
+}
+
+/// `settings.name_prefix`: 1 to 64 of a-z, 0-9, '-', '_', '.'.
+fn is_valid_prefix(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
 }
 
 /// Longest `settings.instance`: managed names stay far below the platforms' 256 characters.

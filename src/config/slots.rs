@@ -138,13 +138,7 @@ impl Checker {
             Some((name, e)) => {
                 slot.provider = name.to_string();
                 provider_facts = facts.get(name);
-                if provider_facts.is_none() {
-                    self.err(
-                        e.line,
-                        join(p, "provider"),
-                        undefined("provider", name, facts.keys()),
-                    );
-                }
+                self.defined(e.line, join(p, "provider"), "provider", name, facts);
             }
             None if t.get("provider").is_none() => self.missing(
                 t,
@@ -222,13 +216,7 @@ impl Checker {
         }
         match self.string(t, p, "backend") {
             Some((name, e)) => {
-                if !backends.contains_key(name) {
-                    self.err(
-                        e.line,
-                        join(p, "backend"),
-                        undefined("backend", name, backends.keys()),
-                    );
-                }
+                self.defined(e.line, join(p, "backend"), "backend", name, backends);
                 slot.backend = name.to_string();
             }
             None if t.get("backend").is_some() => {}
@@ -250,16 +238,19 @@ impl Checker {
         if let Some((mirrors, line)) = self.strings(t, p, "mirrors") {
             let key = join(p, "mirrors");
             for (i, name) in mirrors.iter().enumerate() {
-                if !backends.contains_key(name) {
-                    self.err(
-                        line,
-                        key.clone(),
-                        undefined("backend", name, backends.keys()),
-                    );
+                let problem = if !self.defined(line, key.clone(), "backend", name, backends) {
+                    None
                 } else if *name == slot.backend {
-                    self.err(line, key.clone(), format!("\"{name}\" is this slot's primary backend; a mirror must be another one"));
+                    Some(format!(
+                        "\"{name}\" is this slot's primary backend; a mirror must be another one"
+                    ))
                 } else if mirrors[..i].contains(name) {
-                    self.err(line, key.clone(), format!("\"{name}\" is listed twice"));
+                    Some(format!("\"{name}\" is listed twice"))
+                } else {
+                    None
+                };
+                if let Some(message) = problem {
+                    self.err(line, key.clone(), message);
                 }
             }
             slot.mirrors = mirrors;
