@@ -22,19 +22,18 @@ pub use values::{ConfigError, ConfigErrors, PairRef, Strategy, ValueRef};
 pub use crate::backend::aws::AwsBackendConfig;
 pub use crate::backend::file::FileBackendConfig;
 pub use crate::backend::vault::{VaultAuth, VaultBackendConfig};
-use crate::provider::SlotRules;
+use crate::provider::cisco::SLOT_RULES as CISCO_SLOT_RULES;
 pub use crate::provider::cisco::{CISCO_OAUTH_SCOPE, CISCO_REGIONS, CiscoSettings};
 pub use crate::provider::taegis::{
     TAEGIS_ENVIRONMENTS, TAEGIS_TENANT_ADMIN_ROLE, TaegisSettings, taegis_environment_url,
 };
 pub(crate) use check::Checker;
 pub use check::is_valid_slot_name;
-pub use settings::{MAX_INSTANCE_LEN, is_valid_instance};
 use tree::Lines;
 pub(crate) use tree::Table;
 
 /// The tenant recorded for Cisco slots that name none: the org comes with the credential.
-pub const CISCO_DEFAULT_TENANT: &str = match crate::provider::cisco::SLOT_RULES.tenant.fallback() {
+pub const CISCO_DEFAULT_TENANT: &str = match CISCO_SLOT_RULES.tenant.fallback() {
     Some(tenant) => tenant,
     None => panic!("a Cisco slot needs no tenant"),
 };
@@ -150,14 +149,6 @@ impl ProviderKind {
         }
     }
 
-    /// What the slot checks need to know about this platform (config/slots.rs names none).
-    pub fn slot_rules(&self) -> &'static SlotRules {
-        match self {
-            ProviderKind::Taegis(_) => &crate::provider::taegis::SLOT_RULES,
-            ProviderKind::Cisco(_) => &crate::provider::cisco::SLOT_RULES,
-        }
-    }
-
     /// What a provider of an unknown type holds: never built, since its inventory is refused.
     pub(crate) fn placeholder() -> Self {
         ProviderKind::Taegis(TaegisSettings {
@@ -222,12 +213,6 @@ pub fn load(path: &Path) -> std::result::Result<Inventory, ConfigErrors> {
 
 /// Values of `type` accepted in `[providers.*]` and `[backends.*]`.
 pub const PROVIDER_TYPES: &[&str] = &["taegis", "cisco"];
-/// The slot rules of every provider type, in [`PROVIDER_TYPES`] order: for messages about a key
-/// that the slot's own platform does not take.
-pub(crate) const PROVIDER_SLOT_RULES: &[&SlotRules] = &[
-    &crate::provider::taegis::SLOT_RULES,
-    &crate::provider::cisco::SLOT_RULES,
-];
 pub const BACKEND_TYPES: &[&str] = &["file", "exec", "vault", "aws"];
 
 /// Parses and validates inventory text; `path` is used for messages and relative paths only.
@@ -315,6 +300,19 @@ impl Checker {
             default_grace: defaults.grace.0,
         }
     }
+}
+
+/// Longest `settings.instance`: managed names stay far below the platforms' 256 characters.
+pub const MAX_INSTANCE_LEN: usize = 32;
+
+/// `settings.instance`: 1 to 32 of a-z, 0-9 and '-', not starting or ending with '-'.
+pub fn is_valid_instance(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_INSTANCE_LEN
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 const EMPTY_PRUNE: &str = "prune = true with no [[slots]] would retire every slot rekey holds; an inventory with no [[slots]] never prunes: list the slots (retired = true for those to retire), or set prune = false";

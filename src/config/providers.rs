@@ -28,6 +28,20 @@ fn provider_type(ty: &str) -> (&'static [&'static str], SettingsParser) {
     }
 }
 
+impl ProviderKind {
+    /// What the slot checks need to know about this platform (config/slots.rs names none).
+    pub fn slot_rules(&self) -> &'static SlotRules {
+        match self {
+            ProviderKind::Taegis(_) => &taegis::SLOT_RULES,
+            ProviderKind::Cisco(_) => &cisco::SLOT_RULES,
+        }
+    }
+}
+
+/// The slot rules of every provider type, in [`PROVIDER_TYPES`] order: for messages about a key
+/// that the slot's own platform does not take.
+pub(super) const PROVIDER_SLOT_RULES: &[&SlotRules] = &[&taegis::SLOT_RULES, &cisco::SLOT_RULES];
+
 /// What slot validation needs to know about a provider, even a broken one (so that one mistake
 /// in a provider does not also show up as an error in each of its slots).
 pub(super) struct ProviderFacts {

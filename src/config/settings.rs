@@ -1,8 +1,8 @@
 //! `[settings]`: run-wide knobs, each checked against its bounds.
 
-use super::Settings;
 use super::check::*;
 use super::tree::Table;
+use super::{MAX_INSTANCE_LEN, Settings, is_valid_instance};
 use std::time::Duration;
 
 impl Checker {
@@ -124,17 +124,4 @@ fn is_valid_prefix(s: &str) -> bool {
         && s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
-}
-
-/// Longest `settings.instance`: managed names stay far below the platforms' 256 characters.
-pub const MAX_INSTANCE_LEN: usize = 32;
-
-/// `settings.instance`: 1 to 32 of a-z, 0-9 and '-', not starting or ending with '-'.
-pub fn is_valid_instance(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_INSTANCE_LEN
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }

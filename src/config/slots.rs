@@ -3,10 +3,10 @@
 
 use super::check::*;
 use super::defaults::{Defaults, grace_message};
-use super::providers::ProviderFacts;
+use super::providers::{PROVIDER_SLOT_RULES, ProviderFacts};
 use super::tree::{Kind, Table};
 use super::values::Strategy;
-use super::{BackendConfig, PROVIDER_SLOT_RULES, ProviderConfig, SlotConfig};
+use super::{BackendConfig, ProviderConfig, SlotConfig};
 use crate::provider::SlotRules;
 use std::collections::BTreeMap;
 
