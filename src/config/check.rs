@@ -4,6 +4,7 @@
 
 use super::tree::{Entry, Kind, Table};
 use super::values::{ConfigError, PairRef, Strategy, ValueRef};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -118,6 +119,30 @@ impl Checker {
         }
     }
 
+    /// Whether `name` is one of the `defined` (backends, providers); reports it at `line` and
+    /// `key` when it is not.
+    pub(crate) fn defined<V>(
+        &mut self,
+        line: usize,
+        key: impl Into<String>,
+        what: &str,
+        name: &str,
+        defined: &BTreeMap<String, V>,
+    ) -> bool {
+        if defined.contains_key(name) {
+            return true;
+        }
+        self.err(
+            line,
+            key,
+            format!(
+                "{what} \"{name}\" is not defined; defined {what}s: {}",
+                list(defined.keys())
+            ),
+        );
+        false
+    }
+
     pub(crate) fn wrong_type(&mut self, e: &Entry, path: &str, expected: &str) {
         self.err(
             e.line,
@@ -227,50 +252,22 @@ impl Checker {
             );
             return None;
         };
-        match humantime::parse_duration(s.trim()) {
+        let message = match humantime::parse_duration(s.trim()) {
             Ok(d) if d.is_zero() && !allow_zero => {
-                self.err(
-                    e.line,
-                    join(path, key),
-                    format!("must be longer than zero, found \"{s}\""),
-                );
-                None
+                format!("must be longer than zero, found \"{s}\"")
             }
-            Ok(d) if d > max => {
-                self.err(
-                    e.line,
-                    join(path, key),
-                    format!(
-                        "must be at most {} (README \"Limits\"), found \"{s}\"",
-                        humantime::format_duration(max)
-                    ),
-                );
-                None
-            }
-            Ok(d) => Some((d, e.line)),
-            // Numbers too large for a duration at all ("99999999999999999999y").
-            Err(humantime::DurationError::NumberOverflow) => {
-                self.err(
-                    e.line,
-                    join(path, key),
-                    format!(
-                        "must be at most {} (README \"Limits\"), found \"{s}\"",
-                        humantime::format_duration(max)
-                    ),
-                );
-                None
-            }
-            Err(_) => {
-                self.err(
-                    e.line,
-                    join(path, key),
-                    format!(
-                        "\"{s}\" is not a duration: write a number and a unit, e.g. \"90s\", \"10m\", \"24h\", \"30d\""
-                    ),
-                );
-                None
-            }
-        }
+            Ok(d) if d <= max => return Some((d, e.line)),
+            // Longer than `max`, or too large for a duration at all ("99999999999999999999y").
+            Ok(_) | Err(humantime::DurationError::NumberOverflow) => format!(
+                "must be at most {} (README \"Limits\"), found \"{s}\"",
+                fmt_duration(max)
+            ),
+            Err(_) => format!(
+                "\"{s}\" is not a duration: write a number and a unit, e.g. \"90s\", \"10m\", \"24h\", \"30d\""
+            ),
+        };
+        self.err(e.line, join(path, key), message);
+        None
     }
 
     pub(crate) fn strings(

@@ -77,27 +77,24 @@ fn line_of(span: Option<std::ops::Range<usize>>, fallback: usize, lines: &Lines)
 }
 
 pub(crate) fn table(t: &toml_edit::Table, fallback: usize, lines: &Lines) -> Table {
-    let line = line_of(t.span(), fallback, lines);
-    let entries = t
-        .iter()
-        .filter_map(|(k, _)| t.get_key_value(k))
-        .filter_map(|(key, item)| {
-            let key_line = line_of(key.span(), line, lines);
-            item_node(item, key_line, lines).map(|value| Entry {
-                key: key.get().to_string(),
-                line: key_line,
-                value,
-            })
-        })
-        .collect();
-    Table { line, entries }
+    let pairs = t.iter().filter_map(|(k, _)| t.get_key_value(k));
+    located_table(t.span(), fallback, lines, pairs)
 }
 
 fn inline_table(t: &toml_edit::InlineTable, fallback: usize, lines: &Lines) -> Table {
-    let line = line_of(t.span(), fallback, lines);
-    let entries = t
-        .iter()
-        .filter_map(|(k, _)| t.get_key_value(k))
+    let pairs = t.iter().filter_map(|(k, _)| t.get_key_value(k));
+    located_table(t.span(), fallback, lines, pairs)
+}
+
+/// A table of either kind: its line, and each key with its line and its value's node.
+fn located_table<'a>(
+    span: Option<std::ops::Range<usize>>,
+    fallback: usize,
+    lines: &Lines,
+    pairs: impl Iterator<Item = (&'a toml_edit::Key, &'a Item)>,
+) -> Table {
+    let line = line_of(span, fallback, lines);
+    let entries = pairs
         .filter_map(|(key, item)| {
             let key_line = line_of(key.span(), line, lines);
             item_node(item, key_line, lines).map(|value| Entry {

@@ -90,7 +90,7 @@ pub struct PairRef {
 pub struct ConfigError {
     pub file: PathBuf,
     pub line: Option<usize>,
-    /// Dotted key, e.g. `slots[3].provider` or `providers.taegis-us1.environment`.
+    /// Dotted key, e.g. `slots[3].provider` or `providers.eu-prod.environment`.
     pub key: String,
     pub message: String,
 }

@@ -27,6 +27,66 @@ pub struct ProviderCapabilities {
     pub caller_chosen_secret: bool,
 }
 
+/// What the inventory's slot checks need to know about a platform, so that they name none
+/// (src/config/slots.rs asks `ProviderKind::slot_rules`; docs/src/inventory.md lists the keys).
+/// Each provider module answers with one `SLOT_RULES` constant.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotRules {
+    /// The platform's name in messages: `Taegis`.
+    pub platform: &'static str,
+    /// Whether a slot (or its provider) must name a tenant.
+    pub tenant: TenantRule,
+    /// The slot key that lists what a client may do: `roles` or `scopes`.
+    pub grants_key: &'static str,
+    /// Another slot key accepted for `grants_key`, if any.
+    pub grants_alias: Option<&'static str>,
+    /// Whether a slot must list its grants (there is no platform default).
+    pub grants_required: bool,
+    /// What a list of grants looks like, for messages: `["<role id>", ...]`.
+    pub grants_example: &'static str,
+    /// Whether an existing client can get a new secret (strategy `in-place`).
+    pub in_place_rotation: bool,
+    /// The grant a bootstrap slot's client needs to manage other clients.
+    pub manager_grant: Grant,
+}
+
+/// How a platform's slots name their tenant.
+#[derive(Clone, Copy, Debug)]
+pub enum TenantRule {
+    /// Given on the slot or as its provider's default; with `numeric`, digits only, such as
+    /// `example`.
+    Required {
+        numeric: bool,
+        example: &'static str,
+    },
+    /// The tenant comes with the credential; a slot that names none records `fallback`.
+    Optional { fallback: &'static str },
+}
+
+impl TenantRule {
+    /// The tenant recorded for a slot that names none, if the platform allows that.
+    pub const fn fallback(&self) -> Option<&'static str> {
+        match *self {
+            TenantRule::Required { .. } => None,
+            TenantRule::Optional { fallback } => Some(fallback),
+        }
+    }
+}
+
+/// One grant (a role id or a scope), with the name it is shown by, if it has one.
+#[derive(Clone, Copy, Debug)]
+pub struct Grant {
+    pub id: &'static str,
+    pub name: Option<&'static str>,
+}
+
+impl SlotRules {
+    /// Whether a slot may list its grants under `key`.
+    pub fn takes(&self, key: &str) -> bool {
+        self.grants_key == key || self.grants_alias == Some(key)
+    }
+}
+
 /// What to create.
 #[derive(Clone, Debug)]
 pub struct ClientSpec {

@@ -17,6 +17,7 @@ pub(crate) mod settings;
 
 pub use api::{CLIENT_ID_CLAIM, TOKEN_PATH};
 pub(crate) use api::{classify, client_info, decode_created, decode_list, decode_token};
+pub use settings::SLOT_RULES;
 pub use settings::{
     CISCO_OAUTH_SCOPE, CISCO_REGIONS, CiscoSettings, DEFAULT_CLIENT_PATH, DEFAULT_CLIENTS_PATH,
     DEFAULT_ORG_HOURLY_BUDGET,

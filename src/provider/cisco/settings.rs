@@ -49,6 +49,22 @@ impl CiscoSettings {
     }
 }
 
+/// How the inventory's checks treat a Cisco slot: the org comes with the credential (a slot
+/// that names no tenant records "org"), scopes (alias roles) are required, no password reset,
+/// and the "oauth" scope for a bootstrap client.
+pub const SLOT_RULES: crate::provider::SlotRules = crate::provider::SlotRules {
+    platform: "Cisco",
+    tenant: crate::provider::TenantRule::Optional { fallback: "org" },
+    grants_key: "scopes",
+    grants_alias: Some("roles"),
+    grants_required: true,
+    grants_example: "[\"enrich:read\", \"inspect:read\"]",
+    in_place_rotation: false,
+    manager_grant: crate::provider::Grant {
+        id: CISCO_OAUTH_SCOPE,
+        name: None,
+    },
+};
 /// Keys a `type = "cisco"` provider has beyond the common ones.
 pub(crate) const SETTINGS_KEYS: &[&str] = &[
     "region",

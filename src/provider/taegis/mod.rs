@@ -12,6 +12,7 @@ pub(crate) mod api;
 pub(crate) mod settings;
 
 pub(crate) use api::{decode_graphql, decode_issued, decode_page, decode_token};
+pub use settings::SLOT_RULES;
 pub(crate) use settings::{SETTINGS_KEYS, parse_settings};
 pub use settings::{
     TAEGIS_ENVIRONMENTS, TAEGIS_TENANT_ADMIN_ROLE, TaegisSettings, taegis_environment_url,

@@ -63,6 +63,24 @@ pub fn taegis_environment_url(name: &str) -> Option<&'static str> {
         .map(|(_, url)| *url)
 }
 
+/// How the inventory's checks treat a Taegis slot: numeric tenant ids, roles (none means the
+/// platform default), in-place rotation, and Tenant Admin for a bootstrap client.
+pub const SLOT_RULES: crate::provider::SlotRules = crate::provider::SlotRules {
+    platform: "Taegis",
+    tenant: crate::provider::TenantRule::Required {
+        numeric: true,
+        example: "11772",
+    },
+    grants_key: "roles",
+    grants_alias: None,
+    grants_required: false,
+    grants_example: "[\"<role id>\", ...]",
+    in_place_rotation: true,
+    manager_grant: crate::provider::Grant {
+        id: TAEGIS_TENANT_ADMIN_ROLE,
+        name: Some("Tenant Admin"),
+    },
+};
 /// Keys a `type = "taegis"` provider has beyond the common ones.
 pub(crate) const SETTINGS_KEYS: &[&str] = &["environment", "url", "in_place_secret"];
 
