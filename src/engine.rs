@@ -125,9 +125,8 @@ impl Engine {
     ) -> Result<Engine> {
         let mut backends: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
         for (name, cfg) in &inventory.backends {
-            let inner = crate::backend::build(cfg)?;
-            let measured = crate::observe::metrics::MeasuredBackend { inner };
-            backends.insert(name.clone(), Arc::new(measured) as Arc<dyn Backend>);
+            let backend = crate::layer::stack_backend(crate::backend::build(cfg)?);
+            backends.insert(name.clone(), backend);
         }
         let mut providers = BTreeMap::new();
         for (name, cfg) in &inventory.providers {
@@ -167,10 +166,11 @@ impl Engine {
                     }
                 }
             };
-            let provider: Arc<dyn Provider> = Arc::new(crate::observe::metrics::MeasuredProvider {
-                inner: provider::build(cfg, bootstrap.clone())?,
-                name: name.clone(),
-            });
+            let provider = crate::layer::stack_provider(
+                provider::build(cfg, bootstrap.clone())?,
+                name,
+                crate::layer::RetryPolicy::default(),
+            );
             providers.insert(
                 name.clone(),
                 ProviderEntry {
@@ -694,37 +694,35 @@ impl<'a> SlotRun<'a> {
             record.lease = Some(self.my_lease());
         }
         let expected = self.stored.as_ref().map(|v| v.version);
-        let mut delay = Duration::from_millis(200);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.backend.write(self.slot(), &record, expected).await {
-                Ok(version) => {
-                    let before = self.stored.as_ref().map(|v| &v.record);
-                    if let Some(e) = crate::observe::StateChanged::between(
-                        self.engine.run_id,
-                        self.now(),
-                        self.slot(),
-                        before,
-                        Some(&record),
-                    ) {
-                        let mut e = e;
-                        e.reason = self.reason.clone();
-                        e.deleted_client_ids = std::mem::take(&mut self.deleted);
-                        self.engine.events.state_changed(&e);
-                    }
-                    self.stored = Some(Versioned { record, version });
-                    self.proven = holds.then_some(sent);
-                    return Ok(());
-                }
-                Err(e) if e.is_temporary() && attempt < 8 => {
-                    tracing::warn!(slot = self.slot(), error = %e, "backend write failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => return Err(e.context("writing the slot record")),
-            }
+        let slot = self.slot();
+        let backend = self.backend;
+        let warn = |e: &Error, _: u32, _: Duration| {
+            tracing::warn!(slot, error = %e, "backend write failed; retrying");
+        };
+        let written = crate::layer::retry::run_with(
+            &crate::layer::RetryPolicy::RECORD_WRITE,
+            true,
+            warn,
+            || backend.write(slot, &record, expected),
+        )
+        .await;
+        let version = written.map_err(|e| e.context("writing the slot record"))?;
+        let before = self.stored.as_ref().map(|v| &v.record);
+        if let Some(e) = crate::observe::StateChanged::between(
+            self.engine.run_id,
+            self.now(),
+            self.slot(),
+            before,
+            Some(&record),
+        ) {
+            let mut e = e;
+            e.reason = self.reason.clone();
+            e.deleted_client_ids = std::mem::take(&mut self.deleted);
+            self.engine.events.state_changed(&e);
         }
+        self.stored = Some(Versioned { record, version });
+        self.proven = holds.then_some(sent);
+        Ok(())
     }
 
     /// The fence before every provider mutation (create, rotate, delete): proves this run still
@@ -1051,10 +1049,12 @@ impl<'a> SlotRun<'a> {
             match result {
                 Ok(c) => break c,
                 // The call may have created the client even though we got no usable answer.
+                // Looking it up is not a resend; but an error the retry layer already gave up
+                // on (a storm) is not tried again.
                 Err(e)
                     if attempts < 3
                         && (e.maybe_applied()
-                            && (e.is_temporary() || e.kind() == ErrorKind::Malformed)) =>
+                            && (e.should_retry() || e.kind() == ErrorKind::Malformed)) =>
                 {
                     tracing::warn!(slot = self.slot(), error = %e, "create may have gone through; looking the client up");
                     look_up = true;
@@ -1168,7 +1168,7 @@ impl<'a> SlotRun<'a> {
                     Err(e)
                         if attempts < 3
                             && e.maybe_applied()
-                            && (e.is_temporary() || e.kind() == ErrorKind::Malformed) =>
+                            && (e.should_retry() || e.kind() == ErrorKind::Malformed) =>
                     {
                         tracing::warn!(slot = self.slot(), error = %e, "rotation answer lost; rotating again");
                     }
@@ -1220,6 +1220,9 @@ impl<'a> SlotRun<'a> {
             ));
             return self.promote(op, pending).await;
         }
+        // `verify_attempts` token exchanges `verify_delay` apart: a new pair may take a while
+        // to work on the platform (Unauthorized at first). A temporary error the retry layer
+        // gave up on (a 5xx storm) ends the wait: its retries are spent already.
         let attempts = self.settings().verify_attempts.max(1);
         let mut last_err = None;
         for attempt in 1..=attempts {
@@ -1228,7 +1231,7 @@ impl<'a> SlotRun<'a> {
                     last_err = None;
                     break;
                 }
-                Err(e) if e.kind() == ErrorKind::Unauthorized || e.is_temporary() => {
+                Err(e) if e.kind() == ErrorKind::Unauthorized || e.should_retry() => {
                     last_err = Some(e);
                     if attempt < attempts {
                         tokio::time::sleep(self.settings().verify_delay).await;

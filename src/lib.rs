@@ -18,6 +18,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod harden;
 pub mod http;
+pub mod layer;
 pub mod logging;
 pub mod observe;
 pub mod plan;

@@ -8,8 +8,8 @@ use common::{CiscoWorld, World};
 use rekey::config::CiscoSettings;
 use rekey::emulator::{FaultAction, Faults, OneShot};
 use rekey::error::ErrorKind;
+use rekey::layer::retry::{RetryLayer, RetryPolicy};
 use rekey::provider::cisco::{CISCO_REGIONS, CLIENT_ID_CLAIM, CiscoProvider};
-use rekey::provider::retry::{RetryPolicy, RetryingProvider};
 use rekey::provider::{Bootstrap, ClientSpec, Provider};
 use rekey::secret::{ClientPair, Secret};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -53,7 +53,7 @@ fn provider_with(w: &CiscoWorld, settings: CiscoSettings) -> Arc<dyn Provider> {
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_secs(3),
     };
-    Arc::new(RetryingProvider::new(Arc::new(inner), fast))
+    Arc::new(RetryLayer::new(Arc::new(inner), fast))
 }
 
 fn provider(w: &CiscoWorld) -> Arc<dyn Provider> {

@@ -8,7 +8,7 @@ use common::{ADMIN_ROLE, World};
 use rekey::config::TaegisSettings;
 use rekey::emulator::{FaultAction, Faults, OneShot};
 use rekey::error::ErrorKind;
-use rekey::provider::retry::{RetryPolicy, RetryingProvider};
+use rekey::layer::retry::{RetryLayer, RetryPolicy};
 use rekey::provider::taegis::TaegisProvider;
 use rekey::provider::{Bootstrap, ClientSpec, Provider};
 use rekey::secret::{ClientPair, Secret};
@@ -58,7 +58,7 @@ fn provider(w: &World, timeout: Duration) -> Arc<dyn Provider> {
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_secs(3),
     };
-    Arc::new(RetryingProvider::new(Arc::new(inner), fast))
+    Arc::new(RetryLayer::new(Arc::new(inner), fast))
 }
 
 fn once(op: &str, action: FaultAction, count: u32) -> Faults {
