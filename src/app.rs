@@ -105,7 +105,7 @@ fn clock() -> Arc<dyn Clock> {
 }
 
 pub async fn plan(args: &RunArgs) -> Result<u8> {
-    let outputs = crate::observe::Outputs::open(&crate::cli::ObsArgs::default())?;
+    let outputs = crate::observe::Outputs::open(&Default::default())?;
     let engine = observed_engine(args, clock(), &outputs).await?;
     let bar = progress_bar(args, &engine, &outputs, "plan ").await?;
     let rows = engine.plan().await;
@@ -121,7 +121,7 @@ pub async fn plan(args: &RunArgs) -> Result<u8> {
 }
 
 pub async fn apply(args: &RunArgs) -> Result<u8> {
-    let outputs = crate::observe::Outputs::open(&args.obs)?;
+    let outputs = crate::observe::Outputs::open(&args.obs.options())?;
     let engine = observed_engine(args, clock(), &outputs).await?;
     let bar = progress_bar(args, &engine, &outputs, "apply").await?;
     let result = engine.apply().await;
@@ -135,7 +135,9 @@ pub async fn apply(args: &RunArgs) -> Result<u8> {
             return Err(e);
         }
     };
-    outputs.after_run(&engine, &outcomes).await;
+    outputs
+        .after_run(&engine.run_end(&outcomes), status_rows(&engine))
+        .await;
     match args.output {
         OutputFormat::Table => print!(
             "{}",
@@ -175,21 +177,7 @@ pub fn apply_exit_code(outcomes: &[crate::engine::SlotOutcome]) -> u8 {
     }
 }
 
-#[derive(Serialize, Clone, Debug)]
-pub struct StatusRow {
-    pub slot: String,
-    pub provider: String,
-    pub tenant: String,
-    /// ok, overdue, missing, in-progress, interrupted, failed, retiring, retired, orphaned,
-    /// tampered (the record fails its authentication: never acted on)
-    pub state: String,
-    pub generation: Option<u64>,
-    pub age_seconds: Option<i64>,
-    pub draining: usize,
-    pub last_result: Option<String>,
-    /// Overdue, missing, interrupted, failed or tampered: someone should look.
-    pub attention: bool,
-}
+pub use crate::observe::StatusRow;
 
 pub async fn status_rows(engine: &Engine) -> Result<Vec<StatusRow>> {
     let now = engine.clock.now();
@@ -445,7 +433,7 @@ pub async fn verify(args: &RunArgs) -> Result<u8> {
 
 /// `rekey rollback SLOT`: the previous credential becomes current again (audited).
 pub async fn rollback(args: &crate::cli::RollbackArgs) -> Result<u8> {
-    let outputs = crate::observe::Outputs::open(&args.obs)?;
+    let outputs = crate::observe::Outputs::open(&args.obs.options())?;
     let inventory = config::load(&args.config)?;
     let mut engine = Engine::build(inventory, clock(), Options::default()).await?;
     engine.events = outputs.observer.clone();

@@ -21,6 +21,7 @@ pub mod http;
 pub mod layer;
 pub mod logging;
 pub mod observe;
+pub mod os;
 pub mod plan;
 pub mod provider;
 pub mod record;

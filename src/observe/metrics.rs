@@ -6,7 +6,7 @@
 //! Labels are bounded: slot names (the inventory), provider and backend names, tenants, a
 //! closed set of operations, results, states and error kinds. Never an error message.
 
-use super::{SlotFinished, StateChanged};
+use super::{Outcome, SlotFinished, StateChanged};
 use crate::error::{Error, Result};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -195,9 +195,9 @@ impl Metrics {
     /// the run's own result and time.
     pub fn observe_run(
         &self,
-        rows: &[crate::app::StatusRow],
+        rows: &[super::StatusRow],
         max_ages: &std::collections::BTreeMap<String, std::time::Duration>,
-        outcomes: &[crate::engine::SlotOutcome],
+        outcomes: &[super::SlotResult<'_>],
         now: chrono::DateTime<chrono::Utc>,
     ) {
         for s in SLOT_STATES {
@@ -224,8 +224,8 @@ impl Metrics {
             if o.provider.is_empty() {
                 continue;
             }
-            let ok = by_pt.entry((&o.provider, &o.tenant)).or_insert(true);
-            *ok &= o.result == crate::engine::OutcomeKind::Ok;
+            let ok = by_pt.entry((o.provider, o.tenant)).or_insert(true);
+            *ok &= o.result == Outcome::Ok;
         }
         for ((p, t), ok) in by_pt {
             if ok {
@@ -233,16 +233,14 @@ impl Metrics {
             }
         }
         for (k, name) in [
-            (crate::engine::OutcomeKind::Ok, "ok"),
-            (crate::engine::OutcomeKind::Failed, "failed"),
-            (crate::engine::OutcomeKind::Skipped, "skipped"),
+            (Outcome::Ok, "ok"),
+            (Outcome::Failed, "failed"),
+            (Outcome::Skipped, "skipped"),
         ] {
             let n = outcomes.iter().filter(|o| o.result == k).count();
             self.run_slots.with_label_values(&[name]).set(n as i64);
         }
-        let failed = outcomes
-            .iter()
-            .any(|o| o.result == crate::engine::OutcomeKind::Failed);
+        let failed = outcomes.iter().any(|o| o.result == Outcome::Failed);
         let result = if failed { "failure" } else { "success" };
         self.run.with_label_values(&[result]).set(ts);
         self.runs.with_label_values(&[result]).inc();
