@@ -1,7 +1,8 @@
 //! The commands: each turns parsed arguments into engine calls and a report, and returns the
-//! process exit code. `main` only parses, sets up logging and prints the one error.
+//! process exit code. `main` parses, sets up logging, hands the command to its module (here,
+//! `scheduler`, `demo`, `store` or `emulator`) and prints the one error.
 
-use crate::cli::{CheckArgs, Cli, Command, GetArgs, GetFormat, OutputFormat, RunArgs};
+use crate::cli::{CheckArgs, GetArgs, GetFormat, OutputFormat, RunArgs};
 use crate::clock::Clock;
 use crate::config;
 use crate::engine::{Engine, Options, OutcomeKind};
@@ -21,43 +22,6 @@ pub fn exit_code_for(err: &Error) -> u8 {
         ErrorKind::Locked => exit::LOCKED,
         ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::RateLimited => exit::UNREACHABLE,
         _ => exit::ATTENTION,
-    }
-}
-
-pub async fn run(cli: Cli) -> Result<u8> {
-    match cli.command {
-        Command::Plan(args) => plan(&args).await,
-        Command::Apply(args) => apply(&args).await,
-        Command::Status(args) => status(&args).await,
-        Command::Verify(args) => verify(&args).await,
-        Command::Check(args) => check(&args).await,
-        Command::Run(args) => crate::scheduler::run(&args).await,
-        Command::Rollback(args) => rollback(&args).await,
-        Command::Get(args) => get(&args).await,
-        Command::Store(crate::cli::StoreCommand::Upgrade(args)) => {
-            crate::store::upgrade(&args).await
-        }
-        Command::Keygen(args) => {
-            let recipient = crate::backend::file::generate_identity(&args.output)?;
-            eprintln!(
-                "wrote a new age identity to {} (mode 0600)",
-                args.output.display()
-            );
-            println!("{recipient}");
-            Ok(exit::OK)
-        }
-        #[cfg(feature = "emulator")]
-        Command::Demo(args) => crate::demo::run(&args).await,
-        #[cfg(not(feature = "emulator"))]
-        Command::Demo(_) => Err(Error::config(
-            "this rekey was built without the `emulator` feature; the demo needs it",
-        )),
-        #[cfg(feature = "emulator")]
-        Command::Emulator(args) => crate::emulator::run(args).await.map(|()| exit::OK),
-        #[cfg(not(feature = "emulator"))]
-        Command::Emulator { .. } => Err(Error::config(
-            "this rekey was built without the `emulator` feature (a production build); the emulator is not in it",
-        )),
     }
 }
 

@@ -40,10 +40,10 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Length of secrets rekey chooses itself (in-place rotation with `in_place_secret = "caller"`).
-pub(super) const CHOSEN_SECRET_LEN: usize = 64;
+const CHOSEN_SECRET_LEN: usize = 64;
 
 /// Steps one slot may take in one run (resume, delete-old, rotate, ... ); a guard against loops.
-pub(super) const MAX_STEPS: usize = 8;
+const MAX_STEPS: usize = 8;
 
 impl Engine {
     /// Moves one slot as far as it can go in this run. A panic in the slot's work fails this
