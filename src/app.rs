@@ -1,7 +1,8 @@
 //! The commands: each turns parsed arguments into engine calls and a report, and returns the
-//! process exit code. `main` only parses, sets up logging and prints the one error.
+//! process exit code. `main` parses, sets up logging, hands the command to its module (here,
+//! `scheduler`, `demo`, `store` or `emulator`) and prints the one error.
 
-use crate::cli::{CheckArgs, Cli, Command, GetArgs, GetFormat, OutputFormat, RunArgs};
+use crate::cli::{CheckArgs, GetArgs, GetFormat, OutputFormat, RunArgs};
 use crate::clock::Clock;
 use crate::config;
 use crate::engine::{Engine, Options, OutcomeKind};
@@ -21,43 +22,6 @@ pub fn exit_code_for(err: &Error) -> u8 {
         ErrorKind::Locked => exit::LOCKED,
         ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::RateLimited => exit::UNREACHABLE,
         _ => exit::ATTENTION,
-    }
-}
-
-pub async fn run(cli: Cli) -> Result<u8> {
-    match cli.command {
-        Command::Plan(args) => plan(&args).await,
-        Command::Apply(args) => apply(&args).await,
-        Command::Status(args) => status(&args).await,
-        Command::Verify(args) => verify(&args).await,
-        Command::Check(args) => check(&args).await,
-        Command::Run(args) => crate::scheduler::run(&args).await,
-        Command::Rollback(args) => rollback(&args).await,
-        Command::Get(args) => get(&args).await,
-        Command::Store(crate::cli::StoreCommand::Upgrade(args)) => {
-            crate::store::upgrade(&args).await
-        }
-        Command::Keygen(args) => {
-            let recipient = crate::backend::file::generate_identity(&args.output)?;
-            eprintln!(
-                "wrote a new age identity to {} (mode 0600)",
-                args.output.display()
-            );
-            println!("{recipient}");
-            Ok(exit::OK)
-        }
-        #[cfg(feature = "emulator")]
-        Command::Demo(args) => crate::demo::run(&args).await,
-        #[cfg(not(feature = "emulator"))]
-        Command::Demo(_) => Err(Error::config(
-            "this rekey was built without the `emulator` feature; the demo needs it",
-        )),
-        #[cfg(feature = "emulator")]
-        Command::Emulator(args) => crate::emulator::run(args).await.map(|()| exit::OK),
-        #[cfg(not(feature = "emulator"))]
-        Command::Emulator { .. } => Err(Error::config(
-            "this rekey was built without the `emulator` feature (a production build); the emulator is not in it",
-        )),
     }
 }
 
@@ -105,7 +69,7 @@ fn clock() -> Arc<dyn Clock> {
 }
 
 pub async fn plan(args: &RunArgs) -> Result<u8> {
-    let outputs = crate::observe::Outputs::open(&crate::cli::ObsArgs::default())?;
+    let outputs = crate::observe::Outputs::open(&Default::default())?;
     let engine = observed_engine(args, clock(), &outputs).await?;
     let bar = progress_bar(args, &engine, &outputs, "plan ").await?;
     let rows = engine.plan().await;
@@ -121,7 +85,7 @@ pub async fn plan(args: &RunArgs) -> Result<u8> {
 }
 
 pub async fn apply(args: &RunArgs) -> Result<u8> {
-    let outputs = crate::observe::Outputs::open(&args.obs)?;
+    let outputs = crate::observe::Outputs::open(&args.obs.options())?;
     let engine = observed_engine(args, clock(), &outputs).await?;
     let bar = progress_bar(args, &engine, &outputs, "apply").await?;
     let result = engine.apply().await;
@@ -135,7 +99,9 @@ pub async fn apply(args: &RunArgs) -> Result<u8> {
             return Err(e);
         }
     };
-    outputs.after_run(&engine, &outcomes).await;
+    outputs
+        .after_run(&engine.run_end(&outcomes), status_rows(&engine))
+        .await;
     match args.output {
         OutputFormat::Table => print!(
             "{}",
@@ -175,21 +141,7 @@ pub fn apply_exit_code(outcomes: &[crate::engine::SlotOutcome]) -> u8 {
     }
 }
 
-#[derive(Serialize, Clone, Debug)]
-pub struct StatusRow {
-    pub slot: String,
-    pub provider: String,
-    pub tenant: String,
-    /// ok, overdue, missing, in-progress, interrupted, failed, retiring, retired, orphaned,
-    /// tampered (the record fails its authentication: never acted on)
-    pub state: String,
-    pub generation: Option<u64>,
-    pub age_seconds: Option<i64>,
-    pub draining: usize,
-    pub last_result: Option<String>,
-    /// Overdue, missing, interrupted, failed or tampered: someone should look.
-    pub attention: bool,
-}
+pub use crate::observe::StatusRow;
 
 pub async fn status_rows(engine: &Engine) -> Result<Vec<StatusRow>> {
     let now = engine.clock.now();
@@ -445,7 +397,7 @@ pub async fn verify(args: &RunArgs) -> Result<u8> {
 
 /// `rekey rollback SLOT`: the previous credential becomes current again (audited).
 pub async fn rollback(args: &crate::cli::RollbackArgs) -> Result<u8> {
-    let outputs = crate::observe::Outputs::open(&args.obs)?;
+    let outputs = crate::observe::Outputs::open(&args.obs.options())?;
     let inventory = config::load(&args.config)?;
     let mut engine = Engine::build(inventory, clock(), Options::default()).await?;
     engine.events = outputs.observer.clone();

@@ -227,6 +227,20 @@ pub struct ObsArgs {
     pub webhook_timeout: std::time::Duration,
 }
 
+impl ObsArgs {
+    /// The outputs these flags ask for.
+    pub fn options(&self) -> crate::observe::Options {
+        crate::observe::Options {
+            metrics_file: self.metrics_file.clone(),
+            pushgateway: self.pushgateway.clone(),
+            audit_log: self.audit_log.clone(),
+            webhook: self.webhook.clone(),
+            webhook_format: self.webhook_format,
+            webhook_timeout: self.webhook_timeout,
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct CheckArgs {
     /// The inventory (TOML).

@@ -1,7 +1,9 @@
 //! The one error type of rekey: a kind, a message, an optional cause, and the retry decision.
 //!
 //! Every provider and backend maps its wire errors to an [`ErrorKind`] in exactly one function
-//! (`classify_*`), and whether an error is worth retrying is decided here, nowhere else.
+//! (`classify_*`), and whether an error is worth retrying is decided here, nowhere else: its
+//! kind says whether it is temporary ([`Error::is_temporary`]), and once a retry loop has given
+//! up on it, it is exhausted and no loop further out tries it again ([`Error::should_retry`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -82,6 +84,8 @@ pub struct Error {
     /// False only when the request certainly never reached the server (connect refused,
     /// 429), so even a non-idempotent mutation may be sent again.
     maybe_applied: bool,
+    /// Set by the retry layer when it gave up on this (temporary) error: retries spent.
+    exhausted: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -94,6 +98,7 @@ impl Error {
             message: message.into(),
             retry_after: None,
             maybe_applied: !matches!(kind, ErrorKind::RateLimited),
+            exhausted: false,
             source: None,
         }
     }
@@ -114,6 +119,13 @@ impl Error {
         self
     }
 
+    /// Marks that a retry loop gave up on this error (src/layer/retry.rs): it stays temporary
+    /// (a later run may succeed), but nothing in this run retries it again.
+    pub fn exhausted(mut self) -> Self {
+        self.exhausted = true;
+        self
+    }
+
     /// Prefixes the message with context (a slot name, an operation), keeping kind and cause.
     pub fn context(mut self, context: impl fmt::Display) -> Self {
         self.message = format!("{context}: {}", self.message);
@@ -131,6 +143,14 @@ impl Error {
     }
     pub fn is_temporary(&self) -> bool {
         self.kind.is_temporary()
+    }
+    /// Whether a retry loop gave up on this error already.
+    pub fn is_exhausted(&self) -> bool {
+        self.exhausted
+    }
+    /// Whether retrying now can help: temporary, and no retry loop has given up on it yet.
+    pub fn should_retry(&self) -> bool {
+        self.is_temporary() && !self.exhausted
     }
     /// Whether a non-idempotent request that failed with this error may have taken effect.
     pub fn maybe_applied(&self) -> bool {
@@ -175,6 +195,9 @@ impl fmt::Debug for Error {
         d.field("kind", &self.kind).field("message", &self.message);
         if let Some(r) = self.retry_after {
             d.field("retry_after", &r);
+        }
+        if self.exhausted {
+            d.field("exhausted", &true);
         }
         if let Some(s) = &self.source {
             d.field("source", &s.to_string());
@@ -245,6 +268,15 @@ mod tests {
                 .not_applied()
                 .maybe_applied()
         );
+    }
+
+    #[test]
+    fn an_exhausted_error_stays_temporary_but_is_not_retried() {
+        let e = Error::unavailable("x");
+        assert!(e.should_retry());
+        let e = e.exhausted().context("slot a");
+        assert!(e.is_temporary() && e.is_exhausted() && !e.should_retry());
+        assert!(!Error::invalid("x").should_retry());
     }
 
     #[test]

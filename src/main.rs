@@ -2,6 +2,9 @@
 //! chain) before mapping it to a documented exit code.
 
 use clap::Parser;
+use rekey::app;
+use rekey::cli::{Cli, Command};
+use rekey::error::Result;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -29,7 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(rekey::app::run(cli)) {
+    match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!(
@@ -38,5 +41,44 @@ fn main() -> ExitCode {
             );
             ExitCode::from(rekey::app::exit_code_for(&err))
         }
+    }
+}
+
+/// Hands the command to the module that carries it out. Here, above every command module, so
+/// that `rekey run` and `rekey demo` (which use the commands of `app`) are not imported by it.
+async fn dispatch(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Plan(args) => app::plan(&args).await,
+        Command::Apply(args) => app::apply(&args).await,
+        Command::Status(args) => app::status(&args).await,
+        Command::Verify(args) => app::verify(&args).await,
+        Command::Check(args) => app::check(&args).await,
+        Command::Run(args) => rekey::scheduler::run(&args).await,
+        Command::Rollback(args) => app::rollback(&args).await,
+        Command::Get(args) => app::get(&args).await,
+        Command::Store(rekey::cli::StoreCommand::Upgrade(args)) => {
+            rekey::store::upgrade(&args).await
+        }
+        Command::Keygen(args) => {
+            let recipient = rekey::backend::file::generate_identity(&args.output)?;
+            eprintln!(
+                "wrote a new age identity to {} (mode 0600)",
+                args.output.display()
+            );
+            println!("{recipient}");
+            Ok(app::exit::OK)
+        }
+        #[cfg(feature = "emulator")]
+        Command::Demo(args) => rekey::demo::run(&args).await,
+        #[cfg(not(feature = "emulator"))]
+        Command::Demo(_) => Err(rekey::error::Error::config(
+            "this rekey was built without the `emulator` feature; the demo needs it",
+        )),
+        #[cfg(feature = "emulator")]
+        Command::Emulator(args) => rekey::emulator::run(args).await.map(|()| app::exit::OK),
+        #[cfg(not(feature = "emulator"))]
+        Command::Emulator { .. } => Err(rekey::error::Error::config(
+            "this rekey was built without the `emulator` feature (a production build); the emulator is not in it",
+        )),
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub async fn run(args: &ScheduleArgs) -> Result<u8> {
-    let mut outputs = Outputs::open(&args.run.obs)?;
+    let mut outputs = Outputs::open(&args.run.obs.options())?;
     outputs.serving = args.metrics_listen.is_some();
     let inventory = crate::config::load(&args.run.config)?;
     let s = &inventory.settings;
@@ -95,7 +95,9 @@ async fn cycle(
         let engine = Arc::new(engine);
         match engine.apply().await {
             Ok(outcomes) => {
-                outputs.after_run(&engine, &outcomes).await;
+                outputs
+                    .after_run(&engine.run_end(&outcomes), crate::app::status_rows(&engine))
+                    .await;
                 Ok(outcomes)
             }
             Err(e) => {

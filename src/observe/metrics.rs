@@ -1,25 +1,19 @@
 //! Prometheus metrics (text exposition 0.0.4): one process-wide registry, fed by the typed
-//! events of [`super`] and by the call wrappers [`MeasuredProvider`] and [`MeasuredBackend`].
+//! events of [`super`] and by the call wrappers of the layer stack (src/layer/metrics.rs).
 //! Exposed three ways: a file for the node exporter's textfile collector (`--metrics-file`), a
 //! push to a Pushgateway (`--pushgateway`), and `/metrics` in `rekey run`.
 //!
 //! Labels are bounded: slot names (the inventory), provider and backend names, tenants, a
 //! closed set of operations, results, states and error kinds. Never an error message.
 
-use super::{SlotFinished, StateChanged};
-use crate::backend::{Backend, BackendCapabilities};
+use super::{Outcome, SlotFinished, StateChanged};
 use crate::error::{Error, Result};
-use crate::provider::{ClientInfo, ClientSpec, IssuedClient, Provider, ProviderCapabilities};
-use crate::record::{SlotRecord, Versioned};
-use crate::secret::{ClientPair, Secret};
-use async_trait::async_trait;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 use std::path::Path;
-use std::sync::{Arc, LazyLock};
-use std::time::Instant;
+use std::sync::LazyLock;
 
 /// Every state `rekey status` reports; each is always exported (zero when no slot has it).
 pub const SLOT_STATES: &[&str] = &[
@@ -201,9 +195,9 @@ impl Metrics {
     /// the run's own result and time.
     pub fn observe_run(
         &self,
-        rows: &[crate::app::StatusRow],
+        rows: &[super::StatusRow],
         max_ages: &std::collections::BTreeMap<String, std::time::Duration>,
-        outcomes: &[crate::engine::SlotOutcome],
+        outcomes: &[super::SlotResult<'_>],
         now: chrono::DateTime<chrono::Utc>,
     ) {
         for s in SLOT_STATES {
@@ -230,8 +224,8 @@ impl Metrics {
             if o.provider.is_empty() {
                 continue;
             }
-            let ok = by_pt.entry((&o.provider, &o.tenant)).or_insert(true);
-            *ok &= o.result == crate::engine::OutcomeKind::Ok;
+            let ok = by_pt.entry((o.provider, o.tenant)).or_insert(true);
+            *ok &= o.result == Outcome::Ok;
         }
         for ((p, t), ok) in by_pt {
             if ok {
@@ -239,16 +233,14 @@ impl Metrics {
             }
         }
         for (k, name) in [
-            (crate::engine::OutcomeKind::Ok, "ok"),
-            (crate::engine::OutcomeKind::Failed, "failed"),
-            (crate::engine::OutcomeKind::Skipped, "skipped"),
+            (Outcome::Ok, "ok"),
+            (Outcome::Failed, "failed"),
+            (Outcome::Skipped, "skipped"),
         ] {
             let n = outcomes.iter().filter(|o| o.result == k).count();
             self.run_slots.with_label_values(&[name]).set(n as i64);
         }
-        let failed = outcomes
-            .iter()
-            .any(|o| o.result == crate::engine::OutcomeKind::Failed);
+        let failed = outcomes.iter().any(|o| o.result == Outcome::Failed);
         let result = if failed { "failure" } else { "success" };
         self.run.with_label_values(&[result]).set(ts);
         self.runs.with_label_values(&[result]).inc();
@@ -397,141 +389,4 @@ fn label(labels: &str, name: &str) -> Option<String> {
     let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
     let end = labels[start..].find('"')? + start;
     Some(labels[start..end].to_string())
-}
-
-fn observe<T>(
-    hist: &HistogramVec,
-    errors: &IntCounterVec,
-    labels: [&str; 2],
-    started: Instant,
-    r: &Result<T>,
-) {
-    hist.with_label_values(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    if let Err(e) = r {
-        errors
-            .with_label_values(&[labels[0], labels[1], &e.kind().to_string()])
-            .inc();
-    }
-}
-
-/// Times every provider call and counts its errors by kind.
-pub struct MeasuredProvider {
-    pub inner: Arc<dyn Provider>,
-    pub name: String,
-}
-
-impl MeasuredProvider {
-    fn done<T>(&self, op: &str, started: Instant, r: Result<T>) -> Result<T> {
-        let m = global();
-        observe(
-            &m.provider_calls,
-            &m.provider_errors,
-            [&self.name, op],
-            started,
-            &r,
-        );
-        r
-    }
-}
-
-#[async_trait]
-impl Provider for MeasuredProvider {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-    fn capabilities(&self) -> ProviderCapabilities {
-        self.inner.capabilities()
-    }
-    async fn create_client(&self, tenant: &str, spec: &ClientSpec) -> Result<IssuedClient> {
-        let t = Instant::now();
-        let r = self.inner.create_client(tenant, spec).await;
-        self.done("create_client", t, r)
-    }
-    async fn rotate_secret(
-        &self,
-        tenant: &str,
-        client: &str,
-        chosen: Option<&Secret>,
-    ) -> Result<IssuedClient> {
-        let t = Instant::now();
-        let r = self.inner.rotate_secret(tenant, client, chosen).await;
-        self.done("rotate_secret", t, r)
-    }
-    async fn delete_client(&self, tenant: &str, client: &str) -> Result<()> {
-        let t = Instant::now();
-        let r = self.inner.delete_client(tenant, client).await;
-        self.done("delete_client", t, r)
-    }
-    async fn find_clients(&self, tenant: &str, name_prefix: &str) -> Result<Vec<ClientInfo>> {
-        let t = Instant::now();
-        let r = self.inner.find_clients(tenant, name_prefix).await;
-        self.done("find_clients", t, r)
-    }
-    async fn verify(&self, tenant: &str, pair: &ClientPair) -> Result<()> {
-        let t = Instant::now();
-        let r = self.inner.verify(tenant, pair).await;
-        self.done("verify", t, r)
-    }
-}
-
-/// Times every backend call and counts its errors by kind.
-pub struct MeasuredBackend {
-    pub inner: Arc<dyn Backend>,
-}
-
-impl MeasuredBackend {
-    fn done<T>(&self, op: &str, started: Instant, r: Result<T>) -> Result<T> {
-        let m = global();
-        observe(
-            &m.backend_calls,
-            &m.backend_errors,
-            [self.inner.name(), op],
-            started,
-            &r,
-        );
-        r
-    }
-}
-
-#[async_trait]
-impl Backend for MeasuredBackend {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> BackendCapabilities {
-        self.inner.capabilities()
-    }
-    async fn consumer_view(
-        &self,
-        slot: &str,
-        record: &SlotRecord,
-    ) -> Result<Option<crate::backend::ConsumerView>> {
-        self.inner.consumer_view(slot, record).await
-    }
-    async fn read(&self, slot: &str) -> Result<Option<Versioned>> {
-        let t = Instant::now();
-        let r = self.inner.read(slot).await;
-        self.done("read", t, r)
-    }
-    async fn write(&self, slot: &str, record: &SlotRecord, expected: Option<u64>) -> Result<u64> {
-        let t = Instant::now();
-        let r = self.inner.write(slot, record, expected).await;
-        self.done("write", t, r)
-    }
-    async fn delete(&self, slot: &str, expected: u64) -> Result<()> {
-        let t = Instant::now();
-        let r = self.inner.delete(slot, expected).await;
-        self.done("delete", t, r)
-    }
-    async fn list(&self, known: &std::collections::BTreeSet<String>) -> Result<Vec<String>> {
-        let t = Instant::now();
-        let r = self.inner.list(known).await;
-        self.done("list", t, r)
-    }
-    async fn check(&self) -> Result<()> {
-        let t = Instant::now();
-        let r = self.inner.check().await;
-        self.done("check", t, r)
-    }
 }

@@ -248,16 +248,73 @@ fn check_output_url(flag: &str, url: &str, part: crate::http::UrlPart) -> crate:
     }
 }
 
+/// Where a command's metrics, audit trail and notifications go (from its flags: the command
+/// line's `ObsArgs` fills it in).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub metrics_file: Option<std::path::PathBuf>,
+    pub pushgateway: Option<String>,
+    pub audit_log: Option<std::path::PathBuf>,
+    pub webhook: Option<String>,
+    pub webhook_format: notify::WebhookFormat,
+    pub webhook_timeout: std::time::Duration,
+}
+
+/// How one slot's run ended, as the engine reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Failed,
+    /// Another run holds the slot, or rekey is shutting down.
+    Skipped,
+}
+
+/// One slot's result in a run: what metrics and notices need of it.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotResult<'a> {
+    pub slot: &'a str,
+    /// Empty when neither the inventory nor a record names it.
+    pub provider: &'a str,
+    pub tenant: &'a str,
+    pub result: Outcome,
+}
+
+/// A run that ended: when, which, each slot's result, and each inventory slot's max age.
+pub struct RunEnd<'a> {
+    pub now: DateTime<Utc>,
+    pub run_id: Uuid,
+    pub results: Vec<SlotResult<'a>>,
+    pub max_ages: std::collections::BTreeMap<String, std::time::Duration>,
+}
+
+/// One slot as `rekey status` shows it (and the store gauges count it).
+#[derive(Serialize, Clone, Debug)]
+pub struct StatusRow {
+    pub slot: String,
+    pub provider: String,
+    pub tenant: String,
+    /// ok, overdue, missing, in-progress, interrupted, failed, retiring, retired, orphaned,
+    /// tampered (the record fails its authentication: never acted on)
+    pub state: String,
+    pub generation: Option<u64>,
+    pub age_seconds: Option<i64>,
+    pub draining: usize,
+    pub last_result: Option<String>,
+    /// Overdue, missing, interrupted, failed or tampered: someone should look.
+    pub attention: bool,
+}
+
 /// A command's observability outputs, opened from its flags before the run.
 pub struct Outputs {
-    pub args: crate::cli::ObsArgs,
+    pub args: Options,
     pub observer: Arc<Observer>,
     /// Metrics are served (`rekey run --metrics-listen`): keep the store gauges current.
     pub serving: bool,
 }
 
 impl Outputs {
-    pub fn open(args: &crate::cli::ObsArgs) -> crate::error::Result<Outputs> {
+    pub fn open(args: &Options) -> crate::error::Result<Outputs> {
         for (flag, url, part) in [
             (
                 "--pushgateway",
@@ -296,13 +353,14 @@ impl Outputs {
         })
     }
 
-    /// After a run: the store's gauges, stuck-slot notices, then metrics out and notices sent.
-    /// Failures here are logged: the run's own result stands.
-    pub async fn after_run(
-        &self,
-        engine: &crate::engine::Engine,
-        outcomes: &[crate::engine::SlotOutcome],
-    ) {
+    /// After a run: the store's gauges (from `rows`, the store's status, awaited only when
+    /// something reads them), stuck-slot notices, then metrics out and notices sent. Failures
+    /// here are logged: the run's own result stands.
+    pub async fn after_run<F>(&self, run: &RunEnd<'_>, rows: F)
+    where
+        F: std::future::Future<Output = crate::error::Result<Vec<StatusRow>>>,
+    {
+        let outcomes = &run.results;
         let wanted = self.serving
             || self.args.metrics_file.is_some()
             || self.args.pushgateway.is_some()
@@ -311,25 +369,19 @@ impl Outputs {
             // Nobody reads the store gauges: spare the backends a second pass over every slot.
             return;
         }
-        let rows = match crate::app::status_rows(engine).await {
+        let rows = match rows.await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(error = %crate::error::chain(&e), "cannot read slot states for metrics");
                 Vec::new()
             }
         };
-        let max_ages = engine
-            .inventory
-            .slots
-            .iter()
-            .map(|s| (s.name.clone(), s.max_age))
-            .collect();
-        metrics::global().observe_run(&rows, &max_ages, outcomes, engine.clock.now());
+        metrics::global().observe_run(&rows, &run.max_ages, outcomes, run.now);
         if let Some(n) = &self.observer.notifier {
             let failed: std::collections::BTreeSet<&str> = outcomes
                 .iter()
-                .filter(|o| o.result == crate::engine::OutcomeKind::Failed)
-                .map(|o| o.slot.as_str())
+                .filter(|o| o.result == Outcome::Failed)
+                .map(|o| o.slot)
                 .collect();
             for r in rows.iter().filter(|r| r.state == "interrupted") {
                 if failed.contains(r.slot.as_str()) {
@@ -337,8 +389,8 @@ impl Outputs {
                 }
                 n.queue(notify::Notice {
                     event: "slot_stuck",
-                    time: engine.clock.now(),
-                    run_id: engine.run_id,
+                    time: run.now,
+                    run_id: run.run_id,
                     slot: r.slot.clone(),
                     provider: r.provider.clone(),
                     tenant: r.tenant.clone(),
@@ -352,8 +404,8 @@ impl Outputs {
         let successes: Vec<(String, String)> = {
             let mut by: std::collections::BTreeMap<(String, String), bool> = Default::default();
             for o in outcomes.iter().filter(|o| !o.provider.is_empty()) {
-                *by.entry((o.provider.clone(), o.tenant.clone()))
-                    .or_insert(true) &= o.result == crate::engine::OutcomeKind::Ok;
+                *by.entry((o.provider.to_string(), o.tenant.to_string()))
+                    .or_insert(true) &= o.result == Outcome::Ok;
             }
             by.into_iter()
                 .filter(|(_, ok)| *ok)

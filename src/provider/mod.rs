@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 use std::sync::{Arc, RwLock};
 
 pub mod cisco;
-pub mod retry;
 pub mod session;
 pub mod taegis;
 pub mod token;
@@ -182,7 +181,8 @@ pub trait Provider: Send + Sync {
     async fn verify(&self, tenant: &str, pair: &ClientPair) -> Result<()>;
 }
 
-/// Builds the provider an inventory entry describes, wrapped in retries.
+/// Builds the provider an inventory entry describes (bare: the engine wraps it in the layer
+/// stack, src/layer/mod.rs).
 pub fn build(
     config: &crate::config::ProviderConfig,
     bootstrap: Bootstrap,
@@ -211,8 +211,5 @@ pub fn build(
             .with_http_client(http),
         ),
     };
-    Ok(Arc::new(retry::RetryingProvider::new(
-        inner,
-        retry::RetryPolicy::default(),
-    )))
+    Ok(inner)
 }

@@ -4,7 +4,7 @@
 use super::World;
 use rekey::config::BootstrapConfig;
 use rekey::emulator::{FaultAction, Faults, OneShot};
-use rekey::provider::retry::{RetryPolicy, RetryingProvider};
+use rekey::layer::retry::{RetryLayer, RetryPolicy};
 use rekey::provider::{Bootstrap, Provider};
 use rekey::secret::ClientPair;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub fn with_fast_retries(inner: Arc<dyn Provider>) -> Arc<dyn Provider> {
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_secs(3),
     };
-    Arc::new(RetryingProvider::new(inner, fast))
+    Arc::new(RetryLayer::new(inner, fast))
 }
 
 /// Faults that make the next `count` requests of `op` get `action`.

@@ -1,9 +1,13 @@
-//! Retries as a wrapper around any [`Provider`] (STYLE.md §5): only temporary errors are
-//! retried, with capped, jittered exponential backoff or the server's `Retry-After`; and a
-//! mutation that may already have taken effect is never resent blindly (the engine resumes it by
-//! looking the client up by its managed name instead).
+//! Retries (docs/src/architecture.md): only temporary errors are retried, with capped,
+//! jittered exponential backoff or the server's `Retry-After`; a mutation that may already have
+//! taken effect is never resent blindly (the engine resumes it by looking the client up by its
+//! managed name instead); and an error this layer gave up on leaves it marked exhausted
+//! ([`Error::exhausted`]), so no loop further out retries it again: retries never multiply.
+//!
+//! [`run`] is the one retry loop: the provider layer [`RetryLayer`] wraps every call in it, and
+//! the engine's compare-and-set write of a slot record uses it directly.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::provider::{ClientInfo, ClientSpec, IssuedClient, Provider, ProviderCapabilities};
 use crate::secret::{ClientPair, Secret};
 use async_trait::async_trait;
@@ -31,6 +35,14 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The engine's compare-and-set write of a slot record: the record may hold the only copy
+    /// of a secret, so temporary store errors are retried for a while (about 20 s in all).
+    pub const RECORD_WRITE: RetryPolicy = RetryPolicy {
+        max_attempts: 8,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(10),
+    };
+
     /// Full-jitter backoff for attempt `n` (1-based), or the server's wish plus a little jitter.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let mut rng = rand::rng();
@@ -49,47 +61,85 @@ impl RetryPolicy {
     }
 }
 
-pub struct RetryingProvider {
-    inner: Arc<dyn Provider>,
-    policy: RetryPolicy,
+/// Runs `call` until it succeeds, fails permanently, or attempts run out. `idempotent` calls
+/// are retried on any temporary error; others only when the request never landed. An error
+/// this loop could have retried but gave up on (attempts spent, or a `Retry-After` longer than
+/// it ever waits) comes back [`Error::exhausted`]; one a loop further in already gave up on is
+/// not tried again.
+pub async fn run<T, F, Fut>(
+    policy: &RetryPolicy,
+    what: &str,
+    idempotent: bool,
+    call: F,
+) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let log = |e: &Error, attempt: u32, delay: Duration| {
+        tracing::debug!(call = what, attempt, kind = %e.kind(), delay_ms = delay.as_millis() as u64, "retrying");
+    };
+    run_with(policy, idempotent, log, call).await
 }
 
-impl RetryingProvider {
-    pub fn new(inner: Arc<dyn Provider>, policy: RetryPolicy) -> Self {
-        RetryingProvider { inner, policy }
-    }
-
-    /// Runs `call` until it succeeds, fails permanently, or attempts run out. `idempotent`
-    /// calls are retried on any temporary error; others only when the request never landed.
-    async fn run<T, F, Fut>(&self, what: &str, idempotent: bool, call: F) -> Result<T>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let mut attempt = 1;
-        loop {
-            match call().await {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    let retryable = e.is_temporary() && (idempotent || !e.maybe_applied());
-                    // A server that asks for a longer pause than we would ever back off (an
-                    // hourly budget spent) is honoured by stopping: the next run resumes.
-                    let too_long = e.retry_after().is_some_and(|w| w > self.policy.max_delay);
-                    if !retryable || too_long || attempt >= self.policy.max_attempts {
-                        return Err(e);
-                    }
-                    let delay = self.policy.delay(attempt, e.retry_after());
-                    tracing::debug!(call = what, attempt, kind = %e.kind(), delay_ms = delay.as_millis() as u64, "retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
+/// [`run`], telling `on_retry` about each error it retries (and the pause before the next try).
+pub async fn run_with<T, F, Fut, L>(
+    policy: &RetryPolicy,
+    idempotent: bool,
+    on_retry: L,
+    call: F,
+) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T>>,
+    L: Fn(&Error, u32, Duration),
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let retryable = e.should_retry() && (idempotent || !e.maybe_applied());
+                if !retryable {
+                    return Err(e);
                 }
+                // A server that asks for a longer pause than we would ever back off (an
+                // hourly budget spent) is honoured by stopping: the next run resumes.
+                let too_long = e.retry_after().is_some_and(|w| w > policy.max_delay);
+                if too_long || attempt >= policy.max_attempts {
+                    return Err(e.exhausted());
+                }
+                let delay = policy.delay(attempt, e.retry_after());
+                on_retry(&e, attempt, delay);
+                tokio::time::sleep(delay).await;
+                attempt += 1;
             }
         }
     }
 }
 
+/// Retries as a wrapper around any [`Provider`]: every call goes through [`run`].
+pub struct RetryLayer {
+    inner: Arc<dyn Provider>,
+    policy: RetryPolicy,
+}
+
+impl RetryLayer {
+    pub fn new(inner: Arc<dyn Provider>, policy: RetryPolicy) -> Self {
+        RetryLayer { inner, policy }
+    }
+
+    async fn run<T, F, Fut>(&self, what: &str, idempotent: bool, call: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        run(&self.policy, what, idempotent, call).await
+    }
+}
+
 #[async_trait]
-impl Provider for RetryingProvider {
+impl Provider for RetryLayer {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }

@@ -1,0 +1,433 @@
+//! The engine: wiring (backends and providers, each built once and wrapped in the layer stack,
+//! src/layer/mod.rs), and the run: plan, preflight, apply. Per slot, a reconcile loop over the
+//! steps of `plan::decide` carries the rotation protocol out (docs/src/protocol.md); its rooms:
+//!
+//! - targets.rs: which slots a run looks at (inventory, orphans), the mass-retire guard;
+//! - slot.rs: the slot protocol top to bottom, its crash points beside each step; issue.rs,
+//!   verify.rs and mirrors.rs hold its longer steps;
+//! - fence.rs, lease.rs: claiming a slot, the fence before every provider mutation, and whether
+//!   another run's lease is still in use;
+//! - retire.rs, rollback.rs: the two steps outside a rotation;
+//! - names.rs: managed client names, globs.
+
+use crate::backend::Backend;
+use crate::clock::Clock;
+use crate::config::{BootstrapConfig, Inventory, SlotConfig, Strategy};
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{self, Decision};
+use crate::provider::{self, Bootstrap, Provider};
+use crate::record::{Lease, SlotRecord};
+use crate::secret::ClientPair;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use uuid::Uuid;
+
+mod fence;
+mod issue;
+mod lease;
+mod mirrors;
+mod names;
+mod retire;
+mod rollback;
+mod slot;
+mod targets;
+mod verify;
+
+pub use lease::lease_holder_alive;
+pub use names::{glob_match, legacy_managed_name, managed_name, op_tag};
+
+pub struct ProviderEntry {
+    pub provider: Arc<dyn Provider>,
+    pub bootstrap: Bootstrap,
+    /// The slot holding this provider's own credential, if rekey rotates it.
+    pub bootstrap_slot: Option<String>,
+}
+
+/// A slot to look at: from the inventory, or only in a backend (removed from the inventory).
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub name: String,
+    pub config: Option<SlotConfig>,
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Rotate selected slots whatever their age.
+    pub force: bool,
+    /// Slot selectors (exact names or `*` globs); empty = all.
+    pub only: Vec<String>,
+    /// Overrides `settings.concurrency`.
+    pub concurrency: Option<usize>,
+    /// Only slots (and orphans) of this shard (`--shard`).
+    pub shard: Option<crate::shard::Shard>,
+    /// `--allow-mass-retire`: start retiring more slots than `max_retire` / `max_retire_percent`.
+    pub allow_mass_retire: bool,
+}
+
+pub struct Engine {
+    pub inventory: Arc<Inventory>,
+    pub backends: BTreeMap<String, Arc<dyn Backend>>,
+    pub providers: BTreeMap<String, ProviderEntry>,
+    pub clock: Arc<dyn Clock>,
+    pub run_id: Uuid,
+    pub started: DateTime<Utc>,
+    /// Where state changes and slot results go (log, metrics, audit, notifications).
+    pub events: Arc<dyn crate::observe::EventSink>,
+    /// Set on shutdown (`rekey run`, SIGTERM): slots not yet started are left for the next run.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+    host: String,
+    pid: u32,
+    options: Options,
+}
+
+/// What happened to one slot in a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlotOutcome {
+    pub slot: String,
+    pub provider: String,
+    pub tenant: String,
+    /// `ok`, `failed`, or `skipped` (another run holds the slot).
+    pub result: OutcomeKind,
+    /// What was done, in order (`created g1`, `promoted g2`, `deleted g1`...); empty = nothing.
+    pub actions: Vec<String>,
+    /// Why, or what went wrong (never a secret).
+    pub detail: String,
+    pub generation: Option<u64>,
+    pub client_id: Option<String>,
+    /// Fingerprint of the current secret (first 8 hex of SHA-256), for correlation.
+    pub fingerprint: Option<String>,
+}
+
+/// `ok`, `failed`, or `skipped`: observe's own type, so the engine's results feed metrics and
+/// notices without observe importing the engine.
+pub use crate::observe::Outcome as OutcomeKind;
+
+/// A slot's plan line.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanRow {
+    pub slot: String,
+    pub provider: String,
+    pub tenant: String,
+    pub action: String,
+    pub reason: String,
+    #[serde(skip)]
+    pub decision: Decision,
+}
+
+impl Engine {
+    /// Opens the backends and builds the providers. Bootstrap credentials that cannot be resolved
+    /// are kept as errors and reported when first used, so `plan`, `status` and `verify` work
+    /// without them.
+    pub async fn build(
+        inventory: Inventory,
+        clock: Arc<dyn Clock>,
+        options: Options,
+    ) -> Result<Engine> {
+        let mut backends: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
+        for (name, cfg) in &inventory.backends {
+            let backend = crate::layer::stack_backend(crate::backend::build(cfg)?);
+            backends.insert(name.clone(), backend);
+        }
+        let mut providers = BTreeMap::new();
+        for (name, cfg) in &inventory.providers {
+            let (bootstrap, bootstrap_slot) = match &cfg.bootstrap {
+                BootstrapConfig::Static(pair) => (resolve_pair(pair, name), None),
+                BootstrapConfig::Slot { slot, seed } => {
+                    let slot_cfg = inventory
+                        .slots
+                        .iter()
+                        .find(|s| &s.name == slot)
+                        .ok_or_else(|| {
+                            Error::config(format!(
+                                "provider {name}: bootstrap slot {slot} is not in the inventory"
+                            ))
+                        })?;
+                    let backend = &backends[&slot_cfg.backend];
+                    let stored = backend
+                        .read(slot)
+                        .await
+                        .map_err(|e| e.context(format!("bootstrap slot {slot}")))?;
+                    match (stored.and_then(|v| v.record.current), seed) {
+                        (Some(current), _) => (Bootstrap::new(current.pair()), Some(slot.clone())),
+                        (None, Some(seed)) => (resolve_pair(seed, name), Some(slot.clone())),
+                        (None, None) => (
+                            Bootstrap::unresolved(format!(
+                                "provider {name}: bootstrap slot {slot} holds no credential yet and no seed is configured"
+                            )),
+                            Some(slot.clone()),
+                        ),
+                    }
+                }
+            };
+            let provider = crate::layer::stack_provider(
+                provider::build(cfg, bootstrap.clone())?,
+                name,
+                crate::layer::RetryPolicy::default(),
+            );
+            if let BootstrapConfig::Slot { slot, .. } = &cfg.bootstrap
+                && inventory
+                    .slots
+                    .iter()
+                    .any(|s| &s.name == slot && s.strategy == Strategy::InPlace)
+                && !provider.capabilities().caller_chosen_secret
+            {
+                // The new secret could not be stored before the old one dies (rule 7).
+                return Err(Error::config(format!(
+                    "slot {slot}: a bootstrap slot rotated in place needs in_place_secret = \"caller\" on provider {name} (or strategy = \"alternate\")"
+                )));
+            }
+            providers.insert(
+                name.clone(),
+                ProviderEntry {
+                    provider,
+                    bootstrap,
+                    bootstrap_slot,
+                },
+            );
+        }
+        let now = clock.now();
+        Ok(Engine {
+            inventory: Arc::new(inventory),
+            backends,
+            providers,
+            clock,
+            run_id: Uuid::now_v7(),
+            // The process's own start: see clock::process_age.
+            started: now
+                - chrono::Duration::from_std(crate::clock::process_age()).unwrap_or_default(),
+            events: Arc::new(crate::observe::LogOnly),
+            stop: Arc::default(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            pid: std::process::id(),
+            options,
+        })
+    }
+
+    /// What observe needs to know of a run that ended (metrics, notices).
+    pub fn run_end<'a>(&self, outcomes: &'a [SlotOutcome]) -> crate::observe::RunEnd<'a> {
+        crate::observe::RunEnd {
+            now: self.clock.now(),
+            run_id: self.run_id,
+            results: outcomes
+                .iter()
+                .map(|o| crate::observe::SlotResult {
+                    slot: &o.slot,
+                    provider: &o.provider,
+                    tenant: &o.tenant,
+                    result: o.result,
+                })
+                .collect(),
+            max_ages: self
+                .inventory
+                .slots
+                .iter()
+                .map(|s| (s.name.clone(), s.max_age))
+                .collect(),
+        }
+    }
+
+    fn context<'a>(&self, alive: &'a dyn Fn(&Lease) -> bool) -> plan::Context<'a> {
+        plan::Context {
+            now: self.clock.now(),
+            force_before: self.options.force.then_some(self.started),
+            run_id: self.run_id,
+            holder_alive: alive,
+        }
+    }
+
+    /// The plan: one row per target, from backend records only. Changes nothing.
+    pub async fn plan(&self) -> Result<Vec<PlanRow>> {
+        let mut rows = Vec::new();
+        let host = self.host.clone();
+        let alive = move |l: &Lease| lease_holder_alive(l, &host);
+        for t in self.targets().await? {
+            let stored = self.backends[&t.backend]
+                .read(&t.name)
+                .await
+                .map_err(|e| e.context(format!("slot {}", t.name)))?;
+            let record = stored.as_ref().map(|v| &v.record);
+            let decision = plan::decide(
+                t.config.as_ref(),
+                record,
+                self.inventory.settings.prune,
+                &self.context(&alive),
+            );
+            let (provider, tenant) = describe(&t, record);
+            let action = if decision.locked {
+                "locked".to_string()
+            } else {
+                decision
+                    .step
+                    .as_ref()
+                    .map(|s| s.name().to_string())
+                    .unwrap_or_else(|| "nothing".into())
+            };
+            self.events.slot_planned(&t.name);
+            rows.push(PlanRow {
+                slot: t.name,
+                provider,
+                tenant,
+                action,
+                reason: decision.reason.clone(),
+                decision,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Checks every backend, and every provider's bootstrap credential, that this run needs.
+    /// Unreachable ones fail the run before any change (exit code 4).
+    pub async fn preflight(&self, targets: &[Target]) -> Result<()> {
+        let backends: BTreeSet<&str> = targets.iter().map(|t| t.backend.as_str()).collect();
+        for name in backends {
+            self.backends[name]
+                .check()
+                .await
+                .map_err(|e| e.context(format!("backend {name}")))?;
+        }
+        let providers: BTreeSet<&str> = targets
+            .iter()
+            .filter_map(|t| t.config.as_ref())
+            .map(|c| c.provider.as_str())
+            .collect();
+        // All providers at once (bounded), not one round trip after another: with one provider
+        // per tenant this check was a serial section that grew with the tenants. The first
+        // failure in name order is the one reported.
+        let checks: Vec<Result<()>> = futures_util::stream::iter(providers)
+            .map(|name| self.check_bootstrap(name))
+            .buffered(self.concurrency())
+            .collect()
+            .await;
+        checks.into_iter().collect()
+    }
+
+    /// One token exchange with a provider's bootstrap credential (the provider keeps the token).
+    async fn check_bootstrap(&self, name: &str) -> Result<()> {
+        let entry = &self.providers[name];
+        let pair = entry.bootstrap.get()?;
+        let tenant = self.inventory.providers[name]
+            .tenant
+            .clone()
+            .unwrap_or_default();
+        entry.provider.verify(&tenant, &pair).await.map_err(|e| {
+            let kind = if e.is_temporary() {
+                e.kind()
+            } else {
+                ErrorKind::Unauthorized
+            };
+            Error::new(
+                kind,
+                format!(
+                    "provider {name}: the bootstrap credential {} cannot get a token: {e}",
+                    pair.client_id
+                ),
+            )
+        })
+    }
+
+    /// Slots worked on at once: `--concurrency`, else `settings.concurrency`.
+    fn concurrency(&self) -> usize {
+        self.options
+            .concurrency
+            .unwrap_or(self.inventory.settings.concurrency)
+            .max(1)
+    }
+
+    /// Runs the plan: ordinary slots concurrently (bounded), then each provider's bootstrap slot,
+    /// last and alone (docs/src/protocol.md, rule 7).
+    pub async fn apply(self: &Arc<Self>) -> Result<Vec<SlotOutcome>> {
+        let targets = self.targets().await?;
+        self.check_mass_retire(&targets).await?;
+        self.preflight(&targets).await?;
+        let bootstrap_slots: BTreeSet<String> = self
+            .providers
+            .values()
+            .filter_map(|p| p.bootstrap_slot.clone())
+            .collect();
+        let (last, first): (Vec<Target>, Vec<Target>) = targets
+            .into_iter()
+            .partition(|t| bootstrap_slots.contains(&t.name));
+
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.concurrency()));
+        let mut set = tokio::task::JoinSet::new();
+        let mut tasks = std::collections::HashMap::new();
+        for (i, target) in first.into_iter().enumerate() {
+            let engine = Arc::clone(self);
+            let permits = Arc::clone(&permits);
+            let t = target.clone();
+            let handle = set.spawn(async move {
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closed");
+                (i, engine.reconcile(target).await)
+            });
+            tasks.insert(handle.id(), (i, t));
+        }
+        let mut outcomes = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(pair) => outcomes.push(pair),
+                // `reconcile` catches panics of the slot's work; one that escapes it (from the
+                // report itself) still fails only its slot, never the run.
+                Err(e) => {
+                    let Some((i, t)) = tasks.remove(&e.id()) else {
+                        return Err(Error::internal(format!("a slot task failed: {e}")));
+                    };
+                    tracing::error!(slot = %t.name, error = %e, "the slot's task panicked");
+                    let (provider, tenant) = describe(&t, None);
+                    outcomes.push((
+                        i,
+                        SlotOutcome {
+                            slot: t.name.clone(),
+                            provider,
+                            tenant,
+                            result: OutcomeKind::Failed,
+                            actions: Vec::new(),
+                            detail: format!("the slot's task panicked: {e}"),
+                            generation: None,
+                            client_id: None,
+                            fingerprint: None,
+                        },
+                    ));
+                }
+            }
+        }
+        outcomes.sort_by_key(|(i, _)| *i);
+        let mut outcomes: Vec<SlotOutcome> = outcomes.into_iter().map(|(_, o)| o).collect();
+        for target in last {
+            outcomes.push(self.reconcile(target).await);
+        }
+        Ok(outcomes)
+    }
+}
+
+/// The provider and tenant of a target: from the inventory, else from its stored record.
+pub fn describe(t: &Target, record: Option<&SlotRecord>) -> (String, String) {
+    match (&t.config, record) {
+        (Some(c), _) => (c.provider.clone(), c.tenant.clone()),
+        (None, Some(r)) => (r.provider.clone(), r.tenant.clone()),
+        (None, None) => (String::new(), String::new()),
+    }
+}
+
+fn resolve_pair(pair: &crate::config::PairRef, provider: &str) -> Bootstrap {
+    match (pair.client_id.resolve(), pair.client_secret.resolve()) {
+        (Ok(id), Ok(secret)) => Bootstrap::new(ClientPair {
+            client_id: id.expose().to_string(),
+            secret,
+        }),
+        (Err(e), _) => Bootstrap::unresolved(format!(
+            "provider {provider}: bootstrap client_id ({}): {e}",
+            pair.client_id
+        )),
+        (_, Err(e)) => Bootstrap::unresolved(format!(
+            "provider {provider}: bootstrap client_secret ({}): {e}",
+            pair.client_secret
+        )),
+    }
+}
