@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark command (README "Benchmarks"): makes the venv (official Taegis SDK, hvac,
+# The benchmark command (docs/src/benchmarks.md): makes the venv (official Taegis SDK, hvac,
 # OpenBao) and the release build (cargo rebuilds only what changed), then runs scripts/bench.py,
 # which starts its own emulator and OpenBao on 127.0.0.1 and prints every figure from one run.
 #   scripts/bench.sh --slots 1000 --tenants 50 --latency-ms 20

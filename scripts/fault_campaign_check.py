@@ -36,7 +36,7 @@ MANAGED_PREFIX = "rekey-"
 # ---- backends ---------------------------------------------------------------------------------
 
 class FileReader:
-    """`age -d -i IDENTITY STORE/SLOT.age`: the JSON `{version, record}` the README documents."""
+    """`age -d -i IDENTITY STORE/SLOT.age`: the JSON `{version, record}` docs/src/backends/file.md documents."""
 
     def __init__(self, store, identity):
         self.store, self.identity = store, identity

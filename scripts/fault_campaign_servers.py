@@ -212,7 +212,7 @@ class OpenBao(Child):
         return http(method, f"{self.addr}/v1/{path}", body, {"X-Vault-Token": self.root})
 
     def setup_kv(self, policy_hcl):
-        """KV v2 at secret/, the README's least-privilege policy, and a token bound to it."""
+        """KV v2 at secret/, the least-privilege policy of docs/src/backends/vault.md, and a token bound to it."""
         status, _ = self.api("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}})
         if status not in (200, 204):
             raise RuntimeError(f"openbao mount: {status}")

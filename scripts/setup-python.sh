@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates (or tops up) the project's Python virtualenv at <repo>/.venv with the official clients
-# the emulator is held to (TESTING.md). Idempotent: a second run installs nothing new.
+# the emulator is held to (docs/src/testing.md). Idempotent: a second run installs nothing new.
 #
 # Pin each package here, one per line; pip resolves their own dependencies.
 set -euo pipefail

@@ -22,7 +22,7 @@ args=("$@")
 if [[ " $* " == *" -- "* ]]; then args+=(--show-output); else args+=(-- --show-output); fi
 
 # The test hooks (REKEY_CRASH_AT, REKEY_TEST_CLOCK_OFFSET, REKEY_SECRET_REGISTRY) are opt-in: the
-# default build has none, so the tests ask for them (README, "Building").
+# default build has none, so the tests ask for them (docs/src/deploy.md, "Docker image and builds").
 cargo build --features test-hooks --examples --quiet
 set +e
 cargo test --features test-hooks --no-fail-fast --lib --bins --tests "${args[@]}" 2>&1 | tee "$log"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Offline checks of the Kubernetes manifests and the Helm chart (TESTING.md: no API server and no
+# Offline checks of the Kubernetes manifests and the Helm chart (docs/src/testing.md: no API server and no
 # helm binary here). Needs the project venv (scripts/setup-python.sh): kubernetes-validate and
 # check-jsonschema. Prints what it validated; exits non-zero on any failure.
 #

@@ -12,7 +12,7 @@ use crate::report::{self, Table};
 use serde::Serialize;
 use std::sync::Arc;
 
-/// The documented exit codes (README, "Commands").
+/// The documented exit codes (docs/src/operating.md, "Commands").
 pub use crate::error::exit;
 
 /// The exit code for an error that ended a command.
@@ -424,7 +424,7 @@ pub async fn get(args: &GetArgs) -> Result<u8> {
                 args.config.display()
             ))
         })?;
-    let backend = crate::backend::build(&inventory.backends[&slot.backend])?;
+    let backend = inventory.backends[&slot.backend].open()?;
     let stored = backend.read(&slot.name).await?;
     let current = stored
         .as_ref()
@@ -462,7 +462,7 @@ pub async fn get(args: &GetArgs) -> Result<u8> {
 /// env files: a shell's `source` (sh, bash), `docker --env-file` (no unquoting at all) and
 /// systemd's `EnvironmentFile`. No quoting serves all three (docker would keep the quotes), so
 /// a value outside this set is refused rather than written: ASCII letters, digits and
-/// `-_.+/=:@%,^`. Provider-issued ids and secrets are in it (README, *Commands*). The error
+/// `-_.+/=:@%,^`. Provider-issued ids and secrets are in it (docs/src/operating.md, *Commands*). The error
 /// names the slot and the field, never the value; `--format json` carries any value.
 fn env_safe(slot: &str, field: &str, value: &str) -> Result<()> {
     const SAFE: &[u8] = b"-_.+/=:@%,^";

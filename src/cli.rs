@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md §6). Parsing only; commands live in their own modules.
+//! The command line (docs/src/operating.md, "Commands"). Parsing only; commands live in their own modules.
 
 use crate::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
@@ -160,8 +160,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Start retiring more slots than `max_retire` / `max_retire_percent` allow (README
-    /// "Removing slots"); without it such a run refuses with exit code 2 and changes nothing.
+    /// Start retiring more slots than `max_retire` / `max_retire_percent` allow
+    /// (docs/src/protocol.md, "Retire"); without it such a run refuses with exit code 2 and changes nothing.
     #[arg(long)]
     pub allow_mass_retire: bool,
 
@@ -173,8 +173,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub concurrency: Option<usize>,
 
-    /// Only this shard's slots: those whose name hashes to INDEX modulo COUNT (see README,
-    /// "Sharding"). Default: JOB_COMPLETION_INDEX / REKEY_SHARD_COUNT when both are set.
+    /// Only this shard's slots: those whose name hashes to INDEX modulo COUNT (see
+    /// docs/src/deploy.md, "Sharding"). Default: JOB_COMPLETION_INDEX / REKEY_SHARD_COUNT when both are set.
     #[arg(long, value_name = "INDEX/COUNT", value_parser = parse_shard)]
     pub shard: Option<crate::shard::Shard>,
 
@@ -186,7 +186,7 @@ fn parse_shard(s: &str) -> Result<crate::shard::Shard, String> {
     s.parse().map_err(|e: crate::error::Error| e.to_string())
 }
 
-/// Where metrics, the audit trail and notifications go (README "Operating rekey").
+/// Where metrics, the audit trail and notifications go (docs/src/operating.md).
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Observability")]
 pub struct ObsArgs {

@@ -229,7 +229,7 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// The documented exit codes (README, "Commands"). Kept beside the error kinds they are
+/// The documented exit codes (docs/src/operating.md, "Commands"). Kept beside the error kinds they are
 /// derived from, below every command, so that any command module can use them.
 pub mod exit {
     pub const OK: u8 = 0;

@@ -1,6 +1,6 @@
 //! rekey: a credential-rotation worker for SaaS security platforms.
 //!
-//! The binary is a thin shell around this library; see DESIGN.md for the architecture.
+//! The binary is a thin shell around this library; see docs/src/architecture.md for the architecture.
 
 pub mod app;
 pub mod backend;

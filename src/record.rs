@@ -1,6 +1,6 @@
 //! The slot record: what a backend stores per slot. It holds the credentials (current, pending,
 //! draining) and the rotation state (operation, phase, lease), so a crashed run can be resumed
-//! by the next one from the backend alone (DESIGN.md §4 rule 4).
+//! by the next one from the backend alone (docs/src/protocol.md, "The rules").
 
 use crate::secret::{self, ClientPair, Secret};
 use chrono::{DateTime, Utc};
@@ -89,7 +89,7 @@ pub struct StoredCredential {
     pub secret: Secret,
     pub created_at: DateTime<Utc>,
     pub verified_at: Option<DateTime<Utc>>,
-    /// True when rekey created this client and may delete it (DESIGN.md §4 rule 6).
+    /// True when rekey created this client and may delete it (docs/src/protocol.md, "Ownership of clients").
     pub owned: bool,
 }
 
@@ -150,7 +150,7 @@ pub struct Operation {
     pub verify_failures: u32,
     /// The exact name of the client this operation creates (`create`, `rotate`), recorded in
     /// the same write as the operation, before the provider call: the proof that a client of
-    /// that name is this slot's own (README "Ownership of clients"). None for in-place
+    /// that name is this slot's own (docs/src/protocol.md, "Ownership of clients"). None for in-place
     /// rotations, and for operations recorded by versions of rekey before 0.x that did not
     /// record it (those never adopt a client by name).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,8 +3,8 @@
 //! version, the clients it names: what rekey would act on) and a fingerprint of exactly what it
 //! showed, and changes nothing. With `--accept FINGERPRINT` it adds the MAC to those records,
 //! and only if the store still holds exactly them: a record planted after the review changes
-//! the fingerprint and is refused. Records whose MAC is wrong are never adopted (README, "The
-//! file backend"; SECURITY.md, "Someone who can write the store directory").
+//! the fingerprint and is refused. Records whose MAC is wrong are never adopted (docs/src/backends/file.md;
+//! SECURITY.md, "Someone who can write the store directory").
 
 use crate::backend::file::{FileBackend, LegacyRecord, UpgradeReview};
 use crate::cli::StoreUpgradeArgs;

@@ -1,6 +1,6 @@
 //! Ownership, retire, prune and panics (issue 13, findings 1, 2, 5, 6), end to end: the real
 //! binary against the emulator and the age file backend. rekey acts only on clients it can prove
-//! are its own (README "Ownership of clients"): a second deployment on the same tenant, a foreign
+//! are its own (docs/src/protocol.md, "Ownership of clients"): a second deployment on the same tenant, a foreign
 //! client named like ours, a slot removed with prune on, absurd durations and a panicking slot
 //! never cost a working pair or a client rekey did not make.
 

@@ -20,7 +20,7 @@ pub struct BackendCapabilities {
     /// file backend: one rename). Where it is not (vault: consumer entry, then state entry; aws:
     /// `AWSCURRENT`, then the record; exec: whatever the plugin does), the engine records the
     /// `promoting` phase before the promotion, so a promotion cut in half only ever goes
-    /// forward (README, "Rotation protocol").
+    /// forward (docs/src/protocol.md).
     pub atomic_promotion: bool,
 }
 
@@ -73,28 +73,5 @@ pub trait Backend: Send + Sync {
             generation: c.generation,
             pair: c.pair(),
         }))
-    }
-}
-
-/// Opens the backend an inventory entry describes.
-pub fn build(config: &crate::config::BackendConfig) -> Result<std::sync::Arc<dyn Backend>> {
-    match config {
-        crate::config::BackendConfig::File(c) => {
-            Ok(std::sync::Arc::new(file::FileBackend::open(c)?))
-        }
-        crate::config::BackendConfig::Exec(c) => {
-            Ok(std::sync::Arc::new(exec::ExecBackend::open(c)?))
-        }
-        crate::config::BackendConfig::Vault(c) => {
-            Ok(std::sync::Arc::new(vault::VaultBackend::open(c)?))
-        }
-        // The SDK client is built when first used (loading the AWS chain is async).
-        #[cfg(feature = "aws")]
-        crate::config::BackendConfig::Aws(c) => Ok(std::sync::Arc::new(aws::AwsBackend::open(c))),
-        #[cfg(not(feature = "aws"))]
-        crate::config::BackendConfig::Aws(c) => Err(crate::error::Error::config(format!(
-            "backend {}: this build has no AWS Secrets Manager support (cargo feature `aws`)",
-            c.name
-        ))),
     }
 }

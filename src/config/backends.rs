@@ -31,3 +31,25 @@ impl Checker {
         out
     }
 }
+
+impl BackendConfig {
+    /// Opens the backend this entry describes, bare: the engine wraps it in the layer stack
+    /// (src/layer/mod.rs). The backend modules never import the inventory.
+    pub fn open(&self) -> crate::error::Result<std::sync::Arc<dyn crate::backend::Backend>> {
+        use crate::backend::{exec, file, vault};
+        use std::sync::Arc;
+        match self {
+            BackendConfig::File(c) => Ok(Arc::new(file::FileBackend::open(c)?)),
+            BackendConfig::Exec(c) => Ok(Arc::new(exec::ExecBackend::open(c)?)),
+            BackendConfig::Vault(c) => Ok(Arc::new(vault::VaultBackend::open(c)?)),
+            // The SDK client is built when first used (loading the AWS chain is async).
+            #[cfg(feature = "aws")]
+            BackendConfig::Aws(c) => Ok(Arc::new(crate::backend::aws::AwsBackend::open(c))),
+            #[cfg(not(feature = "aws"))]
+            BackendConfig::Aws(c) => Err(crate::error::Error::config(format!(
+                "backend {}: this build has no AWS Secrets Manager support (cargo feature `aws`)",
+                c.name
+            ))),
+        }
+    }
+}

@@ -259,7 +259,7 @@ impl Checker {
             Ok(d) if d <= max => return Some((d, e.line)),
             // Longer than `max`, or too large for a duration at all ("99999999999999999999y").
             Ok(_) | Err(humantime::DurationError::NumberOverflow) => format!(
-                "must be at most {} (README \"Limits\"), found \"{s}\"",
+                "must be at most {} (docs/src/inventory.md, \"Limits\"), found \"{s}\"",
                 fmt_duration(max)
             ),
             Err(_) => format!(

@@ -51,7 +51,7 @@ pub struct Inventory {
     /// In file order, with defaults applied.
     pub slots: Vec<SlotConfig>,
     /// `[defaults] grace` (24h unless set): the grace of a slot that left the inventory and is
-    /// retired by `prune` (README "Removing slots").
+    /// retired by `prune` (docs/src/protocol.md, "Retire").
     pub default_grace: Duration,
 }
 
@@ -64,8 +64,8 @@ pub struct Settings {
     /// retire with `[defaults] grace`; never with an inventory that lists no `[[slots]]`.
     pub prune: bool,
     /// Tells this deployment's clients from other deployments' on the same tenant: part of
-    /// every managed name (`<prefix><instance>-<slot>-g<gen>-<op>`); empty = none (README
-    /// "Ownership of clients").
+    /// every managed name (`<prefix><instance>-<slot>-g<gen>-<op>`); empty = none
+    /// (docs/src/protocol.md, "Ownership of clients").
     pub instance: String,
     /// A run refuses (exit 2) to start retiring more than this many slots of one backend, or
     /// more than `max_retire_percent` of the slots it holds, without `--allow-mass-retire`.
@@ -82,7 +82,7 @@ pub struct Settings {
     /// Runs in a row a pending pair may fail verification before it is discarded (default 3).
     pub max_verify_failures: u32,
     /// `rekey run`: cron expression (seconds optional), its time zone, and a random delay
-    /// added to each fire time (README "Operating rekey"). `--schedule`, `--timezone` and
+    /// added to each fire time (docs/src/operating.md). `--schedule`, `--timezone` and
     /// `--jitter` override.
     pub schedule: String,
     pub timezone: String,

@@ -235,3 +235,33 @@ impl Checker {
         }
     }
 }
+
+impl ProviderConfig {
+    /// Builds the provider this entry describes, bare: the engine wraps it in the layer stack
+    /// (src/layer/mod.rs). The inventory opens what it parsed, so it is the one place that names
+    /// every platform; the provider modules never import it.
+    pub fn open(
+        &self,
+        bootstrap: crate::provider::Bootstrap,
+    ) -> crate::error::Result<std::sync::Arc<dyn crate::provider::Provider>> {
+        let http = crate::http::client_with_ca(self.ca_cert.as_deref())
+            .map_err(|e| e.context(format!("provider {}", self.name)))?;
+        let provider: std::sync::Arc<dyn crate::provider::Provider> = match &self.kind {
+            ProviderKind::Taegis(t) => std::sync::Arc::new(
+                taegis::TaegisProvider::new(
+                    &self.name,
+                    t,
+                    bootstrap,
+                    self.rate_limit,
+                    self.timeout,
+                )?
+                .with_http_client(http),
+            ),
+            ProviderKind::Cisco(c) => std::sync::Arc::new(
+                cisco::CiscoProvider::new(&self.name, c, bootstrap, self.rate_limit, self.timeout)?
+                    .with_http_client(http),
+            ),
+        };
+        Ok(provider)
+    }
+}

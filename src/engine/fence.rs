@@ -1,5 +1,5 @@
 //! The fence: claiming the slot's lease, proving it before every provider mutation, and
-//! keeping it through long steps (README, "Fencing"). Who may hold a lease: lease.rs.
+//! keeping it through long steps (docs/src/protocol.md, "Leases and fencing"). Who may hold a lease: lease.rs.
 
 use super::names::{later, short_id};
 use super::slot::SlotRun;
@@ -8,7 +8,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::record::Lease;
 
 /// A provider mutation needs a proof of the lease younger than `lease_ttl / FENCE_FRACTION`;
-/// an older one is renewed first (README, "Fencing").
+/// an older one is renewed first (docs/src/protocol.md, "Leases and fencing").
 const FENCE_FRACTION: u32 = 3;
 
 impl<'a> SlotRun<'a> {
@@ -26,7 +26,7 @@ impl<'a> SlotRun<'a> {
     /// than a third of `lease_ttl` (by the larger of the monotonic and the wall-clock time since
     /// it, as the monotonic clock stops while the host is suspended) is enough; an older one is
     /// renewed with a compare-and-set write, which fails if another run took the slot.
-    /// README, "Fencing", explains why this is safe across hosts whose clocks disagree.
+    /// docs/src/protocol.md, "Leases and fencing", explains why this is safe across hosts whose clocks disagree.
     pub(super) async fn fence(&mut self, point: &'static str) -> Result<()> {
         crash::stop_point(point);
         self.keep_lease().await

@@ -75,7 +75,7 @@ impl<'a> SlotRun<'a> {
     /// client, if the lost call made one, carries the legacy name `<prefix><slot>-g<gen>`, which
     /// proves nothing (another deployment's client may have it). Records a proper name for the
     /// operation before any call, and reports the legacy name as a possible orphan: never
-    /// adopted, never deleted (README "Ownership of clients", upgrading).
+    /// adopted, never deleted (docs/src/protocol.md, "Ownership of clients", upgrading).
     pub(super) async fn name_legacy_operation(&mut self, op: &Operation) -> Result<String> {
         let name = self.managed_name(op.generation, &op.id);
         let mut rec = self.record()?.clone();

@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::config::{BootstrapConfig, Inventory, SlotConfig, Strategy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{self, Decision};
-use crate::provider::{self, Bootstrap, Provider};
+use crate::provider::{Bootstrap, Provider};
 use crate::record::{Lease, SlotRecord};
 use crate::secret::ClientPair;
 use chrono::{DateTime, Utc};
@@ -129,7 +129,7 @@ impl Engine {
     ) -> Result<Engine> {
         let mut backends: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
         for (name, cfg) in &inventory.backends {
-            let backend = crate::layer::stack_backend(crate::backend::build(cfg)?);
+            let backend = crate::layer::stack_backend(cfg.open()?);
             backends.insert(name.clone(), backend);
         }
         let mut providers = BTreeMap::new();
@@ -164,7 +164,7 @@ impl Engine {
                 }
             };
             let provider = crate::layer::stack_provider(
-                provider::build(cfg, bootstrap.clone())?,
+                cfg.open(bootstrap.clone())?,
                 name,
                 crate::layer::RetryPolicy::default(),
             );

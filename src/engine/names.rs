@@ -5,7 +5,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// `<prefix>[<instance>-]<slot>-g<generation>-<op>`: the name of the client an operation
-/// creates, recorded in the operation before the call (README "Ownership of clients"). `op` is
+/// creates, recorded in the operation before the call (docs/src/protocol.md, "Ownership of clients"). `op` is
 /// [`op_tag`] of the operation's id, so two deployments (or two operations) never share a name.
 pub fn managed_name(
     prefix: &str,
@@ -36,7 +36,7 @@ pub fn op_tag(id: &Uuid) -> String {
 }
 
 /// `t + d`, saturating at the latest representable time instead of panicking. Inventory
-/// durations are bounded at validation (README "Limits"); this is the second line.
+/// durations are bounded at validation (docs/src/inventory.md, "Limits"); this is the second line.
 pub(super) fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(d)
         .ok()

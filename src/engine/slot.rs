@@ -1,5 +1,4 @@
-//! The slot protocol, top to bottom: the work on one slot within one run (README, "Rotation
-//! protocol"; docs/src/protocol.md). Every state change is a compare-and-set write of the slot's
+//! The slot protocol, top to bottom: the work on one slot within one run (docs/src/protocol.md). Every state change is a compare-and-set write of the slot's
 //! record *before* the provider call it prepares, so a crash anywhere leaves a record the next
 //! run resumes from. The steps, in the order a rotation takes them, with their crash points:
 //!
@@ -324,7 +323,7 @@ impl<'a> SlotRun<'a> {
         rec.generation = generation;
         let id = Uuid::now_v7();
         // The exact name of the client this operation will create, recorded before the call:
-        // what proves later that a client of that name is this slot's (README "Ownership").
+        // what proves later that a client of that name is this slot's (docs/src/protocol.md, "Ownership of clients").
         let client_name =
             (kind != OpKind::RotateInPlace).then(|| self.managed_name(generation, &id));
         rec.op = Some(Operation {

@@ -1,4 +1,4 @@
-//! Typed telemetry events (STYLE.md §11): the engine emits one struct per event at each state
+//! Typed telemetry events (docs/src/architecture.md, "observe"): the engine emits one struct per event at each state
 //! change and at the end of each slot; the sinks here turn the *same fields* into a log line, a
 //! metric, an audit line and a notification, so they cannot drift. Nothing here ever holds a
 //! secret: events carry client ids and fingerprints only.
@@ -61,7 +61,7 @@ pub struct StateChanged {
     /// Client ids still draining (alive for their grace period) after the change.
     pub draining_client_ids: Vec<String>,
     /// Client ids deleted at the provider by this change (retire), each one the record proved
-    /// rekey's (README "Ownership of clients").
+    /// rekey's (docs/src/protocol.md, "Ownership of clients").
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deleted_client_ids: Vec<String>,
     /// Who made the change: `user@host` and process id.

@@ -180,36 +180,3 @@ pub trait Provider: Send + Sync {
     /// Proves a pair works: a token exchange with it succeeds. `Unauthorized` when it does not.
     async fn verify(&self, tenant: &str, pair: &ClientPair) -> Result<()>;
 }
-
-/// Builds the provider an inventory entry describes (bare: the engine wraps it in the layer
-/// stack, src/layer/mod.rs).
-pub fn build(
-    config: &crate::config::ProviderConfig,
-    bootstrap: Bootstrap,
-) -> Result<Arc<dyn Provider>> {
-    let http = crate::http::client_with_ca(config.ca_cert.as_deref())
-        .map_err(|e| e.context(format!("provider {}", config.name)))?;
-    let inner: Arc<dyn Provider> = match &config.kind {
-        crate::config::ProviderKind::Taegis(t) => Arc::new(
-            taegis::TaegisProvider::new(
-                &config.name,
-                t,
-                bootstrap,
-                config.rate_limit,
-                config.timeout,
-            )?
-            .with_http_client(http),
-        ),
-        crate::config::ProviderKind::Cisco(c) => Arc::new(
-            cisco::CiscoProvider::new(
-                &config.name,
-                c,
-                bootstrap,
-                config.rate_limit,
-                config.timeout,
-            )?
-            .with_http_client(http),
-        ),
-    };
-    Ok(inner)
-}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Provider `name` of the inventory `text` (written to the world's `inventory.toml`), built by
-/// `rekey::provider::build` with its static bootstrap pair resolved, as a run builds it.
+/// `ProviderConfig::open` with its static bootstrap pair resolved, as a run builds it.
 pub fn provider_from_inventory(w: &World, text: &str, name: &str) -> Arc<dyn Provider> {
     super::logs::log_buffer();
     let path = w.inventory_raw(text);
@@ -24,7 +24,7 @@ pub fn provider_from_inventory(w: &World, text: &str, name: &str) -> Arc<dyn Pro
         client_id: pair.client_id.resolve().unwrap().expose().to_string(),
         secret: pair.client_secret.resolve().unwrap(),
     });
-    rekey::provider::build(cfg, bootstrap).unwrap()
+    cfg.open(bootstrap).unwrap()
 }
 
 /// `inner` wrapped in retries that give up within seconds (the tests inject their faults).

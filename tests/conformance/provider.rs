@@ -1,5 +1,5 @@
 //! The provider conformance suite: every [`Provider`] must pass every case here against the
-//! emulator, through the trait, built by `rekey::provider::build` from an inventory (as a run
+//! emulator, through the trait, built by `ProviderConfig::open` from an inventory (as a run
 //! builds it). A provider's test file (tests/conformance_<platform>.rs) implements [`Harness`]
 //! and calls [`run_all`]. Cases share one tenant; each works under its own random name prefix,
 //! so none sees another's clients.

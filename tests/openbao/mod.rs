@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The least-privilege policy the README documents (and the tests use).
+/// The least-privilege policy docs/src/backends/vault.md documents (and the tests use).
 pub const EXAMPLE_POLICY: &str = include_str!("../../examples/vault-policy.hcl");
 
 /// Any PEM certificate: Kubernetes auth requires one once `disable_local_ca_jwt` is set.

@@ -4,7 +4,7 @@
 //!
 //! - **`AWSCURRENT`**: what consumers read, the JSON `{client_id, client_secret, tenant,
 //!   generation, rotated_at, managed_by}` of the slot's current pair. Consumers must ask for
-//!   `VersionStage = "AWSCURRENT"` (the default on AWS; the IAM policy in the README pins it).
+//!   `VersionStage = "AWSCURRENT"` (the default on AWS; the IAM policy in examples/aws-iam-policy.json pins it).
 //! - **`AWSPENDING`**: the same JSON for a pair issued but not yet verified. Promotion moves
 //!   `AWSCURRENT` onto that very version (AWS then labels the old one `AWSPREVIOUS`), as in
 //!   AWS's own rotation model.

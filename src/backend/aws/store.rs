@@ -335,7 +335,7 @@ impl AwsBackend {
         self.check_slot(slot)?;
         let got = match self.get_stage(slot, RECORD_STAGE).await {
             Ok(got) => got,
-            // The README's policy conditions reads on rekey's tags, so AWS denies reading a
+            // The IAM policy (examples/aws-iam-policy.json) conditions reads on rekey's tags, so AWS denies reading a
             // secret that does not exist yet (or is not ours): DescribeSecret tells which.
             Err(e) if e.kind() == ErrorKind::Forbidden => {
                 let state = self.describe(slot).await?;

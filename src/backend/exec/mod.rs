@@ -1,7 +1,7 @@
 //! `type = "exec"`: an organisation's own secret store, as a program rekey runs.
 //!
 //! One call = one process: rekey writes one JSON request to the program's stdin and reads one
-//! JSON response from its stdout (protocol `rekey-backend/1`, documented in the README). The
+//! JSON response from its stdout (protocol `rekey-backend/1`, documented in docs/src/backends/exec.md). The
 //! program gets a clean environment (only `PATH`, `HOME`, `LANG` and the variables the inventory
 //! names in `pass_env`), so it never inherits rekey's bootstrap secrets. Its stderr is never
 //! logged as is: it may echo what it was given.
@@ -95,7 +95,7 @@ impl ExecBackend {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, so that a timeout (or a dropped call) kills everything
-            // it started, not only the direct child (README, *Plugins*).
+            // it started, not only the direct child (docs/src/backends/exec.md).
             .process_group(0)
             .kill_on_drop(true);
         for name in ["PATH", "HOME", "LANG"]
