@@ -4,12 +4,12 @@
 
 pub mod app;
 pub mod backend;
+/// The inventory's building blocks, below the parser and every module it calls.
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crash;
-#[cfg(feature = "emulator")]
-pub mod demo;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod engine;
@@ -25,11 +25,8 @@ pub mod os;
 pub mod plan;
 pub mod provider;
 pub mod record;
-pub mod report;
 pub mod schedule;
-pub mod scheduler;
 pub mod scrub;
 pub mod secret;
 pub mod shard;
-pub mod store;
 pub mod terminal;

@@ -2,7 +2,7 @@
 //! chain) before mapping it to a documented exit code.
 
 use clap::Parser;
-use rekey::app;
+use rekey::app::commands as app;
 use rekey::cli::{Cli, Command};
 use rekey::error::Result;
 use std::process::ExitCode;
@@ -53,11 +53,11 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Status(args) => app::status(&args).await,
         Command::Verify(args) => app::verify(&args).await,
         Command::Check(args) => app::check(&args).await,
-        Command::Run(args) => rekey::scheduler::run(&args).await,
+        Command::Run(args) => rekey::app::scheduler::run(&args).await,
         Command::Rollback(args) => app::rollback(&args).await,
         Command::Get(args) => app::get(&args).await,
         Command::Store(rekey::cli::StoreCommand::Upgrade(args)) => {
-            rekey::store::upgrade(&args).await
+            rekey::app::store::upgrade(&args).await
         }
         Command::Keygen(args) => {
             let recipient = rekey::backend::file::generate_identity(&args.output)?;
@@ -69,7 +69,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(app::exit::OK)
         }
         #[cfg(feature = "emulator")]
-        Command::Demo(args) => rekey::demo::run(&args).await,
+        Command::Demo(args) => rekey::app::demo::run(&args).await,
         #[cfg(not(feature = "emulator"))]
         Command::Demo(_) => Err(rekey::error::Error::config(
             "this rekey was built without the `emulator` feature; the demo needs it",

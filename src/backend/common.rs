@@ -1,8 +1,8 @@
 //! What more than one backend does the same way: the checks of a slot name and of a record
 //! before it is stored, and the checks their `[backends.NAME]` parsers share.
 
-use crate::config::check::{Checker, is_valid_slot_name, join};
-use crate::config::tree::{Entry, Kind, Table};
+use crate::check::tree::{Entry, Kind, Table};
+use crate::check::{Checker, is_valid_slot_name, join};
 use crate::error::{Error, Result};
 use crate::record::SlotRecord;
 

@@ -1,8 +1,8 @@
 //! `[backends.*]`: each table handed to its backend's `parse_config` by `type`.
 
-use super::check::*;
-use super::tree::Table;
 use super::{BACKEND_TYPES, BackendConfig, FileBackendConfig};
+use crate::check::tree::Table;
+use crate::check::*;
 use std::collections::BTreeMap;
 
 impl Checker {

@@ -1,9 +1,9 @@
 //! `[defaults]`: the strategy, ages and backend a slot gets when it names none.
 
 use super::BackendConfig;
-use super::check::*;
-use super::tree::Table;
-use super::values::Strategy;
+use crate::check::tree::Table;
+use crate::check::values::Strategy;
+use crate::check::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -9,28 +9,25 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod backends;
-pub(crate) mod check;
 mod defaults;
 mod providers;
 mod settings;
 mod slots;
-pub(crate) mod tree;
-pub mod values;
 
-pub use values::{ConfigError, ConfigErrors, PairRef, Strategy, ValueRef};
+pub use crate::check::values::{ConfigError, ConfigErrors, PairRef, Strategy, ValueRef};
 
 pub use crate::backend::aws::AwsBackendConfig;
 pub use crate::backend::file::FileBackendConfig;
 pub use crate::backend::vault::{VaultAuth, VaultBackendConfig};
+pub(crate) use crate::check::Checker;
+pub use crate::check::is_valid_slot_name;
+use crate::check::tree::Lines;
+pub(crate) use crate::check::tree::Table;
 use crate::provider::cisco::SLOT_RULES as CISCO_SLOT_RULES;
 pub use crate::provider::cisco::{CISCO_OAUTH_SCOPE, CISCO_REGIONS, CiscoSettings};
 pub use crate::provider::taegis::{
     TAEGIS_ENVIRONMENTS, TAEGIS_TENANT_ADMIN_ROLE, TaegisSettings, taegis_environment_url,
 };
-pub(crate) use check::Checker;
-pub use check::is_valid_slot_name;
-use tree::Lines;
-pub(crate) use tree::Table;
 
 /// The tenant recorded for Cisco slots that name none: the org comes with the credential.
 pub const CISCO_DEFAULT_TENANT: &str = match CISCO_SLOT_RULES.tenant.fallback() {
@@ -225,7 +222,7 @@ pub fn parse(text: &str, path: &Path) -> std::result::Result<Inventory, ConfigEr
         Err(e) => return Err(ConfigErrors(vec![syntax_error(text, path, &e)])),
     };
     let lines = Lines::new(text);
-    let root = tree::table(doc.as_table(), 1, &lines);
+    let root = crate::check::tree::table(doc.as_table(), 1, &lines);
     let mut c = Checker {
         file: path.to_path_buf(),
         base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),

@@ -1,9 +1,9 @@
 //! `[providers.*]`: the keys every provider has (tenant, rate limit, timeout, CA, bootstrap)
 //! and the dispatch of the rest to each provider's `parse_settings` by `type`.
 
-use super::check::*;
-use super::tree::{Kind, Table};
 use super::{BootstrapConfig, PROVIDER_TYPES, ProviderConfig, ProviderKind};
+use crate::check::tree::{Kind, Table};
+use crate::check::*;
 use crate::provider::{SlotRules, TenantRule, cisco, taegis};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! `[settings]`: run-wide knobs, each checked against its bounds.
 
-use super::check::*;
-use super::tree::Table;
 use super::{MAX_INSTANCE_LEN, Settings, is_valid_instance};
+use crate::check::tree::Table;
+use crate::check::*;
 use std::time::Duration;
 
 impl Checker {

@@ -1,12 +1,12 @@
 //! `[[slots]]`: each slot with the defaults applied, checked against its provider's rules and
 //! the backends defined; then the bootstrap slots, which need every slot known.
 
-use super::check::*;
 use super::defaults::{Defaults, grace_message};
 use super::providers::{PROVIDER_SLOT_RULES, ProviderFacts};
-use super::tree::{Kind, Table};
-use super::values::Strategy;
 use super::{BackendConfig, ProviderConfig, SlotConfig};
+use crate::check::tree::{Kind, Table};
+use crate::check::values::Strategy;
+use crate::check::*;
 use crate::provider::SlotRules;
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
-use super::check::*;
 use super::*;
+use crate::check::*;
 
 const BASE: &str = r#"[providers.p]
 type = "taegis"

@@ -1,9 +1,9 @@
 //! `[backends.NAME]` with `type = "aws"`: the settings and their parser.
 
 use crate::backend::common::valid_string;
-use crate::config::check::Checker;
-use crate::config::check::join;
-use crate::config::tree::Table;
+use crate::check::Checker;
+use crate::check::join;
+use crate::check::tree::Table;
 use std::fmt;
 use std::time::Duration;
 

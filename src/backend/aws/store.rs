@@ -9,7 +9,7 @@ use super::stages::{
 };
 use super::{AwsBackend, NEXT_STAGE, PENDING_STAGE, RECORD_STAGE, TAG_MANAGED_BY, TAG_SLOT};
 use crate::backend::common::check_write;
-use crate::config::check::is_valid_slot_name;
+use crate::check::is_valid_slot_name;
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{MANAGED_BY, SlotRecord, Versioned};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};

@@ -1,9 +1,9 @@
 //! `[backends.NAME]` with `type = "exec"`: the settings and their parser.
 
 use crate::backend::common::check_items;
-use crate::config::check::Checker;
-use crate::config::check::join;
-use crate::config::tree::Table;
+use crate::check::Checker;
+use crate::check::join;
+use crate::check::tree::Table;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -73,7 +73,7 @@ pub(crate) fn parse_config(
             path,
             "pass_env",
             &names,
-            crate::config::check::is_env_name,
+            crate::check::is_env_name,
             |_| "not an environment variable name".to_string(),
         );
         cfg.pass_env = names;

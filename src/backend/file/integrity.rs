@@ -5,7 +5,7 @@
 use super::Inner;
 use super::RECORD_SUFFIX;
 use super::errors::classify_io;
-use crate::config::check::is_valid_slot_name;
+use crate::check::is_valid_slot_name;
 use crate::error::{Error, Result};
 use crate::record::{SlotRecord, Versioned};
 use age::secrecy::ExposeSecret;

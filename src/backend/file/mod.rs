@@ -37,7 +37,7 @@ pub(crate) use config::parse_config;
 pub use integrity::{LegacyRecord, UpgradeReview};
 
 use crate::backend::{Backend, BackendCapabilities};
-use crate::config::values::ValueRef;
+use crate::check::values::ValueRef;
 use crate::error::{Error, Result};
 use crate::record::{SlotRecord, Versioned};
 use age::secrecy::ExposeSecret;

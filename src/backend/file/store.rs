@@ -4,7 +4,7 @@
 use super::errors::classify_io;
 use super::{Inner, RECORD_SUFFIX};
 use crate::backend::common::check_write;
-use crate::config::check::is_valid_slot_name;
+use crate::check::is_valid_slot_name;
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{SlotRecord, Versioned};
 use std::collections::BTreeSet;

@@ -1,10 +1,10 @@
 //! `[backends.NAME]` with `type = "vault"`: the settings and their parser.
 
 use crate::backend::common::valid_string;
-use crate::config::check::Checker;
-use crate::config::check::join;
-use crate::config::tree::Table;
-use crate::config::values::ValueRef;
+use crate::check::Checker;
+use crate::check::join;
+use crate::check::tree::Table;
+use crate::check::values::ValueRef;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -39,7 +39,7 @@ pub(crate) use config::parse_config;
 pub use config::{VaultAuth, VaultBackendConfig};
 
 use crate::backend::{Backend, BackendCapabilities};
-use crate::config::check::is_valid_slot_name;
+use crate::check::is_valid_slot_name;
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{SlotRecord, StoredCredential, Versioned};
 use async_trait::async_trait;

@@ -3,7 +3,7 @@
 use super::errors::classify_vault_error;
 use super::transport::{VaultConn, VaultHttp, exec_auth, exec_result};
 use super::{VaultAuth, VaultBackend};
-use crate::config::values::ValueRef;
+use crate::check::values::ValueRef;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,9 +2,9 @@
 //! the availability of created clients and the org's hourly budget
 //! (docs/src/platforms/cisco.md).
 
-use crate::config::check::Checker;
-use crate::config::check::join;
-use crate::config::tree::Table;
+use crate::check::Checker;
+use crate::check::join;
+use crate::check::tree::Table;
 
 /// The scope a bootstrap client needs to manage other clients.
 pub const CISCO_OAUTH_SCOPE: &str = "oauth";

@@ -1,9 +1,9 @@
 //! The Taegis-specific keys of `[providers.NAME]`: the environment (or URL) and who chooses an
 //! in-place secret (docs/src/platforms/taegis.md).
 
-use crate::config::check::Checker;
-use crate::config::check::{join, list};
-use crate::config::tree::Table;
+use crate::check::Checker;
+use crate::check::tree::Table;
+use crate::check::{join, list};
 
 /// The Taegis role every bootstrap client needs to manage other clients.
 pub const TAEGIS_TENANT_ADMIN_ROLE: &str = "ba0fdcbd-e87d-4bdd-ae7d-ca6118b25068";

@@ -6,13 +6,13 @@
 //! the fingerprint and is refused. Records whose MAC is wrong are never adopted (docs/src/backends/file.md;
 //! SECURITY.md, "Someone who can write the store directory").
 
+use crate::app::report::Table;
 use crate::backend::file::{FileBackend, LegacyRecord, UpgradeReview};
 use crate::cli::StoreUpgradeArgs;
 use crate::config::{self, BackendConfig};
 use crate::error::exit;
 use crate::error::{Error, Result};
 use crate::record::{SlotRecord, StoredCredential};
-use crate::report::Table;
 use sha2::{Digest, Sha256};
 
 /// Control characters of unauthenticated text shown escaped, never raw on the terminal.
@@ -138,7 +138,10 @@ pub async fn upgrade(args: &StoreUpgradeArgs) -> Result<u8> {
                 tracing::info!(backend = %name, slot = %r.slot, version = r.version, "record authenticated by `rekey store upgrade`");
             }
         }
-        println!("authenticated {done} record{}", crate::report::plural(done));
+        println!(
+            "authenticated {done} record{}",
+            crate::app::report::plural(done)
+        );
         return Ok(if tampered == 0 {
             exit::OK
         } else {
@@ -187,7 +190,7 @@ pub async fn upgrade(args: &StoreUpgradeArgs) -> Result<u8> {
     print!("{}", t.render());
     println!(
         "\n{legacy} record{} without authentication (written before records were authenticated, or planted by someone who can write the store directory).",
-        crate::report::plural(legacy)
+        crate::app::report::plural(legacy)
     );
     println!(
         "Check that each one is yours: the slots and clients above are what rekey will act on (delete draining and retiring clients, rotate current ones)."

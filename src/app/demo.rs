@@ -3,7 +3,7 @@
 //! bootstrap secrets (as 0600 files) and a sample inventory into a directory, then runs
 //! plan → apply → a forced rotation → verify → status → a final apply that must change nothing.
 
-use crate::app::{self, exit};
+use crate::app::commands::{self as app, exit};
 use crate::cli::{DemoArgs, OutputFormat, RunArgs};
 use crate::emulator::{self, EmulatorConfig, Seed, SeedClient, SeedTenant};
 use crate::error::{Error, Result};
@@ -203,7 +203,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
     heading("6. rekey apply -c inventory.toml   (again: nothing is due, nothing changes)");
     let engine = app::engine(&run(vec![], false), Arc::new(crate::clock::SystemClock)).await?;
     let again = engine.apply().await?;
-    print!("{}", crate::report::apply_table(&again));
+    print!("{}", crate::app::report::apply_table(&again));
     if again.iter().any(|o| !o.actions.is_empty()) || app::apply_exit_code(&again) != exit::OK {
         failures.push("the second apply changed something".to_string());
     }

@@ -2,11 +2,14 @@
 //! [`Checker`] that walks the located TOML tree, records every problem with its line and key,
 //! and returns usable placeholders so one walk finds every problem.
 
-use super::tree::{Entry, Kind, Table};
-use super::values::{ConfigError, PairRef, Strategy, ValueRef};
+pub mod tree;
+pub mod values;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use tree::{Entry, Kind, Table};
+use values::{ConfigError, PairRef, Strategy, ValueRef};
 
 /// The longest duration any inventory key accepts (`max_age`, `grace`, timeouts...): ten years.
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 31_557_600);

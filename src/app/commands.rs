@@ -2,13 +2,13 @@
 //! process exit code. `main` parses, sets up logging, hands the command to its module (here,
 //! `scheduler`, `demo`, `store` or `emulator`) and prints the one error.
 
+use crate::app::report::{self, Table};
 use crate::cli::{CheckArgs, GetArgs, GetFormat, OutputFormat, RunArgs};
 use crate::clock::Clock;
 use crate::config;
 use crate::engine::{Engine, Options, OutcomeKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{fmt_age, is_locked};
-use crate::report::{self, Table};
 use serde::Serialize;
 use std::sync::Arc;
 

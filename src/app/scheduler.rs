@@ -6,7 +6,7 @@
 //! SIGTERM or SIGINT: while sleeping, exit at once; during a cycle, start no new slot, let the
 //! slots in flight finish (each ends by releasing its lease), then exit 0.
 
-use crate::app::{self, exit};
+use crate::app::commands::{self as app, exit};
 use crate::cli::ScheduleArgs;
 use crate::error::{Error, Result};
 use crate::observe::{Outputs, metrics};
@@ -82,7 +82,7 @@ async fn cycle(
 ) -> Result<u8> {
     let result = async {
         let inventory = crate::config::load(&args.run.config)?;
-        let options = crate::app::options(&args.run)?;
+        let options = crate::app::commands::options(&args.run)?;
         let clock: Arc<dyn crate::clock::Clock> = Arc::from(crate::clock::from_env());
         let cycle_started = clock.now();
         let mut engine = crate::engine::Engine::build(inventory, clock, options).await?;
@@ -96,7 +96,10 @@ async fn cycle(
         match engine.apply().await {
             Ok(outcomes) => {
                 outputs
-                    .after_run(&engine.run_end(&outcomes), crate::app::status_rows(&engine))
+                    .after_run(
+                        &engine.run_end(&outcomes),
+                        crate::app::commands::status_rows(&engine),
+                    )
                     .await;
                 Ok(outcomes)
             }
@@ -112,12 +115,14 @@ async fn cycle(
             if once {
                 match args.run.output {
                     crate::cli::OutputFormat::Table => {
-                        print!("{}", crate::report::apply_table(&outcomes))
+                        print!("{}", crate::app::report::apply_table(&outcomes))
                     }
-                    crate::cli::OutputFormat::Json => print!("{}", crate::report::json(&outcomes)),
+                    crate::cli::OutputFormat::Json => {
+                        print!("{}", crate::app::report::json(&outcomes))
+                    }
                 }
             } else {
-                tracing::info!(summary = %crate::report::summary_line(&outcomes), "cycle report");
+                tracing::info!(summary = %crate::app::report::summary_line(&outcomes), "cycle report");
             }
             Ok(app::apply_exit_code(&outcomes))
         }

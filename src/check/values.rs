@@ -1,6 +1,6 @@
 //! The inventory's value types that the checking toolkit and every provider/backend module
 //! share: strategies, references to secrets, and located problems. They sit below
-//! [`super::check`] so that the modules the inventory parser calls never import the parser.
+//! [`crate::check`] so that the modules the inventory parser calls never import the parser.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
