@@ -174,7 +174,7 @@ class World:
         lines = [
             "[settings]", 'verify_delay = "50ms"', "verify_attempts = 3",
             # A pending pair that fails to verify under faults is retried, never discarded, so
-            # the generation check stays exact (discarding is tested in tests/rotation.rs).
+            # the generation check stays exact (discarding is tested in tests/rotation_taegis.rs).
             "max_verify_failures = 1000", f"concurrency = {self.concurrency}",
             f"prune = {'true' if self.prune else 'false'}", *self.settings_extra, "",
             "[defaults]", f'backend = "{backend_name}"', 'max_age = "2d"', 'grace = "1d"', "",
