@@ -163,7 +163,7 @@ impl Provider for CiscoProvider {
     fn capabilities(&self) -> ProviderCapabilities {
         // No password reset exists: a new password means a new client.
         ProviderCapabilities {
-            in_place_rotation: false,
+            in_place_rotation: settings::SLOT_RULES.in_place_rotation,
             caller_chosen_secret: false,
         }
     }

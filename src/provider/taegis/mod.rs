@@ -109,7 +109,8 @@ impl Provider for TaegisProvider {
 
     fn capabilities(&self) -> ProviderCapabilities {
         ProviderCapabilities {
-            in_place_rotation: true,
+            // One source for the platform fact the inventory checks read too.
+            in_place_rotation: settings::SLOT_RULES.in_place_rotation,
             caller_chosen_secret: self.caller_chosen_secret,
         }
     }
