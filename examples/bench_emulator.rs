@@ -97,7 +97,7 @@ async fn main() -> Res<()> {
     let secret = std::env::var(&args.secret_env)
         .map_err(|_| format!("environment variable {} is not set", args.secret_env))?;
     let seconds = args.seconds.min(120);
-    let http = reqwest::Client::builder()
+    let http = rekey::http::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(args.workers * 2)

@@ -21,14 +21,45 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 /// or a secret URL path to another host (SECURITY.md, *Transport*). A `3xx` answer comes back
 /// to the caller, which refuses it with [`redirect_error`]. No `Referer` is ever sent: it
 /// would repeat the full URL of the request (a Slack webhook's path is its secret).
-pub(crate) fn builder() -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
+pub fn builder() -> reqwest::ClientBuilder {
+    builder_trusting(Vec::new()).expect("the public roots alone always make a valid TLS setup")
+}
+
+/// [`builder`] trusting, beside the public roots, the CA certificates given.
+fn builder_trusting(
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+) -> std::result::Result<reqwest::ClientBuilder, rustls::Error> {
+    Ok(reqwest::Client::builder()
         .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(64)
         .redirect(reqwest::redirect::Policy::none())
         .referer(false)
+        .tls_backend_preconfigured(tls_config(extra_roots)?))
+}
+
+/// rekey's TLS setup, made here rather than left to reqwest so that it is the same in every
+/// build: rustls on ring (the crypto the AWS SDK's client also uses, so one crypto library is
+/// built), TLS 1.2 and 1.3, the public roots of `webpki-roots` plus the CA certificates given,
+/// and ALPN offering HTTP/2 then HTTP/1.1 (reqwest sets ALPN only on a setup it makes itself).
+fn tls_config(
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+) -> std::result::Result<rustls::ClientConfig, rustls::Error> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for cert in extra_roots {
+        roots.add(cert)?;
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tls)
 }
 
 /// The error for a `3xx` answer, which no client of rekey follows. It names where the server
@@ -139,22 +170,24 @@ pub fn client_with_ca(ca_cert: Option<&std::path::Path>) -> Result<reqwest::Clie
     let pem = std::fs::read(path).map_err(|e| {
         Error::config(format!("cannot read ca_cert {}", path.display())).with_source(e)
     })?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+    use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<_, _>>()
         .ok()
-        .filter(|c| !c.is_empty())
+        .filter(|c: &Vec<_>| !c.is_empty())
         .ok_or_else(|| {
             Error::config(format!(
                 "ca_cert {} holds no PEM certificate",
                 path.display()
             ))
         })?;
-    let client = certs
-        .into_iter()
-        .fold(builder(), |b, cert| b.add_root_certificate(cert))
+    let unusable = |e: &dyn std::fmt::Display| {
+        Error::config(format!("ca_cert {} cannot be used: {e}", path.display()))
+    };
+    let client = builder_trusting(certs)
+        .map_err(|e| unusable(&e))?
         .build()
-        .map_err(|e| {
-            Error::config(format!("ca_cert {} cannot be used", path.display())).with_source(e)
-        })?;
+        .map_err(|e| unusable(&e))?;
     clients.insert(path.to_path_buf(), client.clone());
     Ok(client)
 }

@@ -83,7 +83,7 @@ async fn tokens_last_ten_minutes_are_reused_and_refetched_once_on_401() {
     let w = World::new_with(0, 1).await;
     // The emulator's token: expires_in 600 and a JWT whose exp says the same.
     let o = &w.orgs[0];
-    let resp = reqwest::Client::new()
+    let resp = rekey::http::client()
         .post(format!("{}/iroh/oauth2/token", w.emu.url()))
         .basic_auth(&o.admin_id, Some(&o.admin_password))
         .form(&[("grant_type", "client_credentials")])
@@ -162,7 +162,9 @@ async fn rate_limits_honour_retry_after_and_a_spent_budget_fails_fast() {
         "{:?}",
         started.elapsed()
     );
-    let resp = reqwest::get(format!("{}/iroh/oauth2-clients/clients", w.emu.url()))
+    let resp = rekey::http::client()
+        .get(format!("{}/iroh/oauth2-clients/clients", w.emu.url()))
+        .send()
         .await
         .unwrap();
     assert_eq!(resp.headers()["x-ratelimit-org-limit"], "1");

@@ -223,6 +223,11 @@ async fn the_server_down_is_a_clear_unavailable_and_check_reports_it() {
     let v = b.write("alpha", &rec, None).await.unwrap();
     b.check().await.unwrap();
     h.bao.kill();
+    // The shared client still pools the connections the server just closed; until their
+    // tasks have read the close, a request may go out on one and be cut mid-way, which is
+    // rightly "maybe applied". Letting them read it makes this the case under test: a new
+    // connection, refused, so nothing was sent.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     rec.pending = Some(credential(2));
     let e = b.write("alpha", &rec, Some(v)).await.expect_err("down");
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e:?}");

@@ -75,7 +75,7 @@ fn seed(
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    rekey::http::builder()
         .no_proxy()
         .timeout(Duration::from_secs(20))
         .build()
@@ -584,7 +584,7 @@ async fn one_shot_post(
     token: &str,
     timeout: Duration,
 ) -> reqwest::Result<reqwest::Response> {
-    let c = reqwest::Client::builder()
+    let c = rekey::http::builder()
         .no_proxy()
         .timeout(timeout)
         .build()

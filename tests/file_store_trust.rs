@@ -38,7 +38,7 @@ fn plant_legacy(w: &World, slot: &str, version: u64, record: &SlotRecord) {
 /// A client made straight at the platform (createClient with the tenant's admin pair), as
 /// another team would: rekey never made it. Returns (clientID, object id).
 async fn foreign_client(w: &World, name: &str) -> (String, String) {
-    let http = reqwest::Client::new();
+    let http = rekey::http::client();
     let t = &w.tenants[0];
     let tok: serde_json::Value = http
         .post(format!("{}/auth/api/v2/auth/token", w.emu.url()))

@@ -242,7 +242,10 @@ impl Pushgateway {
         let gw = Pushgateway { child, url };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = reqwest::get(format!("{}/-/ready", gw.url)).await
+            if let Ok(r) = rekey::http::client()
+                .get(format!("{}/-/ready", gw.url))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return gw;
@@ -269,7 +272,9 @@ async fn pushes_to_a_real_pushgateway() {
     let w = World::new(1).await;
     w.inventory(&plain_slots(&["alpha", "beta"]));
     w.apply(&["--pushgateway", &gw.url]).await.expect_code(0);
-    let text = reqwest::get(format!("{}/metrics", gw.url))
+    let text = rekey::http::client()
+        .get(format!("{}/metrics", gw.url))
+        .send()
         .await
         .unwrap()
         .text()
@@ -308,7 +313,9 @@ async fn pushes_to_a_real_pushgateway() {
     w.apply(&["--pushgateway", &gw.url, "--only", "alpha", "--force"])
         .await
         .expect_code(1);
-    let text = reqwest::get(format!("{}/metrics", gw.url))
+    let text = rekey::http::client()
+        .get(format!("{}/metrics", gw.url))
+        .send()
         .await
         .unwrap()
         .text()

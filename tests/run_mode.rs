@@ -84,7 +84,9 @@ async fn two_cycles_the_second_rotates_nothing_and_metrics_are_served() {
         sample(&text, r#"rekey_runs_total{result="success"}"#).unwrap_or(0.0) >= 2.0
     })
     .await;
-    let served = reqwest::get(format!("http://{listen}/metrics"))
+    let served = rekey::http::client()
+        .get(format!("http://{listen}/metrics"))
+        .send()
         .await
         .unwrap();
     assert!(served.status().is_success());

@@ -107,7 +107,7 @@ impl CiscoWorld {
 impl World {
     /// A Cisco token exchange straight against the emulator.
     pub async fn cisco_token_ok(&self, client_id: &str, password: &str) -> bool {
-        let resp = reqwest::Client::new()
+        let resp = rekey::http::client()
             .post(format!("{}/iroh/oauth2/token", self.emu.url()))
             .basic_auth(client_id, Some(password))
             .form(&[("grant_type", "client_credentials")])

@@ -205,7 +205,7 @@ impl World {
 
     /// A token exchange straight against the emulator (not through rekey's provider).
     pub async fn token_ok(&self, client_id: &str, secret: &str) -> bool {
-        let resp = reqwest::Client::new()
+        let resp = rekey::http::client()
             .post(format!("{}/auth/api/v2/auth/token", self.emu.url()))
             .basic_auth(client_id, Some(secret))
             .form(&[("grant_type", "client_credentials")])
@@ -217,15 +217,17 @@ impl World {
 
     /// The clients the platform holds in a tenant: (name, clientID, object id).
     pub async fn platform_clients(&self, tenant: &str) -> Vec<(String, String, String)> {
-        let v: serde_json::Value = reqwest::get(format!(
-            "{}/_emulator/tenants/{tenant}/clients",
-            self.emu.url()
-        ))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        let v: serde_json::Value = rekey::http::client()
+            .get(format!(
+                "{}/_emulator/tenants/{tenant}/clients",
+                self.emu.url()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let list = v
             .as_array()
             .cloned()

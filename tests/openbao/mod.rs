@@ -110,7 +110,7 @@ impl OpenBao {
 
     async fn wait_ready(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
-        let http = reqwest::Client::new();
+        let http = rekey::http::client();
         while Instant::now() < deadline {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return false; // exited (port taken?)
@@ -149,7 +149,7 @@ impl OpenBao {
         body: Option<Value>,
     ) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = reqwest::Client::new()
+        let mut req = rekey::http::client()
             .request(m, format!("{}/v1/{path}", self.addr))
             .header("X-Vault-Token", token);
         if let Some(b) = body {
