@@ -1,8 +1,8 @@
 //! What should happen to a slot, decided from the inventory and the backend record alone: pure,
 //! no I/O, so `rekey plan` can show it and `apply` can follow it step by step.
 
-use crate::config::{SlotConfig, Strategy};
-use crate::record::{Lease, Phase, SlotRecord};
+use crate::config::{DrainMode, DrainPolicy, OnDrainTimeout, SlotConfig, Strategy};
+use crate::record::{Draining, Lease, Phase, SlotRecord};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use uuid::Uuid;
@@ -156,23 +156,27 @@ pub fn decide(
         return Decision::act(Step::Resume { phase: op.phase }, why);
     }
 
-    let due_old: Vec<u64> = rec
+    let due: Vec<&Draining> = rec
         .draining
         .iter()
-        .filter(|d| d.delete_after <= ctx.now)
-        .map(|d| d.credential.generation)
+        .filter(|d| is_due(d, &slot.drain, ctx.now))
         .collect();
-    if !due_old.is_empty() {
-        let gens = due_old
+    if !due.is_empty() {
+        let gens = due
             .iter()
-            .map(|g| format!("g{g}"))
+            .map(|d| format!("g{}", d.credential.generation))
             .collect::<Vec<_>>()
             .join(", ");
+        let again = if due.iter().any(|d| d.hold.is_some()) {
+            " (still in use at the last check: checking again)"
+        } else {
+            ""
+        };
         return Decision::act(
             Step::DeleteOld {
-                generations: due_old,
+                generations: due.iter().map(|d| d.credential.generation).collect(),
             },
-            format!("grace over for {gens}"),
+            format!("grace over for {gens}{again}"),
         );
     }
 
@@ -189,7 +193,11 @@ pub fn decide(
             Step::Rotate {
                 strategy: slot.strategy,
             },
-            format!("--force (age {})", fmt_age(age)),
+            format!(
+                "--force (age {}){}",
+                fmt_age(age),
+                in_place_note(slot.strategy)
+            ),
         );
     }
     if let Some(hold) = rec.hold_until
@@ -206,15 +214,21 @@ pub fn decide(
             Step::Rotate {
                 strategy: slot.strategy,
             },
-            format!("age {} > max_age {}", fmt_age(age), fmt_age(max_age)),
+            format!(
+                "age {} > max_age {}{}",
+                fmt_age(age),
+                fmt_age(max_age),
+                in_place_note(slot.strategy)
+            ),
         );
     }
-    let waiting = rec.draining.first().map(|d| {
-        format!(
+    let waiting = rec.draining.first().map(|d| match hold_text(d, ctx.now) {
+        Some(held) => format!("; {held}"),
+        None => format!(
             "; g{} deleted after {}",
             d.credential.generation,
             fmt_time(d.delete_after)
-        )
+        ),
     });
     Decision::nothing(format!(
         "g{} is {} old, due in {}{}",
@@ -223,6 +237,61 @@ pub fn decide(
         fmt_age(max_age.checked_sub(&age).unwrap_or_default()),
         waiting.unwrap_or_default()
     ))
+}
+
+/// Whether a draining client is to be looked at now: its grace is over and, if its deletion
+/// is held, the hold is due for another check, or the slot's policy (changed since) would no
+/// longer hold it: `grace-only`, or a drain timeout that has passed with `delete`.
+pub fn is_due(d: &Draining, policy: &DrainPolicy, now: DateTime<Utc>) -> bool {
+    if d.delete_after > now {
+        return false;
+    }
+    let Some(h) = &d.hold else {
+        return true;
+    };
+    let timed_out = Duration::from_std(policy.timeout)
+        .ok()
+        .and_then(|t| d.delete_after.checked_add_signed(t))
+        .is_some_and(|t| t <= now);
+    h.recheck_after <= now
+        || policy.mode == DrainMode::GraceOnly
+        || (timed_out && policy.on_timeout == OnDrainTimeout::Delete)
+}
+
+/// What a held client's record says, for `plan` and `status`: "g3 still in use: last token 12m
+/// ago, 41 token requests in all; checked again after 2026-12-01 14:05 UTC".
+pub fn hold_text(d: &Draining, now: DateTime<Utc>) -> Option<String> {
+    let h = d.hold.as_ref()?;
+    let count = h
+        .token_requests
+        .map(|n| {
+            format!(
+                ", {n} token request{} in all",
+                if n == 1 { "" } else { "s" }
+            )
+        })
+        .unwrap_or_default();
+    let overdue = if h.overdue {
+        "; drain_timeout passed, kept (on_drain_timeout = \"keep\")"
+    } else {
+        ""
+    };
+    Some(format!(
+        "g{} still in use: last token {} ago{count}{overdue}; checked again after {}",
+        d.credential.generation,
+        fmt_age(now - h.last_token),
+        fmt_time(h.recheck_after)
+    ))
+}
+
+/// In place, the old secret dies with the rotation: no old client is left to drain.
+fn in_place_note(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::InPlace => {
+            "; in place: the old secret dies at once, so there is no old client to drain"
+        }
+        Strategy::Alternate => "",
+    }
 }
 
 fn retire_decision(rec: &SlotRecord, ctx: &Context) -> Decision {
@@ -277,6 +346,7 @@ mod tests {
             strategy: Strategy::Alternate,
             max_age: std::time::Duration::from_secs(30 * 86_400),
             grace: std::time::Duration::from_secs(86_400),
+            drain: Default::default(),
             backend: "b".into(),
             mirrors: vec![],
             retired: false,
@@ -341,6 +411,7 @@ mod tests {
         rec.draining.push(Draining {
             credential: cred(1, now - Duration::days(3)),
             delete_after: now - Duration::hours(1),
+            hold: None,
         });
         assert_eq!(
             decide(Some(&s), Some(&rec), false, &ctx(now)).step,

@@ -106,7 +106,33 @@ impl StoredCredential {
 #[serde(deny_unknown_fields)]
 pub struct Draining {
     pub credential: StoredCredential,
+    /// When its grace ends.
     pub delete_after: DateTime<Utc>,
+    /// Set when the grace is over but its deletion is held because consumers still use it
+    /// (docs/src/protocol.md, "Draining").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<DrainHold>,
+}
+
+/// Why a draining client outlives its grace: what the platform last said of its use.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DrainHold {
+    /// The first check that found it still in use.
+    pub since: DateTime<Utc>,
+    /// When rekey last asked the platform.
+    pub checked_at: DateTime<Utc>,
+    /// The client's last token, as the platform reported it then.
+    pub last_token: DateTime<Utc>,
+    /// Its token requests in all, where the platform counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_requests: Option<u64>,
+    /// No use in asking again before this: the quiet window cannot have passed sooner
+    /// (`last_token + drain_quiet`), unless the drain timeout ends the hold first.
+    pub recheck_after: DateTime<Utc>,
+    /// The drain timeout has passed and the policy keeps holding (`on_drain_timeout = "keep"`).
+    #[serde(default)]
+    pub overdue: bool,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -160,6 +160,7 @@ async fn pending_then_promote_sequence() {
     rec.draining.push(rekey::record::Draining {
         credential: old,
         delete_after: Utc::now() + chrono::Duration::hours(24),
+        hold: None,
     });
     rec.op = None;
     v = f.backend.write("s1", &rec, Some(v)).await.unwrap();

@@ -167,6 +167,7 @@ async fn consumers_read_awscurrent_through_a_rotation() {
     rec.draining.push(Draining {
         credential: rec.current.take().unwrap(),
         delete_after: Utc::now(),
+        hold: None,
     });
     rec.current = rec.pending.take();
     rec.op = None;
@@ -450,6 +451,7 @@ async fn rotation_write_latency() {
     rec.draining.push(Draining {
         credential: rec.current.take().unwrap(),
         delete_after: Utc::now(),
+        hold: None,
     });
     rec.current = rec.pending.take();
     rec.op = None;

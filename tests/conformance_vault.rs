@@ -432,6 +432,7 @@ async fn rotation_write_latency() {
             rec.draining.push(rekey::record::Draining {
                 credential: old,
                 delete_after: chrono::Utc::now(),
+                hold: None,
             });
             rec.op = None;
             backend.write(&slot, &rec, Some(v)).await.unwrap();

@@ -143,6 +143,7 @@ async fn a_forged_record_is_never_acted_on_and_is_reported_as_tampered() {
     beta.draining = vec![Draining {
         credential: naming(1, &pay_id, &pay_obj, "rekey-beta-g1"),
         delete_after: Utc::now() - chrono::Duration::hours(1),
+        hold: None,
     }];
     plant_legacy(&w, "beta", 7, &beta);
     // ghost (not in the inventory): retiring, grace over, naming billing-prod.

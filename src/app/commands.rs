@@ -169,6 +169,7 @@ pub async fn status_rows(engine: &Engine) -> Result<Vec<StatusRow>> {
                     draining: 0,
                     last_result: Some(e.to_string()),
                     attention: true,
+                    held: Vec::new(),
                 });
                 continue;
             }
@@ -197,9 +198,23 @@ pub async fn status_rows(engine: &Engine) -> Result<Vec<StatusRow>> {
                 "overdue"
             }
             (Some(c), Some(_)) if c.retired => "retiring",
+            (Some(_), Some(r)) if r.draining.iter().any(|d| d.hold.is_some()) => "draining-in-use",
             _ => "ok",
         };
-        let attention = matches!(state, "overdue" | "missing" | "interrupted" | "failed");
+        let held: Vec<String> = rec
+            .into_iter()
+            .flat_map(|r| &r.draining)
+            .filter_map(|d| crate::plan::hold_text(d, now))
+            .collect();
+        // Held past its drain timeout: the old credential lives on until someone moves its
+        // consumers (or sets on_drain_timeout = "delete").
+        let drain_overdue = rec.is_some_and(|r| {
+            r.draining
+                .iter()
+                .any(|d| d.hold.as_ref().is_some_and(|h| h.overdue))
+        });
+        let attention =
+            matches!(state, "overdue" | "missing" | "interrupted" | "failed") || drain_overdue;
         rows.push(StatusRow {
             slot: t.name.clone(),
             provider,
@@ -210,6 +225,7 @@ pub async fn status_rows(engine: &Engine) -> Result<Vec<StatusRow>> {
             draining: rec.map(|r| r.draining.len()).unwrap_or(0),
             last_result: rec.and_then(|r| r.last.as_ref()).map(|l| l.message.clone()),
             attention,
+            held,
         });
     }
     Ok(rows)
@@ -247,8 +263,12 @@ pub fn status_table(rows: &[StatusRow]) -> String {
         ]);
     }
     let n = rows.iter().filter(|r| r.attention).count();
+    let held: String = rows
+        .iter()
+        .flat_map(|r| r.held.iter().map(move |h| format!("{}: {h}\n", r.slot)))
+        .collect();
     format!(
-        "{}\n{} slot{}, {n} need{} attention\n",
+        "{}\n{held}{} slot{}, {n} need{} attention\n",
         t.render(),
         rows.len(),
         report::plural(rows.len()),
@@ -338,6 +358,26 @@ pub async fn verify_rows(engine: &Engine) -> Result<Vec<VerifyRow>> {
                 continue;
             }
         };
+        // A draining pair is never used by rekey, not even to test it: the platform's record
+        // of its use decides when it may be deleted (docs/src/protocol.md, "Draining").
+        if let Some(old) = stored
+            .record
+            .draining
+            .iter()
+            .find(|d| d.credential.pair() == view.pair)
+        {
+            rows.push(VerifyRow {
+                slot: t.name.clone(),
+                client_id: view.pair.client_id.clone(),
+                generation: view.generation,
+                ok: false,
+                detail: format!(
+                    "consumers read g{}, a previous generation that is draining (not tested: rekey never uses a draining pair); the current pair is g{} ({}): run `rekey apply`",
+                    old.credential.generation, current.generation, current.client_id
+                ),
+            });
+            continue;
+        }
         let result = entry
             .provider
             .verify(&stored.record.tenant, &view.pair)

@@ -25,6 +25,67 @@ impl fmt::Display for Strategy {
     }
 }
 
+/// When a draining client may be deleted once its grace is over (docs/src/inventory.md,
+/// "Draining"): `drain`, `drain_quiet`, `drain_timeout` and `on_drain_timeout` of a slot or of
+/// `[defaults]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrainPolicy {
+    pub mode: DrainMode,
+    /// No token request with the client for this long before it is deleted.
+    pub quiet: std::time::Duration,
+    /// How long after the grace a client still in use is held before `on_timeout` applies.
+    pub timeout: std::time::Duration,
+    pub on_timeout: OnDrainTimeout,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainMode {
+    /// Deleted when the grace is over and the platform shows no recent use. Default.
+    UntilUnused,
+    /// Deleted when the grace is over, whatever its use (rekey before usage-aware draining).
+    GraceOnly,
+}
+
+/// What happens to a client still in use `drain_timeout` after its grace ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDrainTimeout {
+    /// Held on, and reported as overdue. Default: a deleted client cannot be brought back.
+    Keep,
+    /// Deleted anyway; its consumers fail until they read the new pair.
+    Delete,
+}
+
+impl Default for DrainPolicy {
+    fn default() -> Self {
+        DrainPolicy {
+            mode: DrainMode::UntilUnused,
+            // Twice the longest token lifetime rekey knows of (an hour), so a consumer that
+            // still holds a cached token is seen when it comes back for the next one.
+            quiet: std::time::Duration::from_secs(2 * 3600),
+            timeout: std::time::Duration::from_secs(7 * 86_400),
+            on_timeout: OnDrainTimeout::Keep,
+        }
+    }
+}
+
+impl fmt::Display for DrainMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DrainMode::UntilUnused => "until-unused",
+            DrainMode::GraceOnly => "grace-only",
+        })
+    }
+}
+
+impl fmt::Display for OnDrainTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OnDrainTimeout::Keep => "keep",
+            OnDrainTimeout::Delete => "delete",
+        })
+    }
+}
+
 /// Where a value comes from. Secrets are only ever given this way, never as literals.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ValueRef {

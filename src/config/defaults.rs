@@ -2,7 +2,7 @@
 
 use super::BackendConfig;
 use crate::check::tree::Table;
-use crate::check::values::Strategy;
+use crate::check::values::{DrainMode, DrainPolicy, OnDrainTimeout, Strategy};
 use crate::check::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +13,7 @@ pub(super) struct Defaults {
     pub(super) max_age: (Duration, Option<usize>),
     pub(super) grace: (Duration, Option<usize>),
     pub(super) backend: Option<String>,
+    pub(super) drain: DrainPolicy,
 }
 
 impl Checker {
@@ -26,12 +27,18 @@ impl Checker {
             max_age: (Duration::from_secs(30 * 86_400), None),
             grace: (Duration::from_secs(86_400), None),
             backend: None,
+            drain: DrainPolicy::default(),
         };
         let Some(t) = self.table(root, "", "defaults") else {
             return d;
         };
         let p = "defaults";
-        self.known_keys(t, p, &["strategy", "max_age", "grace", "backend"]);
+        self.known_keys(
+            t,
+            p,
+            &[&["strategy", "max_age", "grace", "backend"], DRAIN_KEYS].concat(),
+        );
+        d.drain = self.drain(t, p, DrainPolicy::default());
         if let Some(s) = self.strategy(t, p) {
             d.strategy = s;
         }
@@ -70,6 +77,49 @@ impl Checker {
             );
         }
         parsed
+    }
+}
+
+/// The keys of a drain policy, in `[defaults]` and in a slot.
+pub(super) const DRAIN_KEYS: &[&str] =
+    &["drain", "drain_quiet", "drain_timeout", "on_drain_timeout"];
+
+impl Checker {
+    /// A drain policy: `base` (the built-in default, or `[defaults]` for a slot) with the keys
+    /// `t` sets.
+    pub(super) fn drain(&mut self, t: &Table, path: &str, base: DrainPolicy) -> DrainPolicy {
+        let mut d = base;
+        if let Some((s, e)) = self.string(t, path, "drain") {
+            match s {
+                "until-unused" => d.mode = DrainMode::UntilUnused,
+                "grace-only" => d.mode = DrainMode::GraceOnly,
+                _ => self.err(
+                    e.line,
+                    join(path, "drain"),
+                    format!(
+                        "unknown drain policy \"{s}\"; use \"until-unused\" (delete an old client once the platform shows no recent use) or \"grace-only\" (delete it when its grace ends)"
+                    ),
+                ),
+            }
+        }
+        if let Some((v, _)) = self.duration(t, path, "drain_quiet", false) {
+            d.quiet = v;
+        }
+        if let Some((v, _)) = self.duration(t, path, "drain_timeout", false) {
+            d.timeout = v;
+        }
+        if let Some((s, e)) = self.string(t, path, "on_drain_timeout") {
+            match s {
+                "keep" => d.on_timeout = OnDrainTimeout::Keep,
+                "delete" => d.on_timeout = OnDrainTimeout::Delete,
+                _ => self.err(
+                    e.line,
+                    join(path, "on_drain_timeout"),
+                    format!("unknown value \"{s}\"; use \"keep\" (hold the old client, and report it) or \"delete\""),
+                ),
+            }
+        }
+        d
     }
 }
 

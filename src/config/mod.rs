@@ -14,7 +14,9 @@ mod providers;
 mod settings;
 mod slots;
 
-pub use crate::check::values::{ConfigError, ConfigErrors, PairRef, Strategy, ValueRef};
+pub use crate::check::values::{
+    ConfigError, ConfigErrors, DrainMode, DrainPolicy, OnDrainTimeout, PairRef, Strategy, ValueRef,
+};
 
 pub use crate::backend::aws::AwsBackendConfig;
 pub use crate::backend::file::FileBackendConfig;
@@ -186,6 +188,8 @@ pub struct SlotConfig {
     pub strategy: Strategy,
     pub max_age: Duration,
     pub grace: Duration,
+    /// When a draining client may be deleted after its grace.
+    pub drain: DrainPolicy,
     pub backend: String,
     /// Backends that receive a copy of the slot's record after the primary (`backend`) is
     /// written; a failed mirror write fails the slot and is retried by the next run.

@@ -1,7 +1,7 @@
 //! `[[slots]]`: each slot with the defaults applied, checked against its provider's rules and
 //! the backends defined; then the bootstrap slots, which need every slot known.
 
-use super::defaults::{Defaults, grace_message};
+use super::defaults::{DRAIN_KEYS, Defaults, grace_message};
 use super::providers::{PROVIDER_SLOT_RULES, ProviderFacts};
 use super::{BackendConfig, ProviderConfig, SlotConfig};
 use crate::check::tree::{Kind, Table};
@@ -100,9 +100,13 @@ impl Checker {
             t,
             p,
             &[
-                "name", "provider", "tenant", "roles", "scopes", "strategy", "max_age", "grace",
-                "backend", "mirrors", "retired",
-            ],
+                &[
+                    "name", "provider", "tenant", "roles", "scopes", "strategy", "max_age",
+                    "grace", "backend", "mirrors", "retired",
+                ],
+                DRAIN_KEYS,
+            ]
+            .concat(),
         );
         let mut slot = SlotConfig {
             name: String::new(),
@@ -112,6 +116,7 @@ impl Checker {
             strategy: defaults.strategy,
             max_age: defaults.max_age.0,
             grace: defaults.grace.0,
+            drain: defaults.drain,
             backend: String::new(),
             mirrors: Vec::new(),
             retired: false,
@@ -195,6 +200,7 @@ impl Checker {
                 ),
             );
         }
+        slot.drain = self.drain(t, p, defaults.drain);
         let max_age = self.duration(t, p, "max_age", false);
         let grace = self.duration(t, p, "grace", true);
         if let Some((d, _)) = max_age {

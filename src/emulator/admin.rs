@@ -49,6 +49,28 @@ pub async fn put_faults(State(shared): State<Arc<Shared>>, body: axum::body::Byt
     Json(faults).into_response()
 }
 
+/// `PUT /_emulator/clock {"offset_seconds": N}`: moves the clock clients' use is recorded by
+/// (`World::clock_offset`), for a rekey run whose own clock is moved as far.
+pub async fn put_clock(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Clock {
+        offset_seconds: i64,
+    }
+    let clock: Clock = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return json_status(StatusCode::BAD_REQUEST, &format!("invalid clock: {e}")),
+    };
+    let Some(offset) = chrono::Duration::try_seconds(clock.offset_seconds) else {
+        return json_status(
+            StatusCode::BAD_REQUEST,
+            "invalid clock: offset out of range",
+        );
+    };
+    shared.state.lock().await.clock_offset = offset;
+    Json(serde_json::json!({ "offset_seconds": clock.offset_seconds })).into_response()
+}
+
 pub async fn get_stats(State(shared): State<Arc<Shared>>) -> Json<Stats> {
     Json(shared.stats().clone())
 }

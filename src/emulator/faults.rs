@@ -36,6 +36,9 @@ pub struct Faults {
     /// Cisco: requests per org per rolling hour (default 8000, the real limit). Over it: 429
     /// with `Retry-After` until the oldest request leaves the window.
     pub cisco_hourly_budget: Option<u64>,
+    /// Client listings leave out when each client was last used (Cisco's `last-used-at`), as
+    /// a platform that reports no usage would.
+    pub omit_last_used: bool,
 }
 
 /// A fault for the next `count` requests of one operation (or of any, when `operation` is

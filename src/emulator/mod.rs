@@ -220,6 +220,7 @@ impl EmulatorConfig {
             fail_next: Vec::new(),
             fault_seed: args.fault_seed,
             cisco_hourly_budget: None,
+            omit_last_used: false,
         };
         faults.validate().map_err(Error::config)?;
         if args.token_ttl == 0 {
@@ -259,6 +260,11 @@ impl EmulatorHandle {
         f.drop_after_commit_rate = f.drop_after_commit_rate.clamp(0.0, 1.0);
         f.rate_limit_per_sec = f.rate_limit_per_sec.filter(|r| *r > 0.0 && r.is_finite());
         self.shared.set_faults(f);
+    }
+
+    /// Moves the clock the emulator records clients' use by (see `World::clock_offset`).
+    pub async fn set_clock_offset(&self, offset: chrono::Duration) {
+        self.shared.state.lock().await.clock_offset = offset;
     }
 
     /// Adds a Cisco org (if new) and its clients.
@@ -399,6 +405,7 @@ fn router(shared: Arc<Shared>) -> Router {
             get(admin::get_faults).put(admin::put_faults),
         )
         .route("/_emulator/stats", get(admin::get_stats))
+        .route("/_emulator/clock", axum::routing::put(admin::put_clock))
         .route("/_emulator/tenants", post(admin::post_tenant))
         .route(
             "/_emulator/tenants/{id}/clients",

@@ -246,10 +246,12 @@ impl<R: Record> Table<R> {
         Ok(c)
     }
 
-    /// Records a successful token request.
-    pub fn note_token_request(&mut self, object_id: &str) {
+    /// Records a successful token request, made at `at` (the emulator's clock: [`World::now`]).
+    ///
+    /// [`World::now`]: super::world::World::now
+    pub fn note_token_request(&mut self, object_id: &str, at: chrono::DateTime<Utc>) {
         if let Some(c) = self.clients.get_mut(object_id) {
-            c.token_request_time = Some(Utc::now());
+            c.token_request_time = Some(at);
             c.token_request_count += 1;
         }
     }

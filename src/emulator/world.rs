@@ -24,6 +24,10 @@ pub struct World {
     pub tenants: Tenants,
     pub taegis: taegis::Clients,
     pub cisco: cisco::Clients,
+    /// How far the emulator's clock for recorded use (each client's last token) stands from
+    /// real time, so a test or the demo that moves rekey's clock forward can play a consumer
+    /// that gets a token "now" in that later time. Not saved.
+    pub clock_offset: chrono::Duration,
 }
 
 /// The state file as written.
@@ -61,7 +65,13 @@ impl World {
             tenants: Tenants::default(),
             taegis: taegis::Clients::default(),
             cisco: cisco::Clients::default(),
+            clock_offset: chrono::Duration::zero(),
         }
+    }
+
+    /// The time the emulator records a client's use at.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.clock_offset
     }
 
     pub fn signing_key(&self) -> Vec<u8> {
@@ -108,6 +118,7 @@ impl World {
             tenants: file.tenants,
             taegis: Default::default(),
             cisco: Default::default(),
+            clock_offset: chrono::Duration::zero(),
         };
         if world.signing_key().len() < 32 {
             return Err(Error::config(format!(

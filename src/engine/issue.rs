@@ -135,6 +135,7 @@ impl<'a> SlotRun<'a> {
             .clone()
             .ok_or_else(|| Error::internal("in-place rotation without a current credential"))?;
         let mut rec = rec;
+        self.warn_in_place_use(&current, op.generation).await;
         if let Some(pending) = rec.pending.clone() {
             // Caller-chosen secret, stored before the call: maybe the call already went through.
             if provider.verify(&tenant, &pending.pair()).await.is_err() {

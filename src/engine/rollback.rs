@@ -118,6 +118,7 @@ impl<'a> SlotRun<'a> {
         rec.draining.push(Draining {
             credential: current.clone(),
             delete_after: drains_until,
+            hold: None,
         });
         rec.current = Some(previous.credential.clone());
         rec.hold_until = Some(later(now, hold));

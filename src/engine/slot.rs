@@ -22,6 +22,7 @@
 //! Retiring (retire.rs) and rolling back (rollback.rs) are steps of their own. Every provider
 //! mutation passes the fence first (fence.rs).
 
+use super::drain::Verdict;
 use super::lease_holder_alive;
 use super::names::{managed_name, short_id};
 use super::{Engine, OutcomeKind, ProviderEntry, SlotOutcome, Target, describe};
@@ -98,6 +99,8 @@ pub(super) struct SlotRun<'a> {
     /// Client ids deleted at the provider since the last write: the audit event of the next
     /// write names them (`deleted_client_ids`).
     pub(super) deleted: Vec<String>,
+    /// Previous generations found still in use after their grace and kept, in words.
+    pub(super) held: Vec<String>,
 }
 
 impl<'a> SlotRun<'a> {
@@ -114,6 +117,7 @@ impl<'a> SlotRun<'a> {
             proven: None,
             fenced_out: false,
             deleted: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -392,44 +396,61 @@ impl<'a> SlotRun<'a> {
         }
     }
 
-    /// Deletes previous generations whose grace is over (only clients rekey made).
+    /// Deletes previous generations whose grace is over (only clients rekey made), unless the
+    /// slot's drain policy holds one that consumers still use (drain.rs).
     pub(super) async fn delete_old(&mut self) -> Result<()> {
         let entry = self.provider()?;
         let tenant = self.tenant()?;
         let now = self.now();
         let rec = self.record()?.clone();
-        let (due, keep): (Vec<Draining>, Vec<Draining>) = rec
+        let policy = self.config()?.drain;
+        let (due, mut keep): (Vec<Draining>, Vec<Draining>) = rec
             .draining
             .iter()
             .cloned()
-            .partition(|d| d.delete_after <= now);
-        for d in &due {
-            if d.credential.owned {
-                self.fence("before-provider-delete").await?;
-                ignore_not_found(
-                    entry
-                        .provider
-                        .delete_client(&tenant, &d.credential.object_id)
-                        .await,
-                )
-                .map_err(|e| {
-                    e.context(format!(
-                        "deleting g{} ({})",
-                        d.credential.generation, d.credential.client_id
-                    ))
-                })?;
-                crash::point("after-old-deleted");
-                self.deleted.push(d.credential.client_id.clone());
-                self.actions
-                    .push(format!("deleted g{}", d.credential.generation));
-            } else {
+            .partition(|d| plan::is_due(d, &policy, now));
+        for mut d in due {
+            if !d.credential.owned {
                 self.actions.push(format!(
                     "released g{} (not created by rekey; left at the provider)",
                     d.credential.generation
                 ));
+                continue;
+            }
+            match self.drain_verdict(&d, now).await? {
+                Verdict::Hold(hold) => {
+                    d.hold = Some(hold);
+                    let held = plan::hold_text(&d, now).unwrap_or_default();
+                    tracing::warn!(slot = self.slot(), generation = d.credential.generation, client_id = %d.credential.client_id, "{held}: deletion held");
+                    self.actions.push(format!("held {held}"));
+                    self.held.push(held);
+                    keep.push(d);
+                    continue;
+                }
+                Verdict::Delete { note, why } => {
+                    self.fence("before-provider-delete").await?;
+                    ignore_not_found(
+                        entry
+                            .provider
+                            .delete_client(&tenant, &d.credential.object_id)
+                            .await,
+                    )
+                    .map_err(|e| {
+                        e.context(format!(
+                            "deleting g{} ({})",
+                            d.credential.generation, d.credential.client_id
+                        ))
+                    })?;
+                    crash::point("after-old-deleted");
+                    tracing::info!(slot = self.slot(), generation = d.credential.generation, client_id = %d.credential.client_id, why, "deleted the previous generation");
+                    self.deleted.push(d.credential.client_id.clone());
+                    self.actions
+                        .push(format!("deleted g{}{note}", d.credential.generation));
+                }
             }
         }
         let mut rec = rec;
+        keep.sort_by_key(|d| d.credential.generation);
         rec.draining = keep;
         self.release_if_done(&mut rec);
         self.save(rec).await
@@ -530,6 +551,7 @@ impl<'a> SlotRun<'a> {
                 actions: self.actions.clone(),
                 detail: detail.clone(),
                 error_kind: result.as_ref().err().map(|e| e.kind().to_string()),
+                held: self.held.clone(),
             });
         SlotOutcome {
             slot: self.target.name.clone(),

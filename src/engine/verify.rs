@@ -93,6 +93,7 @@ impl<'a> SlotRun<'a> {
             rec.draining.push(Draining {
                 credential: old,
                 delete_after: later(now, grace),
+                hold: None,
             });
         }
         let fingerprint = promoted.secret.fingerprint();

@@ -18,6 +18,7 @@ use std::sync::LazyLock;
 /// Every state `rekey status` reports; each is always exported (zero when no slot has it).
 pub const SLOT_STATES: &[&str] = &[
     "ok",
+    "draining-in-use",
     "overdue",
     "missing",
     "in-progress",

@@ -29,6 +29,10 @@ pub fn state_name(record: Option<&SlotRecord>) -> &'static str {
             crate::record::Phase::Promoting => "promoting",
         };
     }
+    if r.draining.iter().any(|d| d.hold.is_some()) {
+        // Its grace is over, and consumers still use it (docs/src/protocol.md, "Draining").
+        return "draining-in-use";
+    }
     if !r.draining.is_empty() {
         return "draining";
     }
@@ -148,6 +152,10 @@ pub struct SlotFinished {
     pub detail: String,
     /// The error kind when failed (`unauthorized`, `unavailable`, ...).
     pub error_kind: Option<String>,
+    /// Previous generations this run found still in use after their grace, and so kept
+    /// (docs/src/protocol.md, "Draining"), in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
 }
 
 /// Where events go. Implementations must not block for long: they run inside slot tasks.
@@ -294,7 +302,7 @@ pub struct StatusRow {
     pub slot: String,
     pub provider: String,
     pub tenant: String,
-    /// ok, overdue, missing, in-progress, interrupted, failed, retiring, retired, orphaned,
+    /// ok, draining-in-use, overdue, missing, in-progress, interrupted, failed, retiring, retired, orphaned,
     /// tampered (the record fails its authentication: never acted on)
     pub state: String,
     pub generation: Option<u64>,
@@ -303,6 +311,10 @@ pub struct StatusRow {
     pub last_result: Option<String>,
     /// Overdue, missing, interrupted, failed or tampered: someone should look.
     pub attention: bool,
+    /// Previous generations whose deletion is held because consumers still use them, in words
+    /// ("g3 still in use: last token 12m ago, ...").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
 }
 
 /// A command's observability outputs, opened from its flags before the run.

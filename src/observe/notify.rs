@@ -19,7 +19,7 @@ pub enum WebhookFormat {
 /// What a notification is about.
 #[derive(Clone, Debug, Serialize)]
 pub struct Notice {
-    /// `slot_failed`, `slot_tampered` or `slot_stuck`.
+    /// `slot_failed`, `slot_tampered`, `slot_stuck` or `draining_in_use`.
     pub event: &'static str,
     pub time: chrono::DateTime<chrono::Utc>,
     pub run_id: uuid::Uuid,
@@ -53,6 +53,23 @@ impl Notifier {
     }
 
     pub fn slot_finished(&self, e: &SlotFinished) {
+        if !e.held.is_empty() {
+            self.queue(Notice {
+                event: "draining_in_use",
+                time: e.time,
+                run_id: e.run_id,
+                slot: e.slot.clone(),
+                provider: e.provider.clone(),
+                tenant: e.tenant.clone(),
+                error_kind: None,
+                detail: e.held.join("; "),
+                action: format!(
+                    "A consumer still uses slot {}'s previous client after its grace, so rekey keeps it. Find the consumers that have not reloaded (pods that read the pair once, CI jobs, cron hosts) and restart them so they read the current pair; the next run deletes the old client once the platform shows it quiet for drain_quiet. See docs/src/operating.md, \"A client held in use\".",
+                    e.slot
+                ),
+                host: gethostname::gethostname().to_string_lossy().into_owned(),
+            });
+        }
         if e.result != "failed" {
             return;
         }
@@ -117,6 +134,7 @@ impl Notifier {
                 let what = match n.event {
                     "slot_failed" => "rotation failed",
                     "slot_tampered" => "tampered record",
+                    "draining_in_use" => "old client still in use",
                     _ => "slot stuck",
                 };
                 serde_json::json!({

@@ -111,8 +111,37 @@ pub struct ClientInfo {
     pub object_id: String,
     pub name: String,
     pub created_at: Option<DateTime<Utc>>,
-    /// When the client last got a token, if the platform says (used before deleting).
-    pub last_used: Option<DateTime<Utc>>,
+    /// Whether consumers still get tokens with it, as the platform's listing says (read before
+    /// a draining client is deleted: docs/src/protocol.md, "Draining").
+    pub usage: Usage,
+}
+
+/// A client's use as the platform reports it in a listing. Read without using the client, so
+/// rekey's own look never counts as a use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    /// The answer carries no usage field: nothing can be concluded, and a draining client is
+    /// deleted at the end of its grace, as before (never "unknown means unused").
+    Unreported,
+    /// The platform reports that the client never got a token.
+    Never,
+    /// The client's last token, and how many it got in its life where the platform counts.
+    LastToken {
+        at: DateTime<Utc>,
+        count: Option<u64>,
+    },
+}
+
+impl Usage {
+    /// From a last-token time and a count, each `None` when the answer lacks the field (or, for
+    /// the time, holds null): a count of 0, or a null time beside a count, is "never".
+    pub fn from_fields(at: Option<DateTime<Utc>>, count: Option<u64>) -> Usage {
+        match (at, count) {
+            (Some(at), _) => Usage::LastToken { at, count },
+            (None, Some(_)) => Usage::Never,
+            (None, None) => Usage::Unreported,
+        }
+    }
 }
 
 /// The privileged credential a provider acts with. Shared, so that after rekey rotates its own

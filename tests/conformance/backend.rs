@@ -164,6 +164,7 @@ async fn pending_promote(h: &dyn Harness) {
     rec.draining.push(Draining {
         credential: old,
         delete_after: Utc::now(),
+        hold: None,
     });
     rec.current = rec.pending.take();
     rec.op = None;

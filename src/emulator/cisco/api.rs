@@ -173,6 +173,7 @@ pub async fn list_clients(
     let num = |k: &str| q.get(k).and_then(|v| v.parse::<usize>().ok());
     let offset = num("offset").unwrap_or(0);
     let limit = num("limit").unwrap_or(1000).clamp(1, 1000);
+    let omit_last_used = api.shared.faults().faults().omit_last_used;
     let state = api.shared.state.lock().await;
     let list: Vec<Value> = state
         .cisco
@@ -180,7 +181,13 @@ pub async fn list_clients(
         .into_iter()
         .skip(offset)
         .take(limit)
-        .map(|c| model(c, None))
+        .map(|c| {
+            let mut m = model(c, None);
+            if omit_last_used && let Some(o) = m.as_object_mut() {
+                o.remove("last-used-at");
+            }
+            m
+        })
         .collect();
     ok_json(StatusCode::OK, &Value::Array(list))
 }

@@ -61,7 +61,8 @@ pub async fn token(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes)
                 "client authentication failed",
             );
         }
-        state.cisco.note_token_request(&client.id);
+        let at = state.now();
+        state.cisco.note_token_request(&client.id, at);
         claims_for(&client, now.timestamp())
     };
     token_response(&json!({

@@ -138,7 +138,8 @@ pub async fn token(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes)
             secret_epoch: client.secret_epoch,
         };
         let object_id = client.id.clone();
-        state.taegis.note_token_request(&object_id);
+        let at = state.now();
+        state.taegis.note_token_request(&object_id, at);
         claims
     };
     let expiry = Utc

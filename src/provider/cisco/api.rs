@@ -5,7 +5,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::provider::session::{DecodeToken, Platform, status_error};
 use crate::provider::token::Token;
-use crate::provider::{ClientInfo, IssuedClient};
+use crate::provider::{ClientInfo, IssuedClient, Usage};
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use governor::clock::{Clock, DefaultClock};
@@ -206,8 +206,28 @@ pub(crate) fn client_info(v: &Value) -> Result<ClientInfo> {
         object_id: id.to_string(),
         name: s("name").unwrap_or_default().to_string(),
         created_at: time(&["created-at", "created_at", "createdAt"]),
-        last_used: time(&["last-used-at", "last_used_at", "lastUsedAt"]),
+        // The last-used field is inferred, not documented (docs/src/platforms/cisco.md): an
+        // answer without it reports no usage, and draining falls back to the grace alone.
+        usage: last_used(v),
     })
+}
+
+/// A client's use from its last-used field: a time, `null` (never used), or absent (the
+/// platform reports nothing). A value that is not a time reports nothing either: it is never
+/// taken for "never used".
+fn last_used(v: &Value) -> Usage {
+    const KEYS: [&str; 3] = ["last-used-at", "last_used_at", "lastUsedAt"];
+    match KEYS.iter().find_map(|k| v.get(k)) {
+        None => Usage::Unreported,
+        Some(Value::Null) => Usage::Never,
+        Some(t) => t
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or(Usage::Unreported, |at| Usage::LastToken {
+                at: at.with_timezone(&Utc),
+                count: None,
+            }),
+    }
 }
 
 /// The one place Cisco answers become errors. Error bodies (`{"error", "error_description"}`)

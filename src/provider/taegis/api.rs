@@ -5,7 +5,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::provider::session::{DecodeToken, Platform, status_error};
 use crate::provider::token::Token;
-use crate::provider::{ClientInfo, ClientSpec, IssuedClient};
+use crate::provider::{ClientInfo, ClientSpec, IssuedClient, Usage};
 use crate::scrub::Scrubber;
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 pub(super) const PER_PAGE: usize = 100;
-const CLIENT_FIELDS: &str = "id clientID name createdAt tokenRequestTime";
+const CLIENT_FIELDS: &str = "id clientID name createdAt tokenRequestTime tokenRequestCount";
 pub(super) const GRAPHQL_PATH: &str = "/graphql";
 
 /// What Taegis adds to the shared session: its token endpoint and how to read its answer.
@@ -80,6 +80,7 @@ pub(crate) struct ClientWire {
     pub(super) name: String,
     created_at: Option<String>,
     token_request_time: Option<String>,
+    token_request_count: Option<u64>,
 }
 
 impl ClientWire {
@@ -89,7 +90,10 @@ impl ClientWire {
             object_id: self.id,
             name: self.name,
             created_at: parse_time(self.created_at.as_deref()),
-            last_used: parse_time(self.token_request_time.as_deref()),
+            usage: Usage::from_fields(
+                parse_time(self.token_request_time.as_deref()),
+                self.token_request_count,
+            ),
         }
     }
 }
