@@ -33,10 +33,15 @@ fault_campaign_check.py (standard clients only). Scenarios:
 - prune:     a slot is added, then removed with prune = true: its client keeps working for its
              grace, and is deleted by a run after it
 - panic:     one slot's work panics (REKEY_PANIC_AT): that slot fails alone, the next run heals it
+- drain:     after a rotation, consumers keep using some previous pairs past their grace (on the
+             emulator's clock, moved as far as rekey's); runs after the grace, one of them
+             SIGKILLed, must delete the unused previous clients and none of the used ones
 
 Every world also holds foreign clients from the start: clients named like rekey's
 (`rekey-<slot>-g7`, `rekey-<slot>-g3-deadbeef`, on both platforms) that rekey did not make. The
-check counts foreign clients deleted and live pairs killed; both must be zero.
+check counts foreign clients deleted and live pairs killed; both must be zero. The drain
+scenario counts the clients a consumer used within the quiet window that were deleted
+(`used_deleted`); it must be zero too.
 
 Prints the seed first and one line of figures last (`campaign: ... failures: N`). Exits 1 if
 any check failed. Writes no secret anywhere but the servers' own storage; every captured
@@ -96,9 +101,9 @@ AWS_ENV = {
 PLANS = {
     # scenarios per world; the campaign runs file, vault and aws worlds
     "short": {"kill": 2, "backend": 1, "emulator": 1, "lost": 2, "concurrent": 1, "slow": 1,
-              "twin": 1, "forged": 1, "stall": 1, "prune": 1, "panic": 1},
+              "twin": 1, "forged": 1, "stall": 1, "prune": 1, "panic": 1, "drain": 1},
     "full": {"kill": 70, "backend": 8, "emulator": 6, "lost": 10, "concurrent": 17, "slow": 9,
-             "twin": 8, "forged": 6, "stall": 10, "prune": 6, "panic": 5},
+             "twin": 8, "forged": 6, "stall": 10, "prune": 6, "panic": 5, "drain": 8},
 }
 
 
@@ -287,7 +292,8 @@ class Campaign:
             "concurrent_processes", "backend_restarts", "backend_freezes", "emulator_restarts",
             "lost_answer_scenarios", "slow_scenarios", "normal_runs", "checks", "slots_checked",
             "twin_trials", "forged_records", "stalled_runs", "stalls_fenced", "prune_trials",
-            "panics", "foreign_checked", "foreign_deleted", "live_pairs_killed")}
+            "panics", "foreign_checked", "foreign_deleted", "live_pairs_killed", "drain_trials",
+            "drain_used", "used_deleted", "drain_unused_deleted")}
         self.emu_faults = {}
         self.emu_base = {}
         self.emu = self.bao = self.moto = None
@@ -815,6 +821,64 @@ class Campaign:
         self.figures["panics"] += 1
         self.end(w, why)
 
+    def sc_drain(self, w, i):
+        """Usage-aware draining under a kill. The rotation run leaves every alternate slot's
+        previous client draining (grace 1 day); consumers keep using a random half of them an
+        hour after the grace ended, on the emulator's clock moved as far as rekey's. A run
+        10 minutes later (SIGKILLed at a random moment, then run again) must delete the unused
+        previous clients and keep every used one: a client a consumer used within the quiet
+        window (2 h) is never deleted."""
+        why = f"{w.name} drain#{i}"
+        self.begin(w, "drain")
+        p = w.start()
+        if w.wait(p) != 0:
+            self.fail(f"{why}: the rotation run exited {p.returncode}: {w.tail(p)}")
+        kinds = {s["name"]: s["kind"] for s in w.slots}
+        draining = []  # (slot, kind, client_id, secret)
+        for slot, (rec, _) in w.reader.read_all().items():
+            if slot not in kinds or not rec.get("draining"):
+                continue
+            for d in rec["draining"]:
+                c = d["credential"]
+                draining.append((slot, kinds[slot], c["client_id"], c["secret"]))
+                self.secret_set.add(c["secret"])
+                self.scanner.add(c["secret"])
+        used = [d for d in draining if self.rng.random() < 0.5]
+        if draining and not used:
+            used = [self.rng.choice(draining)]
+        platform = self.platform(w)
+        platform.fresh_home()
+        # An hour after the grace (day + 1d) ended, on rekey's clock.
+        self.emu.set_clock((w.day * 86400) + 86400 + 3600)
+        try:
+            for slot, kind, cid, secret in used:
+                ok = (platform.cisco_login_ok(cid, secret) if kind == "cisco"
+                      else platform.taegis_login_ok(cid, secret))
+                if not ok:
+                    self.fail(f"{why}: {slot}'s previous pair {cid} does not log in inside its grace")
+        finally:
+            self.emu.set_clock(0)
+        clock = f"{w.day}d 25h 10m"
+        p = w.start(clock=clock)
+        self.kill_at_random(w, p)
+        p = w.start(clock=clock)
+        if w.wait(p) != 0:
+            self.fail(f"{why}: the run after the grace exited {p.returncode}: {w.tail(p)}")
+        listed = check.listed_ids(platform)
+        used_ids = {d[2] for d in used}
+        for slot, kind, cid, _ in draining:
+            if cid in used_ids and cid not in listed:
+                self.figures["used_deleted"] += 1
+                self.fail(f"{why}: {slot}'s previous client {cid} was deleted although a consumer "
+                          "used it within the quiet window")
+            elif cid not in used_ids and cid in listed:
+                self.fail(f"{why}: {slot}'s unused previous client {cid} outlived its grace")
+            elif cid not in used_ids:
+                self.figures["drain_unused_deleted"] += 1
+        self.figures["drain_used"] += len(used)
+        self.figures["drain_trials"] += 1
+        self.end(w, why)
+
     # ---- the campaign -------------------------------------------------------------------------
 
     def run(self):
@@ -845,7 +909,7 @@ class Campaign:
         runners = {"kill": self.sc_kill, "backend": self.sc_backend, "emulator": self.sc_emulator,
                    "lost": self.sc_lost, "concurrent": self.sc_concurrent, "slow": self.sc_slow,
                    "twin": self.sc_twin, "forged": self.sc_forged, "stall": self.sc_stall,
-                   "prune": self.sc_prune, "panic": self.sc_panic}
+                   "prune": self.sc_prune, "panic": self.sc_panic, "drain": self.sc_drain}
         for n, (kind, i) in enumerate(order):
             for w in self.worlds:
                 try:

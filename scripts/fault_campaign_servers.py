@@ -158,6 +158,13 @@ class Emulator(Child):
         if status != 200:
             raise RuntimeError(f"emulator refused faults {faults}: {status} {body}")
 
+    def set_clock(self, offset_seconds):
+        """Moves the clock the emulator records clients' use by (a consumer "now" on rekey's
+        moved clock)."""
+        status, body = http("PUT", self.url + "/_emulator/clock", {"offset_seconds": offset_seconds})
+        if status != 200:
+            raise RuntimeError(f"emulator refused the clock offset: {status} {body}")
+
     def stats(self):
         status, body = http("GET", self.url + "/_emulator/stats")
         if status != 200:

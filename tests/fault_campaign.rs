@@ -92,6 +92,12 @@ fn short_campaign_finds_no_failure() {
     assert!(n("slow_scenarios") >= 3, "{figures}");
     assert_eq!(n("slots_checked"), n("checks") * 6, "{figures}");
     assert!(n("faults_injected") > 0, "{figures}");
+    // Usage-aware draining: consumers used some previous clients past their grace; none of
+    // those was deleted, and the unused ones were.
+    assert!(n("drain_trials") >= 3, "{figures}");
+    assert!(n("drain_used") >= 3, "{figures}");
+    assert_eq!(n("used_deleted"), 0, "{figures}");
+    assert!(n("drain_unused_deleted") >= 1, "{figures}");
 }
 
 /// Found by the fault campaign: `apply` and `apply --force` launched together on a loaded

@@ -1,7 +1,10 @@
 //! `rekey demo`: the whole job on the embedded default, with no setup. It starts the emulator on
 //! a loopback port with three tenants and their bootstrap clients, writes an age identity, the
 //! bootstrap secrets (as 0600 files) and a sample inventory into a directory, then runs
-//! plan → apply → a forced rotation → verify → status → a final apply that must change nothing.
+//! plan → apply → a forced rotation → verify → status → an apply that must change nothing →
+//! past the grace, an apply that deletes the old clients but holds the one a consumer still uses
+//! → once that consumer has moved, the apply that deletes it. Each step checks its outcome on
+//! the platform and in the store, not just its exit code; time moves on the demo's own clock.
 
 use crate::app::commands::{self as app, exit};
 use crate::cli::{DemoArgs, OutputFormat, RunArgs};
@@ -130,8 +133,6 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
         &recipient[..12]
     );
 
-    // The whole inventory, whatever JOB_COMPLETION_INDEX / REKEY_SHARD_COUNT say.
-    const WHOLE: Option<crate::shard::Shard> = Some(crate::shard::Shard { index: 0, count: 1 });
     // Yesterday: the legacy slot was in use. Today's inventory retires it.
     std::fs::write(&inventory, inventory_text(&emu.url(), false)).map_err(io_err(&inventory))?;
     let quiet = RunArgs {
@@ -153,66 +154,159 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
     }
     std::fs::write(&inventory, inventory_text(&emu.url(), true)).map_err(io_err(&inventory))?;
 
-    let run = |only: Vec<String>, force: bool| RunArgs {
-        config: inventory.clone(),
-        only,
-        force,
-        allow_mass_retire: false,
-        output: OutputFormat::Table,
-        concurrency: None,
-        obs: Default::default(),
-        shard: WHOLE,
+    let demo = Demo {
+        inventory: inventory.clone(),
+        clock: Arc::new(DemoClock::default()),
+        emu: &emu,
     };
     let mut failures = Vec::new();
 
     heading("1. rekey plan -c inventory.toml   (what would change, and why; changes nothing)");
-    app::plan(&run(vec![], false)).await?;
+    let engine = demo.engine(vec![], false).await?;
+    print!("{}", crate::app::report::plan_table(&engine.plan().await?));
 
     heading(
         "2. rekey apply -c inventory.toml   (create, retire; the bootstrap slot last and alone)",
     );
-    check(
-        &mut failures,
-        "first apply",
-        app::apply(&run(vec![], false)).await?,
-    );
+    let first = demo.apply(vec![], false).await?;
+    check(&mut failures, "first apply", app::apply_exit_code(&first));
+    for o in &first {
+        if o.slot != RETIRED_SLOT && o.generation != Some(1) {
+            failures.push(format!("{} holds no g1 after the first apply", o.slot));
+        }
+    }
+    if demo.record(RETIRED_SLOT).await?.is_some() {
+        failures.push(format!("the retired slot {RETIRED_SLOT} is still stored"));
+    }
 
+    // The demo's own clock (not a test hook) moves on, so that "now" is later than what step 2
+    // issued, as it is for a real forced rotation.
+    demo.clock.advance(chrono::Duration::hours(1));
     heading(
-        "3. rekey apply --force --only 'siem-ingest-*'   (rotate now: new client, old one drains for its grace)",
+        "3. an hour later: rekey apply --force --only 'siem-ingest-*'   (rotate now: a new client each; the old one drains)",
     );
+    let mut old_pairs = Vec::new();
+    let forced = demo.apply(vec!["siem-ingest-*".into()], true).await?;
     check(
         &mut failures,
         "forced rotation",
-        app::apply(&run(vec!["siem-ingest-*".into()], true)).await?,
+        app::apply_exit_code(&forced),
     );
+    for o in &forced {
+        let rec = demo.record(&o.slot).await?;
+        let promoted = o.actions.iter().any(|a| a == "promoted g2");
+        let old = rec
+            .as_ref()
+            .and_then(|r| Some((r.tenant.clone(), r.draining.first()?.credential.clone())));
+        let alive = match &old {
+            Some((tenant, g1)) => demo.platform_has(tenant, &g1.client_id).await?,
+            None => false,
+        };
+        match old {
+            Some((tenant, g1)) if promoted && alive => old_pairs.push((o.slot.clone(), tenant, g1)),
+            _ => failures.push(format!(
+                "{} was not rotated to g2 with g1 draining and alive",
+                o.slot
+            )),
+        }
+    }
+    if forced.len() != 3 {
+        failures.push(format!(
+            "the forced rotation touched {} slots, not 3",
+            forced.len()
+        ));
+    }
 
-    heading("4. rekey verify -c inventory.toml   (a token exchange with every stored pair)");
-    check(
-        &mut failures,
-        "verify",
-        app::verify(&run(vec![], false)).await?,
+    heading(
+        "4. rekey verify -c inventory.toml   (a token exchange with every pair consumers read)",
     );
+    let engine = demo.engine(vec![], false).await?;
+    let rows = app::verify_rows(&engine).await?;
+    print!("{}", app::verify_table(&rows));
+    if rows.iter().any(|r| !r.ok) {
+        failures.push("verify found a pair that does not work".into());
+    }
 
     heading("5. rekey status -c inventory.toml");
-    check(
-        &mut failures,
-        "status",
-        app::status(&run(vec![], false)).await?,
-    );
+    demo.status(&mut failures, false).await?;
 
     heading("6. rekey apply -c inventory.toml   (again: nothing is due, nothing changes)");
-    let engine = app::engine(&run(vec![], false), Arc::new(crate::clock::SystemClock)).await?;
-    let again = engine.apply().await?;
-    print!("{}", crate::app::report::apply_table(&again));
+    let again = demo.apply(vec![], false).await?;
     if again.iter().any(|o| !o.actions.is_empty()) || app::apply_exit_code(&again) != exit::OK {
         failures.push("the second apply changed something".to_string());
+    }
+
+    // Past the 24 h grace. One consumer of siem-ingest-acme never reloaded: it still gets
+    // tokens with g1, so rekey holds that client (docs/src/protocol.md, "Draining").
+    demo.clock.advance(chrono::Duration::hours(25));
+    let late = old_pairs
+        .iter()
+        .find(|(slot, ..)| slot == "siem-ingest-acme");
+    if let Some((_, _, g1)) = late {
+        demo.consumer_token(&g1.pair()).await?;
+    }
+    demo.clock.advance(chrono::Duration::minutes(5));
+    heading(
+        "7. a day later, past the grace: rekey apply   (old clients go, but one a consumer still uses is held)",
+    );
+    let drained = demo.apply(vec![], false).await?;
+    for (slot, tenant, g1) in &old_pairs {
+        let alive = demo.platform_has(tenant, &g1.client_id).await?;
+        let acted = drained
+            .iter()
+            .find(|o| &o.slot == slot)
+            .map(|o| o.actions.clone())
+            .unwrap_or_default();
+        let held = slot == "siem-ingest-acme";
+        let ok = if held {
+            alive && acted.iter().any(|a| a.starts_with("held g1 still in use"))
+        } else {
+            !alive && acted.iter().any(|a| a == "deleted g1")
+        };
+        if !ok {
+            failures.push(format!(
+                "{slot}: g1 should have been {} (actions: {acted:?})",
+                if held {
+                    "held: its consumer still uses it"
+                } else {
+                    "deleted"
+                }
+            ));
+        }
+    }
+    heading("   rekey status -c inventory.toml   (why g1 of siem-ingest-acme is still there)");
+    demo.status(&mut failures, true).await?;
+
+    // The consumer reloads and uses g2 from now on; g1 gets no token for two hours.
+    if let Some((slot, tenant, g1)) = late {
+        let current = demo.record(slot).await?.and_then(|r| r.current);
+        if let Some(c) = current {
+            demo.consumer_token(&c.pair()).await?;
+        }
+        demo.clock.advance(chrono::Duration::minutes(125));
+        heading(
+            "8. the consumer moved to g2; two hours later: rekey apply   (g1 has been quiet: deleted)",
+        );
+        let last = demo.apply(vec![], false).await?;
+        let acted = last
+            .iter()
+            .find(|o| &o.slot == slot)
+            .map(|o| o.actions.clone())
+            .unwrap_or_default();
+        if demo.platform_has(tenant, &g1.client_id).await?
+            || !acted.iter().any(|a| a == "deleted g1")
+        {
+            failures.push(format!(
+                "{slot}: g1 was not deleted once quiet (actions: {acted:?})"
+            ));
+        }
     }
 
     emu.shutdown().await;
     println!();
     if failures.is_empty() {
         println!(
-            "demo finished: every slot holds a verified pair, the retired slot is gone, and no secret was printed."
+            "demo finished: checked that every slot holds a verified pair, the retired slot is gone, the forced rotation moved 3 slots to g2 with g1 draining, old clients were deleted after their grace except the one a consumer still used, which went once it was quiet, and no secret was printed."
         );
         println!(
             "a consumer reads a slot with:  rekey get -c {} SLOT",
@@ -227,6 +321,121 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
         Ok(exit::ATTENTION)
     }
 }
+
+/// The demo's own clock: real time plus an offset the demo moves forward between steps.
+#[derive(Default)]
+struct DemoClock(std::sync::atomic::AtomicI64);
+
+impl DemoClock {
+    fn advance(&self, by: chrono::Duration) {
+        self.0
+            .fetch_add(by.num_seconds(), std::sync::atomic::Ordering::SeqCst);
+    }
+    fn offset(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+impl crate::clock::Clock for DemoClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.offset()
+    }
+}
+
+/// What every step needs: the inventory, the demo's clock and the emulator.
+struct Demo<'a> {
+    inventory: PathBuf,
+    clock: Arc<DemoClock>,
+    emu: &'a emulator::EmulatorHandle,
+}
+
+impl Demo<'_> {
+    async fn engine(&self, only: Vec<String>, force: bool) -> Result<Arc<crate::engine::Engine>> {
+        let args = RunArgs {
+            config: self.inventory.clone(),
+            only,
+            force,
+            allow_mass_retire: false,
+            output: OutputFormat::Table,
+            concurrency: None,
+            obs: Default::default(),
+            shard: WHOLE,
+        };
+        app::engine(&args, self.clock.clone()).await
+    }
+
+    async fn apply(
+        &self,
+        only: Vec<String>,
+        force: bool,
+    ) -> Result<Vec<crate::engine::SlotOutcome>> {
+        let outcomes = self.engine(only, force).await?.apply().await?;
+        print!(
+            "{}",
+            crate::terminal::paint(&crate::app::report::apply_table(&outcomes))
+        );
+        Ok(outcomes)
+    }
+
+    async fn status(&self, failures: &mut Vec<String>, expect_held: bool) -> Result<()> {
+        let rows = app::status_rows(&*self.engine(vec![], false).await?).await?;
+        print!("{}", crate::terminal::paint(&app::status_table(&rows)));
+        if rows.iter().any(|r| r.attention) {
+            failures.push("status found a slot that needs attention".into());
+        }
+        if rows.iter().any(|r| !r.held.is_empty()) != expect_held {
+            failures.push(format!(
+                "status should {}show a held client",
+                if expect_held { "" } else { "not " }
+            ));
+        }
+        Ok(())
+    }
+
+    async fn record(&self, slot: &str) -> Result<Option<crate::record::SlotRecord>> {
+        let engine = self.engine(vec![], false).await?;
+        Ok(engine.backends["local"].read(slot).await?.map(|v| v.record))
+    }
+
+    /// A consumer's token request with `pair`, made "now" on the demo's clock.
+    async fn consumer_token(&self, pair: &crate::secret::ClientPair) -> Result<()> {
+        self.emu.set_clock_offset(self.clock.offset()).await;
+        let resp = crate::http::client()
+            .post(format!("{}/auth/api/v2/auth/token", self.emu.url()))
+            .basic_auth(&pair.client_id, Some(pair.secret.expose()))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .map_err(|e| crate::http::classify_transport(e, "the demo's consumer"))?;
+        if !resp.status().is_success() {
+            return Err(Error::internal(format!(
+                "the demo's consumer could not get a token with {}: HTTP {}",
+                pair.client_id,
+                resp.status().as_u16()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the platform still holds the client (the emulator's own listing, not a use).
+    async fn platform_has(&self, tenant: &str, client_id: &str) -> Result<bool> {
+        let list: Vec<emulator::ClientSummary> = crate::http::client()
+            .get(format!(
+                "{}/_emulator/tenants/{tenant}/clients",
+                self.emu.url()
+            ))
+            .send()
+            .await
+            .map_err(|e| crate::http::classify_transport(e, "the emulator"))?
+            .json()
+            .await
+            .map_err(|e| Error::internal(format!("the emulator's client list: {e}")))?;
+        Ok(list.iter().any(|c| c.client_id == client_id))
+    }
+}
+
+/// The whole inventory, whatever JOB_COMPLETION_INDEX / REKEY_SHARD_COUNT say.
+const WHOLE: Option<crate::shard::Shard> = Some(crate::shard::Shard { index: 0, count: 1 });
 
 use std::sync::Arc;
 

@@ -388,3 +388,31 @@ fn prune_with_no_slots_is_refused() {
     parse_ok(&format!("[settings]\nprune = false\n{no_slots}"));
     parse_ok(no_slots);
 }
+
+#[test]
+fn the_drain_policy_defaults_to_until_unused_and_a_slot_overrides_defaults() {
+    let inv = parse_ok(BASE);
+    assert_eq!(inv.slots[0].drain, DrainPolicy::default());
+    assert_eq!(inv.slots[0].drain.mode, DrainMode::UntilUnused);
+    assert_eq!(inv.slots[0].drain.on_timeout, OnDrainTimeout::Keep);
+    let text = format!(
+        "[defaults]\ndrain_quiet = \"3h\"\non_drain_timeout = \"delete\"\n\n{BASE}drain = \"grace-only\"\ndrain_timeout = \"2d\"\n"
+    );
+    let d = parse_ok(&text).slots[0].drain;
+    assert_eq!(d.mode, DrainMode::GraceOnly);
+    assert_eq!(d.quiet, Duration::from_secs(3 * 3600), "from [defaults]");
+    assert_eq!(d.timeout, Duration::from_secs(2 * 86400));
+    assert_eq!(d.on_timeout, OnDrainTimeout::Delete);
+}
+
+#[test]
+fn a_bad_drain_policy_names_its_line_key_and_the_choices() {
+    let e = one(&format!("{BASE}drain = \"whenever\"\n"));
+    assert_eq!((e.key.as_str(), e.line), ("slots[0].drain", Some(15)));
+    assert!(e.message.contains("\"until-unused\"") && e.message.contains("\"grace-only\""), "{e}");
+    let e = one(&format!("[defaults]\non_drain_timeout = \"maybe\"\n\n{BASE}"));
+    assert_eq!((e.key.as_str(), e.line), ("defaults.on_drain_timeout", Some(2)));
+    assert!(e.message.contains("\"keep\""), "{e}");
+    let e = one(&format!("{BASE}drain_quiet = \"0s\"\n"));
+    assert_eq!(e.key, "slots[0].drain_quiet");
+}

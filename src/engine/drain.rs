@@ -103,11 +103,17 @@ impl SlotRun<'_> {
         };
         let now = self.now();
         let quiet = Duration::from_std(policy.quiet).unwrap_or(Duration::MAX);
+        // As for draining, a token no later than rekey's own last use may be rekey's.
+        let own = match entry.bootstrap_slot.as_deref() == Some(self.slot()) {
+            true => Some(now),
+            false => current.verified_at,
+        };
         if let Some(Usage::LastToken { at, .. }) = listed
             .iter()
             .find(|i| i.object_id == current.object_id)
             .map(|i| i.usage)
             && at > now - quiet
+            && own.is_none_or(|own| at > own)
         {
             let warning = format!(
                 "warning: consumers used g{}'s secret {} ago; in place it dies now, and they fail until they read g{generation}",

@@ -1,5 +1,6 @@
-//! Webhook notifications: one message per failed slot and per slot stuck with an operation in
-//! flight across runs. `generic` posts the event as JSON; `slack` posts `{"text": ...}` (Slack
+//! Webhook notifications: one message per failed slot, per slot stuck with an operation in
+//! flight across runs, and per slot whose previous client is held because consumers still use
+//! it (`draining_in_use`). `generic` posts the event as JSON; `slack` posts `{"text": ...}` (Slack
 //! incoming webhooks, Mattermost, and most chat tools accept it). Each message is retried on
 //! network errors and 5xx/429 with a per-attempt timeout. Payloads carry ids, never secrets.
 
