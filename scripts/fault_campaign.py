@@ -170,6 +170,8 @@ class World:
         self.backend_section = self.backend_name = None
         self.settings_extra = []
         self.concurrency = 4
+        # Previous clients the drain scenario saw deleted after their grace (unused).
+        self.drained = set()
 
     def write_inventory(self, backend_section=None, backend_name=None, path="inventory.toml"):
         c = self.c
@@ -252,7 +254,8 @@ class World:
         platform.fresh_home()
         twin_ids, twin_fails = self.c.check_twin(self, platform)
         extra = {"slots": set(self.retiring),
-                 "clients": {v[1] for v in self.retiring.values()} | twin_ids}
+                 "clients": {v[1] for v in self.retiring.values()} | twin_ids,
+                 "drained": self.drained}
         fails, snap, n = check.check_world(self, self.reader, platform, self.snapshot,
                                            expect_rotation, self.c.secret_set,
                                            foreign=self.foreign, extra=extra)
@@ -875,6 +878,7 @@ class Campaign:
                 self.fail(f"{why}: {slot}'s unused previous client {cid} outlived its grace")
             elif cid not in used_ids:
                 self.figures["drain_unused_deleted"] += 1
+                w.drained.add(cid)
         self.figures["drain_used"] += len(used)
         self.figures["drain_trials"] += 1
         self.end(w, why)
@@ -963,9 +967,10 @@ class Campaign:
         self.say(f"campaign: seed {self.seed}, {f['scenarios']} scenarios ({f['kill_scenarios']} kill-and-recover, "
                  f"{f['sigkills']} SIGKILLs; {f['concurrent_trials']} concurrent trials; {f['twin_trials']} twin, "
                  f"{f['forged_records']} forged, {f['stalled_runs']} stalled ({f['stalls_fenced']} fenced), "
-                 f"{f['prune_trials']} prune, {f['panics']} panic), {faults} faults injected, "
-                 f"{f['slots_checked']} slots checked, foreign clients deleted: {f['foreign_deleted']}, "
-                 f"live pairs killed: {f['live_pairs_killed']}, failures: {len(self.failures)}")
+                 f"{f['prune_trials']} prune, {f['panics']} panic, {f['drain_trials']} drain), "
+                 f"{faults} faults injected, {f['slots_checked']} slots checked, foreign clients deleted: "
+                 f"{f['foreign_deleted']}, live pairs killed: {f['live_pairs_killed']}, clients in use "
+                 f"deleted: {f['used_deleted']} of {f['drain_used']}, failures: {len(self.failures)}")
         return 1 if self.failures else 0
 
 
