@@ -56,7 +56,7 @@ their platform with a bootstrap credential, and stores each new CLIENT_ID/CLIENT
 backend. A new pair is stored before it is used, verified before it becomes current, and the old one \
 is deleted only after a grace period.\n\nExit codes: 0 success; 1 some slots failed or need attention; \
 2 bad configuration or usage (also: root in the container without --allow-root); 3 another run holds a slot's lease; 4 a provider or backend was \
-unreachable before any change.",
+unreachable before any change; 5 `plan --detailed-exitcode`: changes are pending.",
     after_help = "Try it with no setup:  rekey demo"
 )]
 pub struct Cli {
@@ -146,13 +146,71 @@ pub enum Command {
     },
 }
 
+/// The shared flags each command does not use, with why. Given on the command line they are
+/// refused (exit 2) rather than ignored, so that `status --webhook URL` cannot look as if it
+/// notified anyone. Values from the environment (a CronJob's `REKEY_*` variables, set for every
+/// command of the image) are not refused.
+fn unused_flags(command: &str) -> (&'static [&'static str], &'static str) {
+    const OUTPUTS: [&str; 8] = [
+        "metrics_file",
+        "pushgateway",
+        "metrics_instance",
+        "audit_log",
+        "webhook",
+        "webhook_format",
+        "webhook_timeout",
+        "webhook_events",
+    ];
+    static PLAN: std::sync::LazyLock<Vec<&str>> =
+        std::sync::LazyLock::new(|| [&OUTPUTS[..], &["allow_mass_retire"]].concat());
+    static READ_ONLY: std::sync::LazyLock<Vec<&str>> = std::sync::LazyLock::new(|| {
+        [
+            &OUTPUTS[..],
+            &[
+                "force",
+                "allow_mass_retire",
+                "concurrency",
+                "detailed_exitcode",
+            ],
+        ]
+        .concat()
+    });
+    match command {
+        "plan" => (&PLAN, "plan changes nothing and sends nothing"),
+        "status" | "verify" => (&READ_ONLY, "it only reads, one slot after another"),
+        "apply" | "run" => (&["detailed_exitcode"], "it is a plan flag"),
+        _ => (&[], ""),
+    }
+}
+
+/// Refuses a flag the command does not use (see [`unused_flags`]).
+pub fn refuse_unused(matches: &clap::ArgMatches) -> Result<(), String> {
+    let Some((name, sub)) = matches.subcommand() else {
+        return Ok(());
+    };
+    let (refused, why) = unused_flags(name);
+    for id in sub.ids() {
+        let id = id.as_str();
+        if refused.contains(&id)
+            && sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+        {
+            return Err(format!(
+                "--{} does nothing for `rekey {name}` ({why}); leave it out",
+                id.replace('_', "-")
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// The inventory (TOML).
     #[arg(short, long, env = "REKEY_CONFIG", value_name = "FILE")]
     pub config: PathBuf,
 
-    /// Only slots whose name matches (exact name, or a glob with `*`). Repeatable.
+    /// Only slots whose name matches (exact name, or a glob with `*`). Repeatable. A selector
+    /// that matches no slot is an error (exit 2).
     #[arg(long, value_name = "SELECTOR")]
     pub only: Vec<String>,
 
@@ -165,9 +223,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_mass_retire: bool,
 
-    /// Report format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    /// Report format on stdout: an aligned table, or one JSON document on one line
+    /// (docs/src/operating.md, "Machine-readable output").
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+
+    /// `plan` only: exit 5 when something would change, 0 when nothing would (for pipelines).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 
     /// Slots worked on at once (default from the inventory, else 16).
     #[arg(long)]
@@ -247,7 +310,7 @@ pub struct CheckArgs {
     #[arg(short, long, env = "REKEY_CONFIG", value_name = "FILE")]
     pub config: PathBuf,
     /// Report format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 }
 
@@ -290,7 +353,7 @@ pub struct RollbackArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
     pub hold: std::time::Duration,
     /// Report format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     #[command(flatten)]
     pub obs: ObsArgs,
@@ -304,7 +367,8 @@ pub struct GetArgs {
     /// Slot name.
     pub slot: String,
     /// `env` prints CLIENT_ID=... and CLIENT_SECRET=... lines; `json` one object.
-    #[arg(long, value_enum, default_value_t = GetFormat::Env)]
+    /// (`--format` is the older name.)
+    #[arg(short = 'o', long = "output", alias = "format", value_enum, default_value_t = GetFormat::Env)]
     pub format: GetFormat,
 }
 

@@ -237,6 +237,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     pub const LOCKED: u8 = 3;
     pub const UNREACHABLE: u8 = 4;
+    /// `plan --detailed-exitcode`: something would change.
+    pub const PENDING: u8 = 5;
 }
 
 #[cfg(test)]

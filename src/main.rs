@@ -1,7 +1,7 @@
 //! The `rekey` binary: parse, set up logging, run, and print the one error (with its cause
 //! chain) before mapping it to a documented exit code.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use rekey::app::commands as app;
 use rekey::cli::{Cli, Command};
 use rekey::error::Result;
@@ -10,10 +10,15 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // First, before any secret is read: no core dumps (see src/harden.rs).
     let core_dumps = rekey::harden::disable_core_dumps();
-    let cli = rekey::cli::Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let verbosity = if cli.quiet { -1 } else { cli.verbose as i8 };
     rekey::logging::init(cli.log_format, verbosity);
     rekey::harden::log_core_dumps(core_dumps);
+    if let Err(why) = rekey::cli::refuse_unused(&matches) {
+        eprintln!("rekey: {why}");
+        return ExitCode::from(rekey::error::exit::USAGE);
+    }
     if let Err(err) = rekey::harden::check_not_root(cli.allow_root) {
         eprintln!(
             "rekey: {}",

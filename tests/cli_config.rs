@@ -323,7 +323,7 @@ async fn check_reports_every_backend_and_provider() {
         .rekey(&["check", "-c", "inventory.toml", "--output", "json"])
         .await;
     r.expect_code(0);
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    let rows = r.rows();
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|x| x["ok"] == true), "{rows:?}");
 

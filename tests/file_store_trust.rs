@@ -215,7 +215,7 @@ async fn a_forged_record_is_never_acted_on_and_is_reported_as_tampered() {
         .rekey(&["status", "-c", "inventory.toml", "--output", "json"])
         .await;
     status.expect_code(1);
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&status.stdout).unwrap();
+    let rows = status.rows();
     for slot in ["beta", "ghost"] {
         let r = rows.iter().find(|r| r["slot"] == slot).unwrap();
         assert_eq!(r["state"], "tampered", "{r}");

@@ -278,7 +278,7 @@ async fn a_pruned_slot_keeps_its_grace() {
     let plan = w
         .rekey(&["plan", "-c", "inventory.toml", "--output", "json"])
         .await;
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&plan.stdout).unwrap();
+    let rows = plan.rows();
     let row = rows.iter().find(|r| r["slot"] == "old").unwrap();
     assert!(
         row["reason"].as_str().unwrap().contains("retiring"),

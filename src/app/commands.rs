@@ -69,6 +69,7 @@ fn clock() -> Arc<dyn Clock> {
 }
 
 pub async fn plan(args: &RunArgs) -> Result<u8> {
+    let started = chrono::Utc::now();
     let outputs = crate::observe::Outputs::open(&Default::default())?;
     let engine = observed_engine(args, clock(), &outputs).await?;
     let bar = progress_bar(args, &engine, &outputs, "plan ").await?;
@@ -77,14 +78,22 @@ pub async fn plan(args: &RunArgs) -> Result<u8> {
         pb.finish_and_clear();
     }
     let rows = rows?;
+    let summary = report::Summary::of_plan(&rows);
     match args.output {
         OutputFormat::Table => print!("{}", crate::terminal::paint(&report::plan_table(&rows))),
-        OutputFormat::Json => print!("{}", report::json(&rows)),
+        OutputFormat::Json => print!(
+            "{}",
+            report::document("plan", engine.run_id, started, summary, &rows)
+        ),
     }
-    Ok(exit::OK)
+    Ok(match summary.changed {
+        Some(n) if n > 0 && args.detailed_exitcode => exit::PENDING,
+        _ => exit::OK,
+    })
 }
 
 pub async fn apply(args: &RunArgs) -> Result<u8> {
+    let started = chrono::Utc::now();
     let outputs = crate::observe::Outputs::open(&args.obs.options())?;
     let engine = observed_engine(args, clock(), &outputs).await?;
     let bar = progress_bar(args, &engine, &outputs, "apply").await?;
@@ -107,7 +116,16 @@ pub async fn apply(args: &RunArgs) -> Result<u8> {
             "{}",
             crate::terminal::paint(&report::apply_table(&outcomes))
         ),
-        OutputFormat::Json => print!("{}", report::json(&outcomes)),
+        OutputFormat::Json => print!(
+            "{}",
+            report::document(
+                "apply",
+                engine.run_id,
+                started,
+                report::Summary::of_outcomes(&outcomes),
+                &outcomes
+            )
+        ),
     }
     Ok(apply_exit_code(&outcomes))
 }
@@ -277,11 +295,22 @@ pub fn status_table(rows: &[StatusRow]) -> String {
 }
 
 pub async fn status(args: &RunArgs) -> Result<u8> {
+    let started = chrono::Utc::now();
     let engine = engine(args, clock()).await?;
     let rows = status_rows(&engine).await?;
     match args.output {
         OutputFormat::Table => print!("{}", crate::terminal::paint(&status_table(&rows))),
-        OutputFormat::Json => print!("{}", report::json(&rows)),
+        OutputFormat::Json => {
+            let summary = report::Summary {
+                total: rows.len(),
+                attention: Some(rows.iter().filter(|r| r.attention).count()),
+                ..Default::default()
+            };
+            print!(
+                "{}",
+                report::document("status", engine.run_id, started, summary, &rows)
+            )
+        }
     }
     Ok(if rows.iter().any(|r| r.attention) {
         exit::ATTENTION
@@ -422,11 +451,22 @@ pub fn verify_table(rows: &[VerifyRow]) -> String {
 }
 
 pub async fn verify(args: &RunArgs) -> Result<u8> {
+    let started = chrono::Utc::now();
     let engine = engine(args, clock()).await?;
     let rows = verify_rows(&engine).await?;
     match args.output {
         OutputFormat::Table => print!("{}", verify_table(&rows)),
-        OutputFormat::Json => print!("{}", report::json(&rows)),
+        OutputFormat::Json => {
+            let summary = report::Summary {
+                total: rows.len(),
+                failed: Some(rows.iter().filter(|r| !r.ok).count()),
+                ..Default::default()
+            };
+            print!(
+                "{}",
+                report::document("verify", engine.run_id, started, summary, &rows)
+            )
+        }
     }
     Ok(if rows.iter().all(|r| r.ok) {
         exit::OK
@@ -437,6 +477,7 @@ pub async fn verify(args: &RunArgs) -> Result<u8> {
 
 /// `rekey rollback SLOT`: the previous credential becomes current again (audited).
 pub async fn rollback(args: &crate::cli::RollbackArgs) -> Result<u8> {
+    let started = chrono::Utc::now();
     let outputs = crate::observe::Outputs::open(&args.obs.options())?;
     let inventory = config::load(&args.config)?;
     let mut engine = Engine::build(inventory, clock(), Options::default()).await?;
@@ -445,7 +486,16 @@ pub async fn rollback(args: &crate::cli::RollbackArgs) -> Result<u8> {
     let outcomes = vec![outcome];
     match args.output {
         OutputFormat::Table => print!("{}", report::apply_table(&outcomes)),
-        OutputFormat::Json => print!("{}", report::json(&outcomes)),
+        OutputFormat::Json => print!(
+            "{}",
+            report::document(
+                "rollback",
+                engine.run_id,
+                started,
+                report::Summary::of_outcomes(&outcomes),
+                &outcomes
+            )
+        ),
     }
     Ok(apply_exit_code(&outcomes))
 }
@@ -580,6 +630,7 @@ fn check_row(kind: &'static str, name: &str, r: Result<()>, ok_detail: &str) -> 
 }
 
 pub async fn check(args: &CheckArgs) -> Result<u8> {
+    let started = chrono::Utc::now();
     let inventory = config::load(&args.config)?;
     let engine = Engine::build(inventory, clock(), Options::default()).await?;
     let rows = check_rows(&engine).await;
@@ -596,7 +647,17 @@ pub async fn check(args: &CheckArgs) -> Result<u8> {
             }
             print!("{}", t.render());
         }
-        OutputFormat::Json => print!("{}", report::json(&rows)),
+        OutputFormat::Json => {
+            let summary = report::Summary {
+                total: rows.len(),
+                failed: Some(rows.iter().filter(|r| !r.ok).count()),
+                ..Default::default()
+            };
+            print!(
+                "{}",
+                report::document("check", engine.run_id, started, summary, &rows)
+            )
+        }
     }
     let unreachable = rows.iter().any(|r| {
         matches!(

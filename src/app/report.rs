@@ -143,6 +143,95 @@ pub fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// One value as one line of JSON (log shippers read a line at a time).
 pub fn json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string_pretty(value).expect("reports serialize") + "\n"
+    serde_json::to_string(value).expect("reports serialize") + "\n"
+}
+
+/// The version of the `--output json` document (docs/src/operating.md, "Machine-readable
+/// output"; its JSON Schema is docs/schema/report.schema.json). Raised when a field changes
+/// meaning or goes away; new fields do not raise it.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What every command prints with `--output json`: one JSON document on one line.
+#[derive(Serialize)]
+pub struct Document<'a, T: Serialize> {
+    pub format_version: u32,
+    /// `plan`, `apply`, `status`, `verify`, `check`, `rollback` or `run`.
+    pub command: &'static str,
+    pub run_id: uuid::Uuid,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    pub summary: Summary,
+    /// One row per slot (per backend and provider for `check`).
+    pub rows: &'a [T],
+}
+
+/// The counts of a document, those that apply to its command.
+#[derive(Serialize, Default, Debug, Clone, Copy)]
+pub struct Summary {
+    /// Rows in the document.
+    pub total: usize,
+    /// `apply`, `rollback`: slots something was done to; `plan`: slots something would be done to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unchanged: Option<usize>,
+    /// `apply`, `rollback`, `verify`, `check`: rows that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<usize>,
+    /// `apply`: slots another run held; `plan`: slots another run holds now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<usize>,
+    /// `status`: slots that need someone (overdue, missing, interrupted, failed, tampered, held
+    /// past their drain timeout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attention: Option<usize>,
+}
+
+impl Summary {
+    /// For `apply` and `rollback`.
+    pub fn of_outcomes(outcomes: &[SlotOutcome]) -> Summary {
+        let count = |k| outcomes.iter().filter(|o| o.result == k).count();
+        let changed = outcomes.iter().filter(|o| !o.actions.is_empty()).count();
+        Summary {
+            total: outcomes.len(),
+            changed: Some(changed),
+            unchanged: Some(outcomes.len() - changed),
+            failed: Some(count(OutcomeKind::Failed)),
+            skipped: Some(count(OutcomeKind::Skipped)),
+            attention: None,
+        }
+    }
+
+    /// For `plan`.
+    pub fn of_plan(rows: &[PlanRow]) -> Summary {
+        let changed = rows.iter().filter(|r| r.decision.step.is_some()).count();
+        Summary {
+            total: rows.len(),
+            changed: Some(changed),
+            unchanged: Some(rows.len() - changed),
+            skipped: Some(rows.iter().filter(|r| r.decision.locked).count()),
+            ..Summary::default()
+        }
+    }
+}
+
+/// Prints `rows` as the command's JSON document.
+pub fn document<T: Serialize>(
+    command: &'static str,
+    run_id: uuid::Uuid,
+    started_at: chrono::DateTime<chrono::Utc>,
+    summary: Summary,
+    rows: &[T],
+) -> String {
+    json(&Document {
+        format_version: FORMAT_VERSION,
+        command,
+        run_id,
+        started_at,
+        finished_at: chrono::Utc::now(),
+        summary,
+        rows,
+    })
 }

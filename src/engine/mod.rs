@@ -93,10 +93,15 @@ pub struct SlotOutcome {
     pub tenant: String,
     /// `ok`, `failed`, or `skipped` (another run holds the slot).
     pub result: OutcomeKind,
+    /// The protocol steps taken, in order, by their names in `plan` (`create`, `rotate`,
+    /// `resume`, `delete-old`, `retire`); empty when nothing was due.
+    pub steps: Vec<&'static str>,
     /// What was done, in order (`created g1`, `promoted g2`, `deleted g1`...); empty = nothing.
     pub actions: Vec<String>,
     /// Why, or what went wrong (never a secret).
     pub detail: String,
+    /// The error's kind when the slot failed (`unauthorized`, `unavailable`, ...).
+    pub error_kind: Option<String>,
     pub generation: Option<u64>,
     pub client_id: Option<String>,
     /// Fingerprint of the current secret (first 8 hex of SHA-256), for correlation.
@@ -388,8 +393,10 @@ impl Engine {
                             provider,
                             tenant,
                             result: OutcomeKind::Failed,
+                            steps: Vec::new(),
                             actions: Vec::new(),
                             detail: format!("the slot's task panicked: {e}"),
+                            error_kind: Some(crate::error::ErrorKind::Internal.to_string()),
                             generation: None,
                             client_id: None,
                             fingerprint: None,

@@ -48,6 +48,16 @@ pub(super) fn short_id(id: &Uuid) -> String {
     id.to_string()[..8].to_string()
 }
 
+/// The first selector that matches none of `names` (all slots, whatever the shard).
+pub(super) fn unmatched<'a, 'n>(
+    only: &'a [String],
+    names: impl Iterator<Item = &'n str> + Clone,
+) -> Option<&'a str> {
+    only.iter()
+        .find(|sel| !names.clone().any(|n| glob_match(sel, n)))
+        .map(String::as_str)
+}
+
 /// `*` matches any run of characters; everything else is literal.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();

@@ -101,6 +101,8 @@ pub(super) struct SlotRun<'a> {
     pub(super) deleted: Vec<String>,
     /// Previous generations found still in use after their grace and kept, in words.
     pub(super) held: Vec<String>,
+    /// The protocol steps taken (`plan`'s names for them).
+    pub(super) steps: Vec<&'static str>,
 }
 
 impl<'a> SlotRun<'a> {
@@ -118,6 +120,7 @@ impl<'a> SlotRun<'a> {
             fenced_out: false,
             deleted: Vec::new(),
             held: Vec::new(),
+            steps: Vec::new(),
         }
     }
 
@@ -278,6 +281,7 @@ impl<'a> SlotRun<'a> {
                 continue;
             }
             tracing::info!(slot = self.slot(), step = step.name(), reason = %decision.reason, "step");
+            self.steps.push(step.name());
             match step {
                 Step::Create => self.start(OpKind::Create).await?,
                 Step::Rotate {
@@ -558,8 +562,10 @@ impl<'a> SlotRun<'a> {
             provider,
             tenant,
             result: kind,
+            steps: std::mem::take(&mut self.steps),
             actions: std::mem::take(&mut self.actions),
             detail,
+            error_kind: result.as_ref().err().map(|e| e.kind().to_string()),
             generation: current.map(|c| c.generation),
             client_id: current.map(|c| c.client_id.clone()),
             fingerprint: current.map(|c| c.secret.fingerprint()),

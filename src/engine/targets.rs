@@ -2,7 +2,8 @@
 //! backend that the inventory no longer lists (orphans); and the guard against retiring many
 //! slots at once by mistake.
 
-use super::{Engine, Target, lease_holder_alive, names::glob_match};
+use super::names::{glob_match, unmatched};
+use super::{Engine, Target, lease_holder_alive};
 use crate::error::{Error, Result};
 use crate::plan::{self, Step};
 use crate::record::Lease;
@@ -43,6 +44,7 @@ impl Engine {
             .flat_map(|s| s.mirrors.iter().map(String::as_str))
             .filter(|m| !primaries.contains(m))
             .collect();
+        let mut stored = BTreeSet::new();
         for (bname, backend) in &self.backends {
             if mirror_only.contains(bname.as_str()) {
                 continue;
@@ -51,6 +53,7 @@ impl Engine {
                 .list(&known)
                 .await
                 .map_err(|e| e.context(format!("backend {bname}: listing slots")))?;
+            stored.extend(listed.iter().cloned());
             for name in listed {
                 if known.contains(&name) || !self.selected(&name) {
                     continue;
@@ -67,6 +70,12 @@ impl Engine {
                     backend: bname.clone(),
                 });
             }
+        }
+        let names = known.iter().chain(&stored).map(String::as_str);
+        if let Some(sel) = unmatched(&self.options.only, names) {
+            return Err(Error::config(format!(
+                "--only {sel:?} matches no slot of the inventory or its backends, so the run would do nothing; check the name (`rekey status -c FILE` lists every slot)"
+            )));
         }
         Ok(targets)
     }

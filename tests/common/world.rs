@@ -379,20 +379,35 @@ impl Run {
         self
     }
     /// The apply report as JSON (`--output json`).
-    pub fn outcomes(&self) -> Vec<serde_json::Value> {
-        serde_json::from_str(&self.stdout)
+    /// The `--output json` document: one JSON object on one line (docs/src/operating.md,
+    /// "Machine-readable output").
+    pub fn document(&self) -> serde_json::Value {
+        let line = self.stdout.trim_end();
+        assert!(
+            !line.is_empty() && !line.contains('\n'),
+            "not one line:\n{}\n{}",
+            self.stdout,
+            self.stderr
+        );
+        serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
     }
-    /// `slot`'s row in a JSON list of rows by slot (`verify` or `status` with `--output json`).
+    /// The document's rows (one per slot; per backend and provider for `check`).
+    pub fn rows(&self) -> Vec<serde_json::Value> {
+        let doc = self.document();
+        assert_eq!(doc["format_version"], 1, "{doc}");
+        doc["rows"].as_array().expect("rows").clone()
+    }
+    /// The apply report's outcomes.
+    pub fn outcomes(&self) -> Vec<serde_json::Value> {
+        self.rows()
+    }
+    /// `slot`'s row (`plan`, `verify` or `status` with `--output json`).
     pub fn row(&self, slot: &str) -> serde_json::Value {
-        let rows: serde_json::Value = serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr));
-        rows.as_array()
-            .expect("a list of rows")
-            .iter()
+        self.rows()
+            .into_iter()
             .find(|r| r["slot"] == slot)
             .unwrap_or_else(|| panic!("no row for {slot}"))
-            .clone()
     }
     /// `slot`'s outcome in the apply report.
     pub fn outcome(&self, slot: &str) -> serde_json::Value {
