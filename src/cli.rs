@@ -117,6 +117,23 @@ pub enum Command {
         after_help = "Examples:\n  rekey get -c inventory.toml siem-ingest-acme > siem.env\n  rekey get -c inventory.toml siem-ingest-acme --format json"
     )]
     Get(GetArgs),
+    /// Run a command with a slot's current pair in its environment (CLIENT_ID, CLIENT_SECRET);
+    /// no file, no shell; exits with the command's exit code.
+    #[command(
+        after_help = "Examples:\n  rekey exec -c inventory.toml siem-ingest-acme -- python export.py\n  rekey exec -c inventory.toml siem-ingest-acme --env-prefix US1_ -- ./sync.sh    # US1_CLIENT_ID, US1_CLIENT_SECRET"
+    )]
+    Exec(ExecArgs),
+    /// Print shell completions: `rekey completions bash > /etc/bash_completion.d/rekey`.
+    #[command(
+        after_help = "Examples:\n  source <(rekey completions bash)\n  rekey completions zsh > \"${fpath[1]}/_rekey\"\n  rekey completions fish > ~/.config/fish/completions/rekey.fish"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `rekey man > rekey.1 && man ./rekey.1`.
+    Man,
     /// Generate an age identity for the file backend (written 0600).
     #[command(
         after_help = "Example:\n  rekey keygen -o rekey.key    # prints the public recipient (age1...)"
@@ -370,6 +387,28 @@ pub struct GetArgs {
     /// (`--format` is the older name.)
     #[arg(short = 'o', long = "output", alias = "format", value_enum, default_value_t = GetFormat::Env)]
     pub format: GetFormat,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// The inventory (TOML).
+    #[arg(short, long, env = "REKEY_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Slot name.
+    pub slot: String,
+    /// Put the pair in PREFIX + CLIENT_ID and PREFIX + CLIENT_SECRET (`US1_`: the names the
+    /// Taegis SDK reads for its `us1` environment).
+    #[arg(long, value_name = "PREFIX")]
+    pub env_prefix: Option<String>,
+    /// The variable for the client id (default CLIENT_ID, after --env-prefix).
+    #[arg(long, value_name = "NAME")]
+    pub id_var: Option<String>,
+    /// The variable for the secret (default CLIENT_SECRET, after --env-prefix).
+    #[arg(long, value_name = "NAME")]
+    pub secret_var: Option<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -61,6 +61,9 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Run(args) => rekey::app::scheduler::run(&args).await,
         Command::Rollback(args) => app::rollback(&args).await,
         Command::Get(args) => app::get(&args).await,
+        Command::Exec(args) => rekey::app::exec::run(&args).await,
+        Command::Completions { shell } => rekey::app::shell::completions(shell),
+        Command::Man => rekey::app::shell::man(),
         Command::Store(rekey::cli::StoreCommand::Upgrade(args)) => {
             rekey::app::store::upgrade(&args).await
         }

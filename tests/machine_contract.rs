@@ -114,7 +114,10 @@ async fn every_json_report_is_one_versioned_line_that_the_schema_accepts() {
     assert_eq!(f["steps"], serde_json::json!(["rotate"]));
     assert_eq!(f["generation"], 2);
     let fp = f["fingerprint"].as_str().unwrap();
-    assert!(fp.len() == 8 && fp.bytes().all(|b| b.is_ascii_hexdigit()), "{f}");
+    assert!(
+        fp.len() == 8 && fp.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{f}"
+    );
     assert_ne!(
         apply.document()["run_id"],
         healed.document()["run_id"],

@@ -500,31 +500,34 @@ pub async fn rollback(args: &crate::cli::RollbackArgs) -> Result<u8> {
     Ok(apply_exit_code(&outcomes))
 }
 
-/// `rekey get`: the one place a secret is printed, because the operator asked for it.
-pub async fn get(args: &GetArgs) -> Result<u8> {
-    let inventory = config::load(&args.config)?;
+/// A slot of the inventory at `config` and its current credential, read from its backend:
+/// what `get` prints and `exec` hands to a command.
+pub async fn current_credential(
+    config: &std::path::Path,
+    slot: &str,
+) -> Result<(config::SlotConfig, crate::record::StoredCredential)> {
+    let inventory = config::load(config)?;
     let slot = inventory
         .slots
         .iter()
-        .find(|s| s.name == args.slot)
-        .ok_or_else(|| {
-            Error::config(format!(
-                "slot {} is not in {}",
-                args.slot,
-                args.config.display()
-            ))
-        })?;
+        .find(|s| s.name == slot)
+        .cloned()
+        .ok_or_else(|| Error::config(format!("slot {slot} is not in {}", config.display())))?;
     let backend = inventory.backends[&slot.backend].open()?;
     let stored = backend.read(&slot.name).await?;
-    let current = stored
-        .as_ref()
-        .and_then(|v| v.record.current.as_ref())
-        .ok_or_else(|| {
-            Error::not_found(format!(
-                "slot {} has no current credential yet (run `rekey apply`)",
-                slot.name
-            ))
-        })?;
+    let current = stored.and_then(|v| v.record.current).ok_or_else(|| {
+        Error::not_found(format!(
+            "slot {} has no current credential yet (run `rekey apply`)",
+            slot.name
+        ))
+    })?;
+    Ok((slot, current))
+}
+
+/// `rekey get`: the one place a secret is printed, because the operator asked for it.
+pub async fn get(args: &GetArgs) -> Result<u8> {
+    let (slot, current) = current_credential(&args.config, &args.slot).await?;
+    let current = &current;
     match args.format {
         GetFormat::Env => {
             // Checked before anything is printed: all or nothing.

@@ -1,14 +1,17 @@
 //! The commands, each in the file named for it: `commands` (plan, apply, status, verify, get,
 //! check, rollback, keygen and the rest), `scheduler` (`rekey run`), `demo` (`rekey demo`),
-//! `store` (`rekey store upgrade`) and `report` (the tables and JSON they print). `main` parses,
+//! `exec` (`rekey exec`), `shell` (`rekey completions`, `rekey man`), `store` (`rekey store
+//! upgrade`) and `report` (the tables and JSON they print). `main` parses,
 //! sets up logging and hands each command to its file; each returns the process exit code
 //! (docs/src/operating.md, "Exit codes").
 
 pub mod commands;
 #[cfg(feature = "emulator")]
 pub mod demo;
+pub mod exec;
 pub mod report;
 pub mod scheduler;
+pub mod shell;
 pub mod store;
 
 pub use commands::exit_code_for;
