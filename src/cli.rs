@@ -195,7 +195,7 @@ pub struct ObsArgs {
     #[arg(long, env = "REKEY_METRICS_FILE", value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
 
-    /// Push metrics to this Pushgateway after each run (job="rekey").
+    /// Push metrics to this Pushgateway after each run (group job="rekey", instance, shard).
     // `hide_env_values`: the URL may carry `user:password@`, and `--help` would show it.
     #[arg(
         long,
@@ -204,6 +204,16 @@ pub struct ObsArgs {
         hide_env_values = true
     )]
     pub pushgateway: Option<String>,
+
+    /// The `instance` label of the Pushgateway group: one per deployment of rekey that shares
+    /// a Pushgateway (default "").
+    #[arg(
+        long,
+        env = "REKEY_METRICS_INSTANCE",
+        value_name = "NAME",
+        default_value = ""
+    )]
+    pub metrics_instance: String,
 
     /// Append one JSON line per slot state change to FILE (`-` for stdout), fsynced.
     #[arg(long, env = "REKEY_AUDIT_LOG", value_name = "FILE")]
@@ -237,6 +247,7 @@ impl ObsArgs {
             webhook: self.webhook.clone(),
             webhook_format: self.webhook_format,
             webhook_timeout: self.webhook_timeout,
+            metrics_instance: self.metrics_instance.clone(),
         }
     }
 }

@@ -7,22 +7,9 @@ mod common;
 use common::{World, plain_slots};
 use rekey::emulator::{FaultAction, Faults, OneShot};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A system tool the tests need; a clear failure (not a skip) when it is missing.
-fn tool(name: &str) -> String {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    match found {
-        Some(p) => p.to_string_lossy().into_owned(),
-        None => panic!(
-            "{name} is not installed: run scripts/setup-system.sh (Debian packages prometheus, prometheus-pushgateway)"
-        ),
-    }
-}
+use common::servers::tool;
 
 fn promtool(args: &[&str], stdin: Option<&str>, dir: &Path) -> (bool, String) {
     use std::io::Write;
@@ -56,6 +43,61 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// What a one-shot run writes or pushes: gauges only (the Pushgateway's guidance for batch
+/// jobs), the build's identity, the run-level result.
+fn assert_batch_exposition(text: &str) {
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        assert!(
+            line.ends_with(" gauge"),
+            "a batch run exports gauges only: {line}"
+        );
+    }
+    assert!(!text.contains("rekey_runs_total"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("rekey_build_info{")
+            && l.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION")))
+            && l.ends_with(" 1")),
+        "{text}"
+    );
+    assert!(
+        sample(text, "rekey_last_run_timestamp_seconds").is_some(),
+        "{text}"
+    );
+}
+
+/// Every family of an exposition is in the README's metrics table, and the `rekey_slots` row
+/// names every state rekey exports.
+fn assert_documented(text: &str) {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let table: Vec<&str> = readme
+        .split("## Metrics")
+        .nth(1)
+        .expect("the README has a Metrics section")
+        .lines()
+        .filter(|l| l.starts_with("| `rekey_"))
+        .collect();
+    for name in text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+    {
+        assert!(
+            table.iter().any(|row| row.contains(&format!("`{name}`"))),
+            "{name} is not in the README's metrics table"
+        );
+    }
+    let slots = table
+        .iter()
+        .find(|r| r.starts_with("| `rekey_slots`"))
+        .unwrap();
+    for s in rekey::observe::metrics::SLOT_STATES {
+        assert!(
+            slots.contains(&format!("`{s}`")),
+            "state {s} is not in the README's rekey_slots row"
+        );
+    }
+}
+
 fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -79,12 +121,25 @@ async fn metrics_file_passes_promtool_and_audit_has_every_state_change() {
     assert_eq!(
         sample(
             &text,
-            r#"rekey_rotations_total{provider="p0",result="success"}"#
+            r#"rekey_last_run_rotations{provider="p0",result="success"}"#
         ),
         Some(3.0),
         "{text}"
     );
+    assert_batch_exposition(&text);
     assert_eq!(sample(&text, r#"rekey_slots{state="ok"}"#), Some(3.0));
+    assert_eq!(sample(&text, "rekey_last_run_failed"), Some(0.0));
+    assert_eq!(sample(&text, "rekey_last_run_exit_code"), Some(0.0));
+    assert_eq!(sample(&text, "rekey_slot_metrics_stale"), Some(0.0));
+    // Error series exist before any error, at zero.
+    assert_eq!(
+        sample(
+            &text,
+            r#"rekey_last_run_provider_call_errors{kind="unavailable",operation="create_client",provider="p0"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
     assert_eq!(
         sample(&text, r#"rekey_last_run_slots{result="failed"}"#),
         Some(0.0)
@@ -110,10 +165,13 @@ async fn metrics_file_passes_promtool_and_audit_has_every_state_change() {
     )
     .expect("last success per provider and tenant");
     assert!((chrono::Utc::now().timestamp() as f64 - last).abs() < 120.0);
-    assert!(text.contains(r#"rekey_provider_call_duration_seconds_count{operation="create_client",provider="p0"} 3"#), "{text}");
-    assert!(text.contains(
-        r#"rekey_backend_call_duration_seconds_count{backend="local",operation="write"}"#
-    ));
+    assert!(
+        text.contains(
+            r#"rekey_last_run_provider_calls{operation="create_client",provider="p0"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"rekey_last_run_backend_calls{backend="local",operation="write"}"#));
 
     // The audit trail: absent → creating → pending → current for each slot, ids and fingerprints.
     let lines = audit_lines(&w.path().join("audit.jsonl"));
@@ -180,11 +238,12 @@ async fn metrics_file_passes_promtool_and_audit_has_every_state_change() {
     assert_eq!(
         sample(
             &text2,
-            r#"rekey_rotations_total{provider="p0",result="failure"}"#
+            r#"rekey_last_run_rotations{provider="p0",result="failure"}"#
         ),
         Some(1.0),
         "{text2}"
     );
+    assert_batch_exposition(&text2);
     assert_eq!(
         sample(&text2, r#"rekey_last_run_slots{result="failed"}"#),
         Some(1.0),
@@ -198,9 +257,10 @@ async fn metrics_file_passes_promtool_and_audit_has_every_state_change() {
         Some(last),
         "a failed run keeps the previous success time"
     );
-    assert!(text2.contains(r#"rekey_provider_call_errors_total{kind="forbidden",operation="create_client",provider="p0"}"#), "{text2}");
+    assert!(text2.contains(r#"rekey_last_run_provider_call_errors{kind="forbidden",operation="create_client",provider="p0"} 1"#), "{text2}");
     for t in [&text, &text2] {
         w.assert_no_secrets(t);
+        assert_documented(t);
     }
     w.assert_no_secrets(&std::fs::read_to_string(w.path().join("audit.jsonl")).unwrap());
 }
@@ -210,7 +270,7 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
     let (ok, out) = promtool(&["check", "rules", "prometheus-rules.yaml"], None, &deploy);
     assert!(ok, "{out}");
-    assert!(out.contains("5 rules found"), "{out}");
+    assert!(out.contains("7 rules found"), "{out}");
     let (ok, out) = promtool(
         &["test", "rules", "prometheus-rules.test.yaml"],
         None,
@@ -219,132 +279,156 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
     assert!(ok, "{out}");
 }
 
-/// A Pushgateway on a free loopback port, killed (by pid) when dropped.
-struct Pushgateway {
-    child: std::process::Child,
-    url: String,
+/// The samples of `name` in an exposition whose labels include every `want` pair, as
+/// (labels, value).
+fn samples(text: &str, name: &str, want: &[(&str, &str)]) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            want.iter()
+                .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
+                .then(|| (labels.to_string(), value.parse().ok()))?
+                .1
+                .map(|v| (labels.to_string(), v))
+        })
+        .collect()
 }
 
-impl Pushgateway {
-    async fn start() -> Pushgateway {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(tool("prometheus-pushgateway"))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let gw = Pushgateway { child, url };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = rekey::http::client()
-                .get(format!("{}/-/ready", gw.url))
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                return gw;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pushgateway did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Pushgateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// N shards, one Pushgateway: each shard pushes into its own group (job, instance, shard), so
+/// after all of them ran the Pushgateway holds every slot's age and state; a shard that then
+/// fails before any slot (its provider unreachable, exit 4) still reports its slots, from the
+/// backend, and says it failed.
 #[tokio::test(flavor = "multi_thread")]
-async fn pushes_to_a_real_pushgateway() {
-    let gw = Pushgateway::start().await;
+async fn shards_push_their_own_groups_and_a_failed_shard_still_reports_its_slots() {
+    let gw = common::servers::pushgateway().await;
     let w = World::new(1).await;
-    w.inventory(&plain_slots(&["alpha", "beta"]));
-    w.apply(&["--pushgateway", &gw.url]).await.expect_code(0);
-    let text = rekey::http::client()
-        .get(format!("{}/metrics", gw.url))
-        .send()
+    let names: Vec<String> = (0..9).map(|i| format!("s{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    w.inventory(&plain_slots(&refs));
+    const N: u64 = 3;
+    let shard_of = |s: &str| rekey::shard::shard_of(s, N);
+    let (wr, gwr) = (&w, &gw);
+    let runs = (0..N).map(|i| async move {
+        let shard = format!("{i}/{N}");
+        wr.apply(&[
+            "--pushgateway",
+            &gwr.url,
+            "--metrics-instance",
+            "prod",
+            "--shard",
+            &shard,
+        ])
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let tenant = &w.tenants[0].id;
-    assert_eq!(
-        sample(
+    });
+    for r in futures_util::future::join_all(runs).await {
+        r.expect_code(0);
+    }
+    let text = gw.get("/metrics").await;
+    let (ok, out) = promtool(&["check", "metrics"], Some(&text), w.path());
+    assert!(ok, "promtool check metrics:\n{out}");
+    // The value of `name` in shard i's group (job="rekey", instance="prod"), with `extra` labels.
+    let one = |text: &str, name: &str, i: u64, extra: &[(&str, &str)]| -> Vec<f64> {
+        let shard = format!("{i}/{N}");
+        let mut want = vec![
+            ("job", "rekey"),
+            ("instance", "prod"),
+            ("shard", shard.as_str()),
+        ];
+        want.extend_from_slice(extra);
+        samples(text, name, &want)
+            .into_iter()
+            .map(|s| s.1)
+            .collect()
+    };
+    for s in &names {
+        let ages = one(
             &text,
-            r#"rekey_rotations_total{instance="",job="rekey",provider="p0",result="success"}"#
-        ),
-        Some(2.0),
-        "{text}"
-    );
-    assert_eq!(
-        sample(&text, r#"rekey_slots{instance="",job="rekey",state="ok"}"#),
-        Some(2.0)
-    );
-    let first = sample(
-        &text,
-        &format!(r#"rekey_last_success_timestamp_seconds{{instance="",job="rekey",provider="p0",tenant="{tenant}"}}"#),
-    )
-    .expect("last success pushed in its own group");
-
-    // A failing run replaces the run's metrics but keeps the provider's last success.
-    w.set_faults(Faults {
-        fail_next: vec![OneShot {
-            operation: Some("createClient".into()),
-            count: 5,
-            action: FaultAction::Status(403),
-            skip: 0,
-        }],
-        ..Faults::default()
-    })
-    .await;
-    w.apply(&["--pushgateway", &gw.url, "--only", "alpha", "--force"])
-        .await
-        .expect_code(1);
-    let text = rekey::http::client()
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(
-        sample(
-            &text,
-            r#"rekey_rotations_total{instance="",job="rekey",provider="p0",result="failure"}"#
-        ),
-        Some(1.0),
-        "{text}"
-    );
-    assert_eq!(
-        sample(
-            &text,
-            r#"rekey_last_run_slots{instance="",job="rekey",result="failed"}"#
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(
-            &text,
-            &format!(
-                r#"rekey_last_success_timestamp_seconds{{instance="",job="rekey",provider="p0",tenant="{tenant}"}}"#
+            "rekey_credential_age_seconds",
+            shard_of(s),
+            &[("slot", s)],
+        );
+        assert_eq!(ages.len(), 1, "{s}: one age, in its shard's group:\n{text}");
+        assert!(ages[0] < 120.0, "{s}: {ages:?}");
+    }
+    for i in 0..N {
+        let mine = names.iter().filter(|s| shard_of(s) == i).count() as f64;
+        assert_eq!(
+            one(&text, "rekey_slots", i, &[("state", "ok")]),
+            vec![mine],
+            "shard {i}:\n{text}"
+        );
+        assert_eq!(one(&text, "rekey_last_run_failed", i, &[]), vec![0.0]);
+        assert_eq!(
+            one(
+                &text,
+                "rekey_last_success_timestamp_seconds",
+                i,
+                &[("provider", "p0")]
             )
-        ),
-        Some(first)
+            .len(),
+            1,
+            "shard {i}'s last success, in its own group:\n{text}"
+        );
+    }
+    let before = one(&text, "rekey_last_success_timestamp_seconds", 1, &[]);
+
+    // Shard 1 cannot reach its provider (down for maintenance): exit 4 before any slot.
+    let down = common::servers::down_platform().await;
+    w.inventory_raw(&format!(
+        "{}{}",
+        w.header().replace(&w.emu.url(), &down),
+        plain_slots(&refs)
+    ));
+    w.apply(&[
+        "--pushgateway",
+        &gw.url,
+        "--metrics-instance",
+        "prod",
+        "--shard",
+        "1/3",
+    ])
+    .await
+    .expect_code(4);
+    let text = gw.get("/metrics").await;
+    let (ok, out) = promtool(&["check", "metrics"], Some(&text), w.path());
+    assert!(ok, "promtool check metrics:\n{out}");
+    assert_eq!(
+        one(&text, "rekey_last_run_failed", 1, &[]),
+        vec![1.0],
+        "{text}"
     );
+    assert_eq!(one(&text, "rekey_last_run_exit_code", 1, &[]), vec![4.0]);
+    assert_eq!(
+        one(&text, "rekey_slot_metrics_stale", 1, &[]),
+        vec![0.0],
+        "the backend was reachable: the slot states are this run's"
+    );
+    let mine: Vec<&String> = names.iter().filter(|s| shard_of(s) == 1).collect();
+    assert_eq!(
+        one(&text, "rekey_slots", 1, &[("state", "ok")]),
+        vec![mine.len() as f64],
+        "{text}"
+    );
+    for s in mine {
+        assert_eq!(
+            one(&text, "rekey_credential_age_seconds", 1, &[("slot", s)]).len(),
+            1,
+            "{s}:\n{text}"
+        );
+    }
+    assert_eq!(
+        one(&text, "rekey_last_success_timestamp_seconds", 1, &[]),
+        before,
+        "a failed run keeps the shard's last success"
+    );
+    for i in [0, 2] {
+        assert_eq!(
+            one(&text, "rekey_last_run_failed", i, &[]),
+            vec![0.0],
+            "shard {i} is untouched"
+        );
+    }
     w.assert_no_secrets(&text);
 }
 

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub async fn run(args: &ScheduleArgs) -> Result<u8> {
     let mut outputs = Outputs::open(&args.run.obs.options())?;
     outputs.serving = args.metrics_listen.is_some();
+    // A scheduler lives on: its counters mean something. `--once` is a batch run.
+    outputs.batch = args.once;
     let inventory = crate::config::load(&args.run.config)?;
     let s = &inventory.settings;
     let schedule = Schedule::parse(
@@ -47,7 +49,7 @@ pub async fn run(args: &ScheduleArgs) -> Result<u8> {
         tokio::spawn(serve_metrics(listener));
     }
     if args.once {
-        return cycle(args, &outputs, &stop, true).await;
+        return cycle(args, &mut outputs, &stop, true).await;
     }
     loop {
         let next = schedule.next_after(chrono::Utc::now())?;
@@ -64,7 +66,7 @@ pub async fn run(args: &ScheduleArgs) -> Result<u8> {
             _ = tokio::time::sleep(wait) => {}
             _ = stopped.wait_for(|s| *s) => return Ok(exit::OK),
         }
-        let code = cycle(args, &outputs, &stop, false).await?;
+        let code = cycle(args, &mut outputs, &stop, false).await?;
         tracing::info!(exit_code = code, "cycle finished");
         if stop.load(Ordering::SeqCst) {
             return Ok(exit::OK);
@@ -76,39 +78,19 @@ pub async fn run(args: &ScheduleArgs) -> Result<u8> {
 /// scheduler goes on; with `--once` they end the command like `rekey apply`.
 async fn cycle(
     args: &ScheduleArgs,
-    outputs: &Outputs,
+    outputs: &mut Outputs,
     stop: &Arc<AtomicBool>,
     once: bool,
 ) -> Result<u8> {
-    let result = async {
-        let inventory = crate::config::load(&args.run.config)?;
-        let options = crate::app::commands::options(&args.run)?;
-        let clock: Arc<dyn crate::clock::Clock> = Arc::from(crate::clock::from_env());
-        let cycle_started = clock.now();
-        let mut engine = crate::engine::Engine::build(inventory, clock, options).await?;
+    let clock: Arc<dyn crate::clock::Clock> = Arc::from(crate::clock::from_env());
+    let cycle_started = clock.now();
+    let result = app::observed_apply_with(&args.run, clock, outputs, |engine| {
         // A cycle is a run of its own: `--force` rotates what was issued before this cycle.
         // (A one-shot command counts from its process's start; a scheduler started days ago
         // would otherwise force only its first cycle.)
         engine.started = cycle_started;
-        engine.events = outputs.observer.clone();
         engine.stop = Arc::clone(stop);
-        let engine = Arc::new(engine);
-        match engine.apply().await {
-            Ok(outcomes) => {
-                outputs
-                    .after_run(
-                        &engine.run_end(&outcomes),
-                        crate::app::commands::status_rows(&engine),
-                    )
-                    .await;
-                Ok(outcomes)
-            }
-            Err(e) => {
-                outputs.after_failed_run(engine.clock.now()).await;
-                Err(e)
-            }
-        }
-    }
+    })
     .await;
     match result {
         Ok(outcomes) => {

@@ -1,5 +1,5 @@
-//! Webhook notifications: one message per failed slot and per slot stuck with an operation in
-//! flight across runs. `generic` posts the event as JSON; `slack` posts `{"text": ...}` (Slack
+//! Webhook notifications: one message per failed slot, per slot stuck with an operation in
+//! flight across runs, and per run that failed as a whole. `generic` posts the event as JSON; `slack` posts `{"text": ...}` (Slack
 //! incoming webhooks, Mattermost, and most chat tools accept it). Each message is retried on
 //! network errors and 5xx/429 with a per-attempt timeout. Payloads carry ids, never secrets.
 
@@ -19,7 +19,8 @@ pub enum WebhookFormat {
 /// What a notification is about.
 #[derive(Clone, Debug, Serialize)]
 pub struct Notice {
-    /// `slot_failed`, `slot_tampered` or `slot_stuck`.
+    /// `slot_failed`, `slot_tampered`, `slot_stuck`, or `run_failed` (the run as a whole:
+    /// slot, provider and tenant are empty).
     pub event: &'static str,
     pub time: chrono::DateTime<chrono::Utc>,
     pub run_id: uuid::Uuid,
@@ -117,8 +118,17 @@ impl Notifier {
                 let what = match n.event {
                     "slot_failed" => "rotation failed",
                     "slot_tampered" => "tampered record",
+                    "run_failed" => "run failed",
                     _ => "slot stuck",
                 };
+                if n.slot.is_empty() {
+                    return serde_json::json!({
+                        "text": format!(
+                            ":rotating_light: rekey: {what} on {}: {}\n{}",
+                            n.host, n.detail, n.action
+                        )
+                    });
+                }
                 serde_json::json!({
                     "text": format!(
                         ":rotating_light: rekey: {what} for slot `{}` (provider {}, tenant {}) on {}: {}\n{}",
