@@ -432,6 +432,69 @@ async fn shards_push_their_own_groups_and_a_failed_shard_still_reports_its_slots
     w.assert_no_secrets(&text);
 }
 
+/// A YAML file as JSON, read by the venv's PyYAML (the Rust side has no YAML parser).
+fn yaml_file(path: &Path) -> serde_json::Value {
+    let out = std::process::Command::new(common::python::venv_python())
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every rule links to its own section of the runbook, which exists; the chart's per-rule
+/// values name exactly the file's rules, with the file's `for` and severity as defaults; the
+/// chart ships the same file.
+#[test]
+fn every_rule_has_a_runbook_section_and_chart_values() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = yaml_file(&root.join("deploy/prometheus-rules.yaml"));
+    let values = yaml_file(&root.join("helm/rekey/values.yaml"));
+    let cfg = &values["metrics"]["prometheusRule"];
+    let base = cfg["runbookBaseUrl"].as_str().unwrap();
+    let runbook = std::fs::read_to_string(root.join("docs/src/runbook.md")).unwrap();
+    let mut names = Vec::new();
+    for group in rules["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            let alert = rule["alert"].as_str().unwrap();
+            names.push(alert.to_string());
+            assert_eq!(
+                rule["annotations"]["runbook_url"],
+                format!("{base}#{}", alert.to_lowercase()).as_str(),
+                "{alert}"
+            );
+            assert!(
+                runbook.lines().any(|l| l == format!("## {alert}")),
+                "docs/src/runbook.md has no section {alert}"
+            );
+            let v = &cfg["rules"][alert];
+            assert_eq!(v["enabled"], true, "{alert}");
+            assert_eq!(v["for"], rule["for"], "{alert}");
+            assert_eq!(v["severity"], rule["labels"]["severity"], "{alert}");
+        }
+    }
+    let mut chart: Vec<String> = cfg["rules"].as_object().unwrap().keys().cloned().collect();
+    chart.sort();
+    names.sort();
+    assert_eq!(
+        chart, names,
+        "the chart's per-rule values name the file's rules"
+    );
+    assert_eq!(
+        std::fs::read(root.join("deploy/prometheus-rules.yaml")).unwrap(),
+        std::fs::read(root.join("helm/rekey/files/prometheus-rules.yaml")).unwrap(),
+        "the chart ships deploy/prometheus-rules.yaml unchanged"
+    );
+}
+
 /// A loopback HTTP server that records request bodies; answers 503 to the first request, then
 /// 200 (so the sender's retry is exercised).
 async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
