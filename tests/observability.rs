@@ -576,3 +576,91 @@ async fn failed_slot_is_posted_to_the_webhook() {
         );
     }
 }
+
+/// A run that cannot read its backend either keeps the last slot states and ages in the
+/// metrics file, marked stale, and says it failed; the webhook gets one `run_failed` event for
+/// a run whose provider is down, with no secret in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_reaches_nothing_keeps_the_last_slot_metrics_marked_stale_and_is_posted() {
+    let w = World::new(1).await;
+    w.inventory(&plain_slots(&["alpha", "beta"]));
+    w.apply(&["--metrics-file", "rekey.prom"])
+        .await
+        .expect_code(0);
+    let good = std::fs::read_to_string(w.path().join("rekey.prom")).unwrap();
+    let age = |t: &str| {
+        sample(
+            t,
+            r#"rekey_credential_age_seconds{provider="p0",slot="alpha"}"#,
+        )
+    };
+    assert!(age(&good).is_some(), "{good}");
+
+    // The store's directory is gone and a file stands in its place: nothing can be read.
+    std::fs::rename(w.path().join("store"), w.path().join("store.away")).unwrap();
+    std::fs::write(w.path().join("store"), "not a directory").unwrap();
+    let run = w.apply(&["--metrics-file", "rekey.prom"]).await;
+    assert!(matches!(run.code, Some(1 | 2 | 4)), "{}", run.all());
+    let text = std::fs::read_to_string(w.path().join("rekey.prom")).unwrap();
+    let (ok, out) = promtool(&["check", "metrics"], Some(&text), w.path());
+    assert!(ok, "promtool check metrics:\n{out}");
+    assert_eq!(
+        sample(&text, "rekey_last_run_failed"),
+        Some(1.0),
+        "{}\n{text}",
+        run.all()
+    );
+    assert_eq!(
+        sample(&text, "rekey_last_run_exit_code"),
+        run.code.map(f64::from)
+    );
+    assert_eq!(
+        sample(&text, "rekey_slot_metrics_stale"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"rekey_slots{state="ok"}"#),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(age(&text), age(&good), "the last good run's ages, kept");
+    std::fs::remove_file(w.path().join("store")).unwrap();
+    std::fs::rename(w.path().join("store.away"), w.path().join("store")).unwrap();
+
+    // The provider is down: exit 4, one run_failed event, and the slots still described.
+    let (url, mut rx) = webhook_receiver().await;
+    let down = common::servers::down_platform().await;
+    w.inventory_raw(&format!(
+        "{}{}",
+        w.header().replace(&w.emu.url(), &down),
+        plain_slots(&["alpha", "beta"])
+    ));
+    let run = w
+        .apply(&["--metrics-file", "rekey.prom", "--webhook", &url])
+        .await;
+    run.expect_code(4);
+    let body = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["event"], "run_failed", "{v}");
+    assert_eq!(v["error_kind"], "unavailable", "{v}");
+    assert!(v["action"].as_str().unwrap().contains("rekey check"), "{v}");
+    assert!(rx.try_recv().is_err(), "one event for the run");
+    let text = std::fs::read_to_string(w.path().join("rekey.prom")).unwrap();
+    assert_eq!(
+        sample(&text, "rekey_slot_metrics_stale"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"rekey_slots{state="ok"}"#),
+        Some(2.0),
+        "{text}"
+    );
+    w.assert_no_secrets(&body);
+    w.assert_no_secrets(&text);
+    w.assert_no_secrets(&run.all());
+}
