@@ -123,7 +123,7 @@ pub async fn observed_apply_with(
     let now = clock.now();
     let failed = |e: &Error, max_ages| crate::observe::RunFailure {
         now,
-        run_id: uuid::Uuid::new_v4(),
+        run_id: uuid::Uuid::now_v7(),
         exit_code: exit_code_for(e),
         error_kind: e.kind().as_str(),
         detail: crate::error::chain(e),

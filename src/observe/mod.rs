@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod metrics;
 pub mod notify;
+pub mod serve;
 
 use crate::record::{OpKind, SlotRecord};
 use chrono::{DateTime, Utc};
