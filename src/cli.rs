@@ -232,6 +232,17 @@ pub struct ObsArgs {
     #[arg(long, value_enum, default_value_t = crate::observe::notify::WebhookFormat::Generic)]
     pub webhook_format: crate::observe::notify::WebhookFormat,
 
+    /// Which notifications the webhook gets, comma-separated: `rotated` (a new credential is
+    /// current: the event a consumer's reload hook needs), `failed`, `stuck`, `run_failed`.
+    #[arg(
+        long,
+        env = "REKEY_WEBHOOK_EVENTS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = crate::observe::notify::WebhookEvent::DEFAULT
+    )]
+    pub webhook_events: Vec<crate::observe::notify::WebhookEvent>,
+
     /// Timeout of one webhook attempt (3 attempts, with backoff).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub webhook_timeout: std::time::Duration,
@@ -247,6 +258,7 @@ impl ObsArgs {
             webhook: self.webhook.clone(),
             webhook_format: self.webhook_format,
             webhook_timeout: self.webhook_timeout,
+            webhook_events: self.webhook_events.clone(),
             metrics_instance: self.metrics_instance.clone(),
         }
     }

@@ -664,3 +664,63 @@ async fn a_run_that_reaches_nothing_keeps_the_last_slot_metrics_marked_stale_and
     w.assert_no_secrets(&text);
     w.assert_no_secrets(&run.all());
 }
+
+/// `--webhook-events rotated`: one `rotated` event per slot whose new credential became
+/// current (creation and rotation, both strategies), carrying the generation, client id and
+/// fingerprint consumers now read, never the secret; slots that did not change send nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_rotated_slot_is_posted_when_asked_for() {
+    let (url, mut rx) = common::servers::webhook_receiver("/hook", |_| "200 OK").await;
+    let w = World::new(1).await;
+    w.inventory(&common::slots(&[("alt", "alternate"), ("inp", "in-place")]));
+    let recv = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>| {
+        let mut got = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            got.push(serde_json::from_str::<serde_json::Value>(&b).unwrap());
+        }
+        got.sort_by_key(|v| v["slot"].as_str().unwrap_or_default().to_string());
+        got
+    };
+    for (run, generation) in [(vec![], 1), (vec!["--force"], 2)] {
+        let mut args = vec![
+            "--webhook",
+            url.as_str(),
+            "--webhook-events",
+            "rotated,failed",
+        ];
+        args.extend(run.iter().copied());
+        w.apply(&args).await.expect_code(0);
+        let got = recv(&mut rx);
+        assert_eq!(got.len(), 2, "one event per rotated slot: {got:?}");
+        for (v, slot) in got.iter().zip(["alt", "inp"]) {
+            let rec = w.record(slot).await.unwrap();
+            let cur = rec.current.as_ref().unwrap();
+            assert_eq!(v["event"], "rotated", "{v}");
+            assert_eq!(v["slot"], slot);
+            assert_eq!(v["provider"], "p0");
+            assert_eq!(v["tenant"], w.tenants[0].id.as_str());
+            assert_eq!(v["generation"], generation, "{v}");
+            assert_eq!(v["client_id"], cur.client_id.as_str());
+            assert_eq!(v["fingerprint"], cur.secret.fingerprint().as_str());
+            w.assert_no_secrets(&v.to_string());
+        }
+        if generation == 2 {
+            assert_eq!(
+                got[0]["draining_client_ids"].as_array().map(Vec::len),
+                Some(1),
+                "the alternate slot's previous client drains: {}",
+                got[0]
+            );
+        }
+    }
+    // Nothing rotated: nothing sent.
+    w.apply(&["--webhook", &url, "--webhook-events", "rotated"])
+        .await
+        .expect_code(0);
+    assert!(recv(&mut rx).is_empty());
+    // Not asked for: the default events leave rotations out.
+    w.apply(&["--webhook", &url, "--force"])
+        .await
+        .expect_code(0);
+    assert!(recv(&mut rx).is_empty());
+}

@@ -210,6 +210,9 @@ impl EventSink for Observer {
         if let Some(a) = &self.audit {
             a.write(e);
         }
+        if let Some(n) = &self.notifier {
+            n.state_changed(e);
+        }
     }
 
     fn slot_finished(&self, e: &SlotFinished) {
@@ -259,6 +262,8 @@ pub struct Options {
     pub webhook: Option<String>,
     pub webhook_format: notify::WebhookFormat,
     pub webhook_timeout: std::time::Duration,
+    /// Which notifications the webhook gets.
+    pub webhook_events: Vec<notify::WebhookEvent>,
     /// The `instance` label of the Pushgateway group (`--metrics-instance`; "" by default).
     pub metrics_instance: String,
 }
@@ -359,6 +364,7 @@ impl Outputs {
                 args.webhook_format,
                 args.webhook_timeout,
                 3,
+                &args.webhook_events,
             ))
         });
         if let Some(p) = &args.metrics_file {
@@ -457,6 +463,7 @@ impl Outputs {
                     detail: r.last_result.clone().unwrap_or_else(|| "an operation is still in flight and no run holds it".into()),
                     action: format!("Run `rekey apply --only {}`: it resumes the operation. If it stays stuck, read `rekey status` and the audit log for this slot.", r.slot),
                     host: gethostname::gethostname().to_string_lossy().into_owned(),
+                    ..notify::Notice::none()
                 });
             }
         }
@@ -512,6 +519,7 @@ impl Outputs {
                 detail: run.detail.clone(),
                 action: "The run ended before working its slots; no credential changed. Read the detail, run `rekey check -c INVENTORY` (bootstrap credentials, backends), fix the cause; the next run does the work (docs/src/runbook.md).".into(),
                 host: gethostname::gethostname().to_string_lossy().into_owned(),
+                ..notify::Notice::none()
             });
         }
         self.export(&[]).await;
