@@ -233,7 +233,8 @@ pub struct ObsArgs {
     pub webhook_format: crate::observe::notify::WebhookFormat,
 
     /// Which notifications the webhook gets, comma-separated: `rotated` (a new credential is
-    /// current: the event a consumer's reload hook needs), `failed`, `stuck`, `run_failed`.
+    /// current: the event a consumer's reload hook needs), `failed`, `stuck`, `run_failed`,
+    /// `draining_in_use`.
     #[arg(
         long,
         env = "REKEY_WEBHOOK_EVENTS",

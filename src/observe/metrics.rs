@@ -28,6 +28,7 @@ use std::sync::LazyLock;
 /// The README's metrics table lists these (a test checks it).
 pub const SLOT_STATES: &[&str] = &[
     "ok",
+    "draining-in-use",
     "overdue",
     "missing",
     "in-progress",
@@ -37,7 +38,6 @@ pub const SLOT_STATES: &[&str] = &[
     "retired",
     "orphaned",
     "tampered",
-    "draining-in-use",
 ];
 
 /// The name of the per-provider/tenant last-success gauge; kept across runs (see `push`).

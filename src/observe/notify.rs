@@ -30,11 +30,15 @@ pub enum WebhookEvent {
     /// A run failed as a whole, before working its slots (`run_failed`).
     #[value(name = "run_failed")]
     RunFailed,
+    /// A previous client is kept past its grace because consumers still use it
+    /// (`draining_in_use`; docs/src/protocol.md, "Draining").
+    #[value(name = "draining_in_use")]
+    DrainingInUse,
 }
 
 impl WebhookEvent {
     /// What `--webhook-events` selects unless told otherwise: everything that needs a person.
-    pub const DEFAULT: &'static str = "failed,stuck,run_failed";
+    pub const DEFAULT: &'static str = "failed,stuck,run_failed,draining_in_use";
 
     /// The kind of a notice's `event`.
     fn of(event: &str) -> WebhookEvent {
@@ -42,6 +46,7 @@ impl WebhookEvent {
             "rotated" => WebhookEvent::Rotated,
             "slot_stuck" => WebhookEvent::Stuck,
             "run_failed" => WebhookEvent::RunFailed,
+            "draining_in_use" => WebhookEvent::DrainingInUse,
             _ => WebhookEvent::Failed,
         }
     }
@@ -231,6 +236,7 @@ impl Notifier {
                 let what = match n.event {
                     "slot_failed" => "rotation failed",
                     "slot_tampered" => "tampered record",
+                    "draining_in_use" => "old client still in use",
                     "run_failed" => "run failed",
                     "rotated" => "rotated",
                     _ => "slot stuck",
