@@ -366,12 +366,14 @@ def breakdown(path):
     sums, counts = {}, {}
     with open(path) as f:
         for line in f:
-            for metric in ("rekey_provider_call_duration_seconds", "rekey_backend_call_duration_seconds"):
-                for suffix, into in (("_sum", sums), ("_count", counts)):
-                    if line.startswith(metric + suffix + "{"):
+            # A one-shot apply writes its call histograms as this run's gauges (README, metrics):
+            # rekey_last_run_<kind>_calls (how many) and rekey_last_run_<kind>_call_seconds (total).
+            for kind in ("provider", "backend"):
+                for metric, into in ((f"rekey_last_run_{kind}_call_seconds", sums), (f"rekey_last_run_{kind}_calls", counts)):
+                    if line.startswith(metric + "{"):
                         labels, value = line.rsplit(" ", 1)
                         op = labels.split('operation="', 1)[1].split('"', 1)[0]
-                        key = (metric.split("_")[1], op)
+                        key = (kind, op)
                         into[key] = into.get(key, 0) + float(value)
     print("  where the time went (calls, total s summed over concurrent slots, mean ms):")
     for key in sorted(sums):

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# System tools the tests need: promtool (Debian `prometheus`) and the Pushgateway
-# (Debian `prometheus-pushgateway`) for the observability tests; the `age` CLI (Debian `age`),
+# System tools the tests need: the Prometheus server and promtool (Debian `prometheus`) and the
+# Pushgateway (Debian `prometheus-pushgateway`) for the observability and alert tests; the `age` CLI (Debian `age`),
 # which the fault campaign reads the file backend with. Idempotent: does nothing when all exist. The
 # packages' services are stopped and disabled again: the tests start their own on 127.0.0.1.
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
-if have promtool && have prometheus-pushgateway && have age; then
+if have prometheus && have promtool && have prometheus-pushgateway && have age; then
     exit 0
 fi
 cmd="apt-get update && apt-get install -y --no-install-recommends prometheus prometheus-pushgateway age"
 if [ "$(id -u)" != 0 ]; then
-    echo "rekey: promtool, prometheus-pushgateway or age is missing; install them as root with:" >&2
+    echo "rekey: prometheus, promtool, prometheus-pushgateway or age is missing; install them as root with:" >&2
     echo "  $cmd" >&2
     exit 1
 fi
@@ -32,4 +32,4 @@ for svc in prometheus prometheus-pushgateway prometheus-node-exporter; do
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi
 done
-have promtool && have prometheus-pushgateway && have age
+have prometheus && have promtool && have prometheus-pushgateway && have age

@@ -275,7 +275,7 @@ pub struct ObsArgs {
     #[arg(long, env = "REKEY_METRICS_FILE", value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
 
-    /// Push metrics to this Pushgateway after each run (job="rekey").
+    /// Push metrics to this Pushgateway after each run (group job="rekey", instance, shard).
     // `hide_env_values`: the URL may carry `user:password@`, and `--help` would show it.
     #[arg(
         long,
@@ -284,6 +284,16 @@ pub struct ObsArgs {
         hide_env_values = true
     )]
     pub pushgateway: Option<String>,
+
+    /// The `instance` label of the Pushgateway group: one per deployment of rekey that shares
+    /// a Pushgateway (default "").
+    #[arg(
+        long,
+        env = "REKEY_METRICS_INSTANCE",
+        value_name = "NAME",
+        default_value = ""
+    )]
+    pub metrics_instance: String,
 
     /// Append one JSON line per slot state change to FILE (`-` for stdout), fsynced.
     #[arg(long, env = "REKEY_AUDIT_LOG", value_name = "FILE")]
@@ -302,6 +312,18 @@ pub struct ObsArgs {
     #[arg(long, value_enum, default_value_t = crate::observe::notify::WebhookFormat::Generic)]
     pub webhook_format: crate::observe::notify::WebhookFormat,
 
+    /// Which notifications the webhook gets, comma-separated: `rotated` (a new credential is
+    /// current: the event a consumer's reload hook needs), `failed`, `stuck`, `run_failed`,
+    /// `draining_in_use`.
+    #[arg(
+        long,
+        env = "REKEY_WEBHOOK_EVENTS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = crate::observe::notify::WebhookEvent::DEFAULT
+    )]
+    pub webhook_events: Vec<crate::observe::notify::WebhookEvent>,
+
     /// Timeout of one webhook attempt (3 attempts, with backoff).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub webhook_timeout: std::time::Duration,
@@ -317,6 +339,8 @@ impl ObsArgs {
             webhook: self.webhook.clone(),
             webhook_format: self.webhook_format,
             webhook_timeout: self.webhook_timeout,
+            webhook_events: self.webhook_events.clone(),
+            metrics_instance: self.metrics_instance.clone(),
         }
     }
 }

@@ -22,8 +22,17 @@ pub fn init(format: LogFormat, verbosity: i8) {
     };
     // vaultrs and rustify log every non-2xx answer at ERROR (a 404 is routine for the vault
     // backend); rekey reports what matters itself.
+    // `rekey run` is a service: at the default level it still says what each cycle did and
+    // when the next one fires (src/app/scheduler.rs logs those at info).
+    let scheduler = if verbosity == 0 {
+        "rekey::app::scheduler=info,"
+    } else {
+        ""
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("rekey={default},vaultrs=off,rustify=off,warn"))
+        tracing_subscriber::EnvFilter::new(format!(
+            "rekey={default},{scheduler}vaultrs=off,rustify=off,warn"
+        ))
     });
     let json = match format {
         LogFormat::Json => true,

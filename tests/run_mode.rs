@@ -213,3 +213,110 @@ async fn forced_cycles_each_rotate_what_the_cycle_before_issued() {
     w.assert_consistent(&["s00"]).await;
     w.assert_no_secrets(&run.all());
 }
+
+/// `rekey run`'s endpoints on a real HTTP server: `/metrics` for GET and HEAD, with or without
+/// a query string (what promtool accepts), `/healthz`, `/readyz`; 405 for other methods, 404
+/// elsewhere. At the default log level (no `-v`, no `RUST_LOG`) each cycle still logs one line.
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoints_answer_get_and_head_and_each_cycle_logs_a_line() {
+    let w = World::new(1).await;
+    w.inventory(&slots(2));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rekey"))
+        .args(["run", "-c", "inventory.toml", "--schedule", "* * * * * *"])
+        .args(["--metrics-listen", &listen])
+        .current_dir(w.path())
+        .env("REKEY_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .env_remove("REKEY_CRASH_AT")
+        .env_remove("REKEY_TEST_CLOCK_OFFSET")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = rekey::http::client();
+    let base = format!("http://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        if let Ok(r) = client.get(format!("{base}/metrics?x=1")).send().await {
+            let text = r.text().await.unwrap();
+            if sample(&text, r#"rekey_runs_total{result="success"}"#).unwrap_or(0.0) >= 2.0 {
+                break text;
+            }
+        }
+        assert!(Instant::now() < deadline, "two cycles and /metrics");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let promtool = common::servers::tool("promtool");
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let head = client.head(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(
+        head.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        head.headers()
+    );
+    assert!(head.text().await.unwrap().is_empty(), "HEAD has no body");
+    for (path, status, body) in [
+        ("/healthz", 200, "ok\n"),
+        ("/readyz", 200, "ready\n"),
+        ("/readyz?verbose", 200, "ready\n"),
+    ] {
+        let r = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(r.text().await.unwrap(), body, "{path}");
+    }
+    let r = client.post(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    let r = client.get(format!("{base}/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+
+    sigterm(&child);
+    let run = wait_exit(child).await;
+    run.expect_code(0);
+    let cycles: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "cycle finished")
+        .collect();
+    assert!(cycles.len() >= 2, "one line per cycle:\n{}", run.stderr);
+    assert_eq!(cycles[0]["level"], "INFO");
+    assert_eq!(cycles[0]["exit_code"], 0);
+    assert!(
+        cycles[0]["summary"].as_str().unwrap().contains("2 slots"),
+        "{}",
+        cycles[0]
+    );
+    assert!(cycles[0]["duration_ms"].is_u64());
+    assert!(
+        !run.stderr.contains("\"DEBUG\""),
+        "the default level stays quiet otherwise"
+    );
+    w.assert_no_secrets(&run.all());
+    w.assert_no_secrets(&metrics);
+}

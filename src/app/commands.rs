@@ -94,23 +94,10 @@ pub async fn plan(args: &RunArgs) -> Result<u8> {
 
 pub async fn apply(args: &RunArgs) -> Result<u8> {
     let started = chrono::Utc::now();
-    let outputs = crate::observe::Outputs::open(&args.obs.options())?;
-    let engine = observed_engine(args, clock(), &outputs).await?;
-    let bar = progress_bar(args, &engine, &outputs, "apply").await?;
-    let result = engine.apply().await;
-    if let Some(pb) = &bar {
-        pb.finish_and_clear();
-    }
-    let outcomes = match result {
-        Ok(o) => o,
-        Err(e) => {
-            outputs.after_failed_run(engine.clock.now()).await;
-            return Err(e);
-        }
-    };
-    outputs
-        .after_run(&engine.run_end(&outcomes), status_rows(&engine))
-        .await;
+    let mut outputs = crate::observe::Outputs::open(&args.obs.options())?;
+    let mut run_id = uuid::Uuid::nil();
+    let result = observed_apply_with(args, clock(), &mut outputs, |e| run_id = e.run_id).await;
+    let outcomes = result?;
     match args.output {
         OutputFormat::Table => print!(
             "{}",
@@ -120,7 +107,7 @@ pub async fn apply(args: &RunArgs) -> Result<u8> {
             "{}",
             report::document(
                 "apply",
-                engine.run_id,
+                run_id,
                 started,
                 report::Summary::of_outcomes(&outcomes),
                 &outcomes
@@ -128,6 +115,101 @@ pub async fn apply(args: &RunArgs) -> Result<u8> {
         ),
     }
     Ok(apply_exit_code(&outcomes))
+}
+
+/// One observed run of `apply` (`rekey apply`, each cycle of `rekey run`): the engine built
+/// over a freshly read inventory, its slots worked, then metrics, audit and notifications.
+/// A run that fails as a whole (bad inventory, a provider or backend unreachable) still
+/// reports: the run-level metrics say it failed, the store's gauges come from the backend
+/// when it can be read, and the webhook gets a `run_failed` event (docs/src/operating.md,
+/// "Metrics").
+pub async fn observed_apply(
+    args: &RunArgs,
+    clock: Arc<dyn Clock>,
+    outputs: &mut crate::observe::Outputs,
+) -> Result<Vec<crate::engine::SlotOutcome>> {
+    observed_apply_with(args, clock, outputs, |_| {}).await
+}
+
+/// [`observed_apply`], with `setup` applied to the engine before it runs (the scheduler's
+/// stop flag and cycle start).
+pub async fn observed_apply_with(
+    args: &RunArgs,
+    clock: Arc<dyn Clock>,
+    outputs: &mut crate::observe::Outputs,
+    setup: impl FnOnce(&mut Engine),
+) -> Result<Vec<crate::engine::SlotOutcome>> {
+    let now = clock.now();
+    let failed = |e: &Error, max_ages| crate::observe::RunFailure {
+        now,
+        run_id: uuid::Uuid::now_v7(),
+        exit_code: exit_code_for(e),
+        error_kind: e.kind().as_str(),
+        detail: crate::error::chain(e),
+        max_ages,
+    };
+    let none = None::<std::future::Ready<Result<Vec<StatusRow>>>>;
+    if let Ok(s) = crate::shard::Shard::from_env(|k| std::env::var(k).ok()) {
+        outputs.shard = args.shard.or(s);
+    }
+    let inventory = match config::load(&args.config).map_err(Error::from) {
+        Ok(i) => i,
+        Err(e) => {
+            outputs
+                .after_failed_run(&failed(&e, Default::default()), none)
+                .await;
+            return Err(e);
+        }
+    };
+    let max_ages: std::collections::BTreeMap<String, std::time::Duration> = inventory
+        .slots
+        .iter()
+        .map(|s| (s.name.clone(), s.max_age))
+        .collect();
+    let built = match options(args) {
+        Ok(o) => Engine::build(inventory, clock, o).await,
+        Err(e) => Err(e),
+    };
+    let mut engine = match built {
+        Ok(e) => e,
+        Err(e) => {
+            outputs.after_failed_run(&failed(&e, max_ages), none).await;
+            return Err(e);
+        }
+    };
+    engine.events = outputs.observer.clone();
+    setup(&mut engine);
+    outputs.begin(
+        engine.providers.keys().map(String::as_str),
+        engine.backends.keys().map(String::as_str),
+    );
+    let engine = Arc::new(engine);
+    let bar = progress_bar(args, &engine, outputs, "apply").await;
+    let result = engine.apply().await;
+    if let Ok(Some(pb)) = &bar {
+        pb.finish_and_clear();
+    }
+    match result {
+        Ok(outcomes) => {
+            outputs
+                .after_run(
+                    &engine.run_end(&outcomes),
+                    apply_exit_code(&outcomes),
+                    status_rows(&engine),
+                )
+                .await;
+            Ok(outcomes)
+        }
+        Err(e) => {
+            let mut run = failed(&e, max_ages);
+            run.now = engine.clock.now();
+            run.run_id = engine.run_id;
+            outputs
+                .after_failed_run(&run, Some(status_rows(&engine)))
+                .await;
+            Err(e)
+        }
+    }
 }
 
 /// A progress bar over the run's slots, advanced by the engine's events; only for table

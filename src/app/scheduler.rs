@@ -4,12 +4,17 @@
 //! frequent schedule only reads.
 //!
 //! SIGTERM or SIGINT: while sleeping, exit at once; during a cycle, start no new slot, let the
-//! slots in flight finish (each ends by releasing its lease), then exit 0.
+//! slots in flight finish (each ends by releasing its lease), then exit 0. `/readyz` answers
+//! 503 from the signal on.
+//!
+//! Each cycle ends with one info line (`cycle finished`: exit code, summary, duration; or
+//! `cycle failed` with the error), shown at the default log level, like `next run`.
 
 use crate::app::commands::{self as app, exit};
 use crate::cli::ScheduleArgs;
 use crate::error::{Error, Result};
-use crate::observe::{Outputs, metrics};
+use crate::observe::Outputs;
+use crate::observe::serve::Health;
 use crate::schedule::Schedule;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub async fn run(args: &ScheduleArgs) -> Result<u8> {
     let mut outputs = Outputs::open(&args.run.obs.options())?;
     outputs.serving = args.metrics_listen.is_some();
+    // A scheduler lives on: its counters mean something. `--once` is a batch run.
+    outputs.batch = args.once;
     let inventory = crate::config::load(&args.run.config)?;
     let s = &inventory.settings;
     let schedule = Schedule::parse(
@@ -27,10 +34,13 @@ pub async fn run(args: &ScheduleArgs) -> Result<u8> {
     drop(inventory);
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, mut stopped) = tokio::sync::watch::channel(false);
+    let health = Arc::new(Health::default());
     {
         let stop = Arc::clone(&stop);
+        let health = Arc::clone(&health);
         tokio::spawn(async move {
             let signal = wait_for_signal().await;
+            health.set_ready(false);
             tracing::info!(
                 signal,
                 "shutting down: no new slot starts; slots in flight finish"
@@ -43,11 +53,12 @@ pub async fn run(args: &ScheduleArgs) -> Result<u8> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::config(format!("--metrics-listen {addr}: {e}")))?;
-        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics");
-        tokio::spawn(serve_metrics(listener));
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics, /healthz and /readyz");
+        tokio::spawn(crate::observe::serve::serve(listener, Arc::clone(&health)));
     }
+    health.set_ready(true);
     if args.once {
-        return cycle(args, &outputs, &stop, true).await;
+        return cycle(args, &mut outputs, &stop, true).await;
     }
     loop {
         let next = schedule.next_after(chrono::Utc::now())?;
@@ -64,8 +75,7 @@ pub async fn run(args: &ScheduleArgs) -> Result<u8> {
             _ = tokio::time::sleep(wait) => {}
             _ = stopped.wait_for(|s| *s) => return Ok(exit::OK),
         }
-        let code = cycle(args, &outputs, &stop, false).await?;
-        tracing::info!(exit_code = code, "cycle finished");
+        cycle(args, &mut outputs, &stop, false).await?;
         if stop.load(Ordering::SeqCst) {
             return Ok(exit::OK);
         }
@@ -76,39 +86,22 @@ pub async fn run(args: &ScheduleArgs) -> Result<u8> {
 /// scheduler goes on; with `--once` they end the command like `rekey apply`.
 async fn cycle(
     args: &ScheduleArgs,
-    outputs: &Outputs,
+    outputs: &mut Outputs,
     stop: &Arc<AtomicBool>,
     once: bool,
 ) -> Result<u8> {
-    let result = async {
-        let inventory = crate::config::load(&args.run.config)?;
-        let options = crate::app::commands::options(&args.run)?;
-        let clock: Arc<dyn crate::clock::Clock> = Arc::from(crate::clock::from_env());
-        let cycle_started = clock.now();
-        let mut engine = crate::engine::Engine::build(inventory, clock, options).await?;
+    let started = std::time::Instant::now();
+    let clock: Arc<dyn crate::clock::Clock> = Arc::from(crate::clock::from_env());
+    let cycle_started = clock.now();
+    let mut run_id = uuid::Uuid::nil();
+    let result = app::observed_apply_with(&args.run, clock, outputs, |engine| {
+        run_id = engine.run_id;
         // A cycle is a run of its own: `--force` rotates what was issued before this cycle.
         // (A one-shot command counts from its process's start; a scheduler started days ago
         // would otherwise force only its first cycle.)
         engine.started = cycle_started;
-        engine.events = outputs.observer.clone();
         engine.stop = Arc::clone(stop);
-        let engine = Arc::new(engine);
-        match engine.apply().await {
-            Ok(outcomes) => {
-                outputs
-                    .after_run(
-                        &engine.run_end(&outcomes),
-                        crate::app::commands::status_rows(&engine),
-                    )
-                    .await;
-                Ok(outcomes)
-            }
-            Err(e) => {
-                outputs.after_failed_run(engine.clock.now()).await;
-                Err(e)
-            }
-        }
-    }
+    })
     .await;
     match result {
         Ok(outcomes) => {
@@ -117,19 +110,38 @@ async fn cycle(
                     crate::cli::OutputFormat::Table => {
                         print!("{}", crate::app::report::apply_table(&outcomes))
                     }
-                    crate::cli::OutputFormat::Json => {
-                        print!("{}", crate::app::report::json(&outcomes))
-                    }
+                    crate::cli::OutputFormat::Json => print!(
+                        "{}",
+                        crate::app::report::document(
+                            "run",
+                            run_id,
+                            cycle_started,
+                            crate::app::report::Summary::of_outcomes(&outcomes),
+                            &outcomes
+                        )
+                    ),
                 }
-            } else {
-                tracing::info!(summary = %crate::app::report::summary_line(&outcomes), "cycle report");
             }
-            Ok(app::apply_exit_code(&outcomes))
+            let code = app::apply_exit_code(&outcomes);
+            // One line per cycle at the default level: what it did, how it ended, how long.
+            tracing::info!(
+                exit_code = code,
+                summary = %crate::app::report::summary_line(&outcomes),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "cycle finished"
+            );
+            Ok(code)
         }
         Err(e) if once => Err(e),
         Err(e) => {
-            tracing::error!(error = %crate::error::chain(&e), "cycle failed");
-            Ok(app::exit_code_for(&e))
+            let code = app::exit_code_for(&e);
+            tracing::error!(
+                exit_code = code,
+                error = %crate::error::chain(&e),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "cycle failed"
+            );
+            Ok(code)
         }
     }
 }
@@ -146,46 +158,5 @@ async fn wait_for_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
-    }
-}
-
-/// A minimal HTTP/1.1 responder: `GET /metrics` gets the exposition, anything else 404.
-async fn serve_metrics(listener: tokio::net::TcpListener) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(1024);
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-                match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut chunk))
-                    .await
-                {
-                    Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                    _ => return,
-                }
-            }
-            let head = String::from_utf8_lossy(&buf);
-            let (status, ctype, body) = if head.starts_with("GET /metrics ") {
-                (
-                    "200 OK",
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    metrics::global().encode(),
-                )
-            } else {
-                (
-                    "404 Not Found",
-                    "text/plain",
-                    "not found; try /metrics\n".to_string(),
-                )
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
     }
 }

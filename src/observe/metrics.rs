@@ -3,19 +3,29 @@
 //! Exposed three ways: a file for the node exporter's textfile collector (`--metrics-file`), a
 //! push to a Pushgateway (`--pushgateway`), and `/metrics` in `rekey run`.
 //!
+//! A one-shot run (`apply`, `rollback`, `run --once`) is a batch job: what it writes or pushes
+//! holds gauges only (the Pushgateway's guidance for batch jobs), because a counter that lives
+//! for one process means nothing to `rate()`. Its counters become `rekey_last_run_*` gauges
+//! (this run's counts) and `rekey_runs_total` is left out; the run's own result, exit code,
+//! time and duration are gauges a failed run sets too. `rekey run`, which lives on, keeps its
+//! counters and histograms (docs/src/operating.md, "Metrics").
+//!
 //! Labels are bounded: slot names (the inventory), provider and backend names, tenants, a
 //! closed set of operations, results, states and error kinds. Never an error message.
 
 use super::{Outcome, SlotFinished, StateChanged};
 use crate::error::{Error, Result};
+use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::LazyLock;
 
 /// Every state `rekey status` reports; each is always exported (zero when no slot has it).
+/// The README's metrics table lists these (a test checks it).
 pub const SLOT_STATES: &[&str] = &[
     "ok",
     "draining-in-use",
@@ -33,15 +43,52 @@ pub const SLOT_STATES: &[&str] = &[
 /// The name of the per-provider/tenant last-success gauge; kept across runs (see `push`).
 pub const LAST_SUCCESS: &str = "rekey_last_success_timestamp_seconds";
 
+/// The families that describe the store's slots. A run that cannot read its backend keeps the
+/// previous run's values of these (marked by [`STALE`]) instead of reporting nothing.
+pub const SLOT_FAMILIES: &[&str] = &[
+    "rekey_slots",
+    "rekey_credential_age_seconds",
+    "rekey_credential_max_age_seconds",
+];
+
+/// 1 when the [`SLOT_FAMILIES`] are the previous run's (this run could not read the backend).
+pub const STALE: &str = "rekey_slot_metrics_stale";
+
+/// The operations the layer stack times (src/layer/metrics.rs), for the error series that are
+/// exported at zero.
+pub const PROVIDER_OPERATIONS: &[&str] = &[
+    "create_client",
+    "rotate_secret",
+    "delete_client",
+    "find_clients",
+    "verify",
+];
+pub const BACKEND_OPERATIONS: &[&str] = &["read", "write", "delete", "list", "check"];
+
+/// The error kinds whose series exist from the start (zero until one happens): those an alert
+/// or a dashboard watches. Other kinds appear when they first happen.
+pub const WATCHED_ERROR_KINDS: &[&str] = &[
+    "unauthorized",
+    "forbidden",
+    "rate_limited",
+    "unavailable",
+    "timeout",
+];
+
 pub struct Metrics {
     pub registry: Registry,
+    pub build_info: IntGaugeVec,
     pub rotations: IntCounterVec,
     pub state_changes: IntCounterVec,
     pub credential_age: GaugeVec,
     pub credential_max_age: GaugeVec,
     pub last_success: GaugeVec,
     pub slots: IntGaugeVec,
-    pub run: GaugeVec,
+    pub stale: IntGauge,
+    pub run_time: Gauge,
+    pub run_duration: Gauge,
+    pub run_failed: IntGauge,
+    pub run_exit_code: IntGauge,
     pub run_slots: IntGaugeVec,
     pub runs: IntCounterVec,
     pub provider_calls: HistogramVec,
@@ -60,6 +107,18 @@ pub fn global() -> &'static Metrics {
 const CALL_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// How a run ended as a whole, for the run-level gauges.
+#[derive(Clone, Copy, Debug)]
+pub struct RunResult {
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// Seconds since the run started.
+    pub duration: f64,
+    /// The run ended before or instead of working its slots (an error ended it).
+    pub failed: bool,
+    /// The documented exit code it ends with.
+    pub exit_code: u8,
+}
 
 impl Metrics {
     fn new() -> Metrics {
@@ -81,6 +140,17 @@ impl Metrics {
                 GaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
             )
         };
+        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
+            reg(
+                &registry,
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let single =
+            |name: &str, help: &str| reg(&registry, Gauge::new(name, help).expect("valid metric"));
+        let int_single = |name: &str, help: &str| {
+            reg(&registry, IntGauge::new(name, help).expect("valid metric"))
+        };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
             reg(
                 &registry,
@@ -92,6 +162,11 @@ impl Metrics {
             )
         };
         let m = Metrics {
+            build_info: int_gauge(
+                "rekey_build_info",
+                "Always 1: the version and commit of the rekey binary.",
+                &["version", "revision"],
+            ),
             rotations: counter(
                 "rekey_rotations_total",
                 "Rotations attempted, by provider and result (success: a new credential was promoted; failure: the slot failed).",
@@ -117,33 +192,39 @@ impl Metrics {
                 "Last time every slot of a provider and tenant ended a run without failure (Unix time).",
                 &["provider", "tenant"],
             ),
-            slots: reg(
-                &registry,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "rekey_slots",
-                        "Slots by state, as `rekey status` reports them.",
-                    ),
-                    &["state"],
-                )
-                .expect("valid metric"),
+            slots: int_gauge(
+                "rekey_slots",
+                "Slots by state, as `rekey status` reports them.",
+                &["state"],
             ),
-            run: gauge(
+            stale: int_single(
+                STALE,
+                "1 when rekey_slots and the credential ages are an earlier run's, because this run could not read the backend; else 0.",
+            ),
+            run_time: single(
                 "rekey_last_run_timestamp_seconds",
-                "When the last run ended (Unix time), by result (success: no slot failed).",
-                &["result"],
+                "When the last run ended (Unix time), whatever its result.",
             ),
-            run_slots: reg(
-                &registry,
-                IntGaugeVec::new(
-                    Opts::new("rekey_last_run_slots", "Slots by result in the last run (ok, failed, skipped: held by another run)."),
-                    &["result"],
-                )
-                .expect("valid metric"),
+            run_duration: single(
+                "rekey_last_run_duration_seconds",
+                "How long the last run took.",
+            ),
+            run_failed: int_single(
+                "rekey_last_run_failed",
+                "1 when the last run failed as a whole, before or instead of working its slots (bad inventory, provider or backend unreachable); else 0.",
+            ),
+            run_exit_code: int_single(
+                "rekey_last_run_exit_code",
+                "The exit code the last run ended with (0 ok, 1 attention, 2 configuration, 3 locked, 4 unreachable).",
+            ),
+            run_slots: int_gauge(
+                "rekey_last_run_slots",
+                "Slots by result in the last run (ok, failed, skipped: held by another run).",
+                &["result"],
             ),
             runs: counter(
                 "rekey_runs_total",
-                "Runs (apply cycles) by result (success: no slot failed).",
+                "Runs (apply cycles) by result (success: no slot failed and the run did not fail as a whole).",
                 &["result"],
             ),
             provider_calls: histogram(
@@ -168,10 +249,49 @@ impl Metrics {
             ),
             registry,
         };
+        m.build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("REKEY_GIT_COMMIT").unwrap_or("unknown"),
+            ])
+            .set(1);
         for s in SLOT_STATES {
             m.slots.with_label_values(&[s]).set(0);
         }
+        for s in super::RECORD_STATES {
+            m.state_changes.with_label_values(&[s]);
+        }
+        for r in ["ok", "failed", "skipped"] {
+            m.run_slots.with_label_values(&[r]).set(0);
+        }
+        m.stale.set(0);
         m
+    }
+
+    /// Series that must exist before anything happens, at zero, for the providers and backends
+    /// of this run: rotations by result and call errors of the watched kinds.
+    pub fn prepare<'a>(
+        &self,
+        providers: impl IntoIterator<Item = &'a str>,
+        backends: impl IntoIterator<Item = &'a str>,
+    ) {
+        for p in providers {
+            for r in ["success", "failure"] {
+                self.rotations.with_label_values(&[p, r]);
+            }
+            for op in PROVIDER_OPERATIONS {
+                for k in WATCHED_ERROR_KINDS {
+                    self.provider_errors.with_label_values(&[p, op, k]);
+                }
+            }
+        }
+        for b in backends {
+            for op in BACKEND_OPERATIONS {
+                for k in WATCHED_ERROR_KINDS {
+                    self.backend_errors.with_label_values(&[b, op, k]);
+                }
+            }
+        }
     }
 
     pub fn state_changed(&self, e: &StateChanged) {
@@ -192,15 +312,19 @@ impl Metrics {
         }
     }
 
-    /// The gauges that describe the store after a run: slots by state, credential ages, and
-    /// the run's own result and time.
-    pub fn observe_run(
+    /// The gauges that describe the store: slots by state and credential ages, from `rows`
+    /// (the store's status, read after the run). `None`: the backend could not be read, and
+    /// the previous values stay, marked stale.
+    pub fn observe_store(
         &self,
-        rows: &[super::StatusRow],
-        max_ages: &std::collections::BTreeMap<String, std::time::Duration>,
-        outcomes: &[super::SlotResult<'_>],
-        now: chrono::DateTime<chrono::Utc>,
+        rows: Option<&[super::StatusRow]>,
+        max_ages: &BTreeMap<String, std::time::Duration>,
     ) {
+        let Some(rows) = rows else {
+            self.stale.set(1);
+            return;
+        };
+        self.stale.set(0);
         for s in SLOT_STATES {
             let n = rows.iter().filter(|r| r.state == *s).count();
             self.slots.with_label_values(&[s]).set(n as i64);
@@ -219,16 +343,17 @@ impl Metrics {
                     .set(max.as_secs_f64());
             }
         }
+    }
+
+    /// The slots' results of a run that worked its slots, and the last-success times of the
+    /// providers and tenants all of whose slots ended ok.
+    pub fn observe_slots(
+        &self,
+        outcomes: &[super::SlotResult<'_>],
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
         let ts = now.timestamp_millis() as f64 / 1000.0;
-        let mut by_pt: std::collections::BTreeMap<(&str, &str), bool> = Default::default();
-        for o in outcomes {
-            if o.provider.is_empty() {
-                continue;
-            }
-            let ok = by_pt.entry((o.provider, o.tenant)).or_insert(true);
-            *ok &= o.result == Outcome::Ok;
-        }
-        for ((p, t), ok) in by_pt {
+        for ((p, t), ok) in by_provider_tenant(outcomes) {
             if ok {
                 self.last_success.with_label_values(&[p, t]).set(ts);
             }
@@ -241,44 +366,75 @@ impl Metrics {
             let n = outcomes.iter().filter(|o| o.result == k).count();
             self.run_slots.with_label_values(&[name]).set(n as i64);
         }
-        let failed = outcomes.iter().any(|o| o.result == Outcome::Failed);
+    }
+
+    /// The run-level gauges, set by every run whatever happened (and the run counter).
+    pub fn observe_result(&self, r: RunResult) {
+        self.run_time.set(r.now.timestamp_millis() as f64 / 1000.0);
+        self.run_duration.set(r.duration);
+        self.run_failed.set(i64::from(r.failed));
+        self.run_exit_code.set(i64::from(r.exit_code));
+        if r.failed {
+            for name in ["ok", "failed", "skipped"] {
+                self.run_slots.with_label_values(&[name]).set(0);
+            }
+        }
+        let failed = r.failed || self.run_slots.with_label_values(&["failed"]).get() > 0;
         let result = if failed { "failure" } else { "success" };
-        self.run.with_label_values(&[result]).set(ts);
         self.runs.with_label_values(&[result]).inc();
     }
 
-    /// The text exposition of every metric.
+    /// The text exposition of every metric, as a long-lived process serves it.
     pub fn encode(&self) -> String {
         encode(&self.registry.gather())
     }
 
-    /// Seeds the last-success gauge from a previous metrics file, so a run in which a provider
-    /// fails keeps reporting that provider's previous success time instead of dropping it.
+    /// The exposition a one-shot run writes or pushes: gauges only (see the module's doc).
+    pub fn encode_batch(&self) -> String {
+        encode(&batch(self.registry.gather()))
+    }
+
+    /// Seeds, from a previous metrics file, what a run must not lose: the last-success gauge
+    /// (so a run in which a provider fails keeps reporting its previous success time) and the
+    /// slot families (kept, marked stale, when this run cannot read its backend).
     pub fn load_previous(&self, path: &Path) {
         let Ok(text) = std::fs::read_to_string(path) else {
             return;
         };
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix(LAST_SUCCESS) else {
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
                 continue;
             };
-            let Some((labels, value)) = rest.rsplit_once(' ') else {
+            let Ok(v) = value.parse::<f64>() else {
                 continue;
             };
-            let (Some(p), Some(t), Ok(v)) = (
-                label(labels, "provider"),
-                label(labels, "tenant"),
-                value.parse::<f64>(),
-            ) else {
-                continue;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, l)) => (n, parse_labels(l.trim_end_matches('}'))),
+                None => (series, BTreeMap::new()),
             };
-            self.last_success.with_label_values(&[&p, &t]).set(v);
+            let get = |k: &str| labels.get(k).map(String::as_str).unwrap_or_default();
+            match name {
+                LAST_SUCCESS => self
+                    .last_success
+                    .with_label_values(&[get("provider"), get("tenant")])
+                    .set(v),
+                "rekey_slots" => self.slots.with_label_values(&[get("state")]).set(v as i64),
+                "rekey_credential_age_seconds" => self
+                    .credential_age
+                    .with_label_values(&[get("slot"), get("provider")])
+                    .set(v),
+                "rekey_credential_max_age_seconds" => self
+                    .credential_max_age
+                    .with_label_values(&[get("slot"), get("provider")])
+                    .set(v),
+                _ => {}
+            }
         }
     }
 
     /// Writes the exposition to `path` atomically (temp file + rename in the same directory),
     /// as the textfile collector requires.
-    pub fn write_file(&self, path: &Path) -> Result<()> {
+    pub fn write_file(&self, path: &Path, batch: bool) -> Result<()> {
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -286,36 +442,70 @@ impl Metrics {
         let io = |e: std::io::Error| {
             Error::unavailable(format!("writing metrics to {}: {e}", path.display()))
         };
+        let text = if batch {
+            self.encode_batch()
+        } else {
+            self.encode()
+        };
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        std::io::Write::write_all(&mut tmp, self.encode().as_bytes()).map_err(io)?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(path).map_err(|e| io(e.error))?;
         Ok(())
     }
 
-    /// Pushes to a Pushgateway. Everything but the last-success gauge replaces the group
-    /// `job="rekey"` (PUT). Each provider/tenant that succeeded in this run gets its own group
-    /// (`job`, `provider`, `tenant`), so a run that fails leaves the previous success time
-    /// in place for the alert to see.
-    pub async fn push(&self, base: &str, successes: &[(String, String)]) -> Result<()> {
+    /// Pushes to a Pushgateway, into the group of this instance and shard (`group`, e.g.
+    /// `job="rekey", instance, shard`), so shards and instances never replace each other.
+    ///
+    /// - Everything but the last-success gauge replaces the group (PUT). When the slot
+    ///   families are stale (this run could not read its backend), the push is a POST without
+    ///   them, which replaces only the families it carries: the previous slot states and ages
+    ///   stay in the group, beside `rekey_slot_metrics_stale 1`.
+    /// - Each provider/tenant that succeeded in this run gets its own group (the group's labels
+    ///   plus `provider`, `tenant`), so a run that fails leaves the previous success time in
+    ///   place for the alert to see.
+    pub async fn push(
+        &self,
+        base: &str,
+        group: &[(&str, String)],
+        successes: &[(String, String)],
+        batch: bool,
+    ) -> Result<()> {
         let base = base.trim_end_matches('/');
+        let stale = self.stale.get() > 0;
         let families: Vec<_> = self
             .registry
             .gather()
             .into_iter()
             .filter(|f| f.name() != LAST_SUCCESS)
+            .filter(|f| !(stale && SLOT_FAMILIES.contains(&f.name())))
             .collect();
+        let families = if batch {
+            self::batch(families)
+        } else {
+            families
+        };
         // rekey's shared settings: no redirect followed, no Referer (src/http.rs).
         let client = crate::http::builder()
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| Error::internal(format!("http client: {e}")))?;
-        put(
-            &client,
-            &format!("{base}/metrics/job/rekey"),
-            encode(&families),
-        )
-        .await?;
+        // The job as is (`/metrics/job/rekey`, what a reader of the Pushgateway's log looks
+        // for); every other label base64-encoded, as any value may hold `/` (the shard's does).
+        let mut url = format!("{base}/metrics");
+        for (k, v) in group {
+            if *k == "job" {
+                url.push_str(&format!("/job/{v}"));
+            } else {
+                url.push_str(&group_part(k, v));
+            }
+        }
+        let method = if stale {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::PUT
+        };
+        send(&client, method, &url, encode(&families)).await?;
         for (p, t) in successes {
             let v = self
                 .last_success
@@ -326,13 +516,131 @@ impl Metrics {
                 "# HELP {LAST_SUCCESS} Last time every slot of a provider and tenant ended a run without failure (Unix time).\n# TYPE {LAST_SUCCESS} gauge\n{LAST_SUCCESS} {v}\n"
             );
             let url = format!(
-                "{base}/metrics/job/rekey/provider@base64/{}/tenant@base64/{}",
-                b64(p),
-                b64(t)
+                "{url}{}{}",
+                group_part("provider", p),
+                group_part("tenant", t)
             );
-            put(&client, &url, body).await?;
+            send(&client, reqwest::Method::PUT, &url, body).await?;
         }
         Ok(())
+    }
+}
+
+/// Per provider and tenant, whether every slot of theirs ended ok.
+pub fn by_provider_tenant<'a>(
+    outcomes: &[super::SlotResult<'a>],
+) -> BTreeMap<(&'a str, &'a str), bool> {
+    let mut by: BTreeMap<(&str, &str), bool> = BTreeMap::new();
+    for o in outcomes.iter().filter(|o| !o.provider.is_empty()) {
+        *by.entry((o.provider, o.tenant)).or_insert(true) &= o.result == Outcome::Ok;
+    }
+    by
+}
+
+/// One `/<label>@base64/<value>` part of a Pushgateway group's URL.
+fn group_part(label: &str, value: &str) -> String {
+    format!("/{label}@base64/{}", b64(value))
+}
+
+/// The batch exposition of `families` (see the module's doc): each counter `rekey_X_total`
+/// becomes the gauge `rekey_last_run_X`; each histogram `rekey_X_duration_seconds` becomes two
+/// gauges, `rekey_last_run_Xs` (calls) and `rekey_last_run_X_seconds` (their total time);
+/// `rekey_runs_total` is left out (the run-level gauges say it).
+fn batch(families: Vec<MetricFamily>) -> Vec<MetricFamily> {
+    let gauge =
+        |name: String, help: String, metrics: Vec<(Vec<prometheus::proto::LabelPair>, f64)>| {
+            let mut f = MetricFamily::default();
+            f.set_name(name);
+            f.set_help(help);
+            f.set_field_type(MetricType::GAUGE);
+            f.set_metric(
+                metrics
+                    .into_iter()
+                    .map(|(labels, v)| {
+                        let mut m = prometheus::proto::Metric::default();
+                        m.set_label(labels);
+                        let mut g = prometheus::proto::Gauge::default();
+                        g.set_value(v);
+                        m.set_gauge(g);
+                        m
+                    })
+                    .collect(),
+            );
+            f
+        };
+    let mut out = Vec::new();
+    for f in families {
+        let name = f.name().to_string();
+        let stem = name.strip_prefix("rekey_").unwrap_or(&name);
+        match f.get_field_type() {
+            MetricType::COUNTER if name == "rekey_runs_total" => {}
+            MetricType::COUNTER => {
+                let stem = stem.strip_suffix("_total").unwrap_or(stem);
+                let values = f
+                    .get_metric()
+                    .iter()
+                    .map(|m| (m.get_label().to_vec(), m.get_counter().get_value()))
+                    .collect();
+                out.push(gauge(
+                    format!("rekey_last_run_{stem}"),
+                    format!("In the last run: {}", f.help()),
+                    values,
+                ));
+            }
+            MetricType::HISTOGRAM => {
+                let stem = stem.strip_suffix("_duration_seconds").unwrap_or(stem);
+                let (counts, sums) = f
+                    .get_metric()
+                    .iter()
+                    .map(|m| {
+                        let h = m.get_histogram();
+                        (
+                            (m.get_label().to_vec(), h.get_sample_count() as f64),
+                            (m.get_label().to_vec(), h.get_sample_sum()),
+                        )
+                    })
+                    .unzip();
+                out.push(gauge(
+                    format!("rekey_last_run_{stem}s"),
+                    format!("In the last run, the number of calls: {}", f.help()),
+                    counts,
+                ));
+                out.push(gauge(
+                    format!("rekey_last_run_{stem}_seconds"),
+                    format!("In the last run, the calls' total time: {}", f.help()),
+                    sums,
+                ));
+            }
+            _ => out.push(f),
+        }
+    }
+    out.sort_by(|a, b| a.name().cmp(b.name()));
+    out
+}
+
+/// The label pairs of an exposition line's `a="x",b="y"` (with the format's escapes).
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        let name = name.trim_start_matches(',').trim().to_string();
+        if name.is_empty() || chars.next() != Some('"') {
+            return out;
+        }
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(o) => value.push(o),
+                    None => {}
+                },
+                c => value.push(c),
+            }
+        }
+        out.insert(name, value);
     }
 }
 
@@ -345,12 +653,17 @@ fn b64(s: &str) -> String {
     }
 }
 
-/// One PUT. Messages show the URL without its user name and password
+/// One PUT or POST. Messages show the URL without its user name and password
 /// ([`crate::http::redact_url`]); the transport error is shown without its URL.
-async fn put(client: &reqwest::Client, url: &str, body: String) -> Result<()> {
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: String,
+) -> Result<()> {
     let shown = crate::http::redact_url(url, crate::http::UrlPart::Path);
     let resp = client
-        .put(url)
+        .request(method, url)
         .header("content-type", "text/plain; version=0.0.4")
         .body(body)
         .send()
@@ -383,11 +696,4 @@ fn encode(families: &[prometheus::proto::MetricFamily]) -> String {
         .encode(families, &mut buf)
         .expect("text encoding of gathered metrics");
     String::from_utf8(buf).expect("text exposition is UTF-8")
-}
-
-/// The value of `name="..."` in an exposition label set (no escapes in our label values).
-fn label(labels: &str, name: &str) -> Option<String> {
-    let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
-    let end = labels[start..].find('"')? + start;
-    Some(labels[start..end].to_string())
 }

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod metrics;
 pub mod notify;
+pub mod serve;
 
 use crate::record::{OpKind, SlotRecord};
 use chrono::{DateTime, Utc};
@@ -217,6 +218,9 @@ impl EventSink for Observer {
         if let Some(a) = &self.audit {
             a.write(e);
         }
+        if let Some(n) = &self.notifier {
+            n.state_changed(e);
+        }
     }
 
     fn slot_finished(&self, e: &SlotFinished) {
@@ -266,6 +270,10 @@ pub struct Options {
     pub webhook: Option<String>,
     pub webhook_format: notify::WebhookFormat,
     pub webhook_timeout: std::time::Duration,
+    /// Which notifications the webhook gets.
+    pub webhook_events: Vec<notify::WebhookEvent>,
+    /// The `instance` label of the Pushgateway group (`--metrics-instance`; "" by default).
+    pub metrics_instance: String,
 }
 
 /// How one slot's run ended, as the engine reports it.
@@ -323,6 +331,25 @@ pub struct Outputs {
     pub observer: Arc<Observer>,
     /// Metrics are served (`rekey run --metrics-listen`): keep the store gauges current.
     pub serving: bool,
+    /// A one-shot run (`apply`, `rollback`, `run --once`): what it writes and pushes holds
+    /// gauges only ([`metrics`]'s module doc). `rekey run` sets it false.
+    pub batch: bool,
+    /// The shard this run works on, for the Pushgateway group (`shard="I/N"`, `0/1` unsharded).
+    pub shard: Option<crate::shard::Shard>,
+    started: std::time::Instant,
+}
+
+/// The run-level facts of a run that ended: see [`Outputs::after_run`].
+pub struct RunFailure<'a> {
+    pub now: DateTime<Utc>,
+    pub run_id: Uuid,
+    /// The exit code the run ends with (documented: 2 configuration, 4 unreachable, ...).
+    pub exit_code: u8,
+    /// The error kind and its message (never a secret: errors carry none).
+    pub error_kind: &'a str,
+    pub detail: String,
+    /// Every inventory slot's max age, when the inventory was read.
+    pub max_ages: std::collections::BTreeMap<String, std::time::Duration>,
 }
 
 impl Outputs {
@@ -349,6 +376,7 @@ impl Outputs {
                 args.webhook_format,
                 args.webhook_timeout,
                 3,
+                &args.webhook_events,
             ))
         });
         if let Some(p) = &args.metrics_file {
@@ -362,40 +390,77 @@ impl Outputs {
                 progress: Default::default(),
             }),
             serving: false,
+            batch: true,
+            shard: None,
+            started: std::time::Instant::now(),
         })
     }
 
-    /// After a run: the store's gauges (from `rows`, the store's status, awaited only when
-    /// something reads them), stuck-slot notices, then metrics out and notices sent. Failures
-    /// here are logged: the run's own result stands.
-    pub async fn after_run<F>(&self, run: &RunEnd<'_>, rows: F)
+    /// Before a run: the series that exist at zero for its providers and backends, and the
+    /// run's start (for its duration).
+    pub fn begin<'a>(
+        &mut self,
+        providers: impl IntoIterator<Item = &'a str>,
+        backends: impl IntoIterator<Item = &'a str>,
+    ) {
+        self.started = std::time::Instant::now();
+        metrics::global().prepare(providers, backends);
+    }
+
+    fn wanted(&self) -> bool {
+        self.serving
+            || self.args.metrics_file.is_some()
+            || self.args.pushgateway.is_some()
+            || self.observer.notifier.is_some()
+    }
+
+    /// The Pushgateway group of this run: `job="rekey"`, its instance and shard.
+    fn group(&self) -> Vec<(&'static str, String)> {
+        let shard = self
+            .shard
+            .unwrap_or(crate::shard::Shard { index: 0, count: 1 });
+        vec![
+            ("job", "rekey".to_string()),
+            ("instance", self.args.metrics_instance.clone()),
+            ("shard", shard.to_string()),
+        ]
+    }
+
+    /// After a run that worked its slots: the store's gauges (from `rows`, the store's
+    /// status, awaited only when something reads them), stuck-slot notices, then metrics out
+    /// and notices sent. Failures here are logged: the run's own result stands.
+    pub async fn after_run<F>(&self, run: &RunEnd<'_>, exit_code: u8, rows: F)
     where
         F: std::future::Future<Output = crate::error::Result<Vec<StatusRow>>>,
     {
         let outcomes = &run.results;
-        let wanted = self.serving
-            || self.args.metrics_file.is_some()
-            || self.args.pushgateway.is_some()
-            || self.observer.notifier.is_some();
-        if !wanted {
+        if !self.wanted() {
             // Nobody reads the store gauges: spare the backends a second pass over every slot.
             return;
         }
         let rows = match rows.await {
-            Ok(rows) => rows,
+            Ok(rows) => Some(rows),
             Err(e) => {
                 tracing::error!(error = %crate::error::chain(&e), "cannot read slot states for metrics");
-                Vec::new()
+                None
             }
         };
-        metrics::global().observe_run(&rows, &run.max_ages, outcomes, run.now);
+        let m = metrics::global();
+        m.observe_store(rows.as_deref(), &run.max_ages);
+        m.observe_slots(outcomes, run.now);
+        m.observe_result(metrics::RunResult {
+            now: run.now,
+            duration: self.started.elapsed().as_secs_f64(),
+            failed: false,
+            exit_code,
+        });
         if let Some(n) = &self.observer.notifier {
             let failed: std::collections::BTreeSet<&str> = outcomes
                 .iter()
                 .filter(|o| o.result == Outcome::Failed)
                 .map(|o| o.slot)
                 .collect();
-            for r in rows.iter().filter(|r| r.state == "interrupted") {
+            for r in rows.iter().flatten().filter(|r| r.state == "interrupted") {
                 if failed.contains(r.slot.as_str()) {
                     continue; // already notified as failed
                 }
@@ -410,46 +475,99 @@ impl Outputs {
                     detail: r.last_result.clone().unwrap_or_else(|| "an operation is still in flight and no run holds it".into()),
                     action: format!("Run `rekey apply --only {}`: it resumes the operation. If it stays stuck, read `rekey status` and the audit log for this slot.", r.slot),
                     host: gethostname::gethostname().to_string_lossy().into_owned(),
+                    ..notify::Notice::none()
                 });
             }
         }
-        let successes: Vec<(String, String)> = {
-            let mut by: std::collections::BTreeMap<(String, String), bool> = Default::default();
-            for o in outcomes.iter().filter(|o| !o.provider.is_empty()) {
-                *by.entry((o.provider.to_string(), o.tenant.to_string()))
-                    .or_insert(true) &= o.result == Outcome::Ok;
-            }
-            by.into_iter()
-                .filter(|(_, ok)| *ok)
-                .map(|(k, _)| k)
-                .collect()
-        };
+        let successes: Vec<(String, String)> = metrics::by_provider_tenant(outcomes)
+            .into_iter()
+            .filter(|(_, ok)| *ok)
+            .map(|((p, t), _)| (p.to_string(), t.to_string()))
+            .collect();
         self.export(&successes).await;
         if let Some(n) = &self.observer.notifier {
             n.flush().await;
         }
     }
 
-    /// A run that ended before any slot (e.g. a provider unreachable): counted as a failed run.
-    pub async fn after_failed_run(&self, now: DateTime<Utc>) {
+    /// After a run that failed as a whole, before or instead of working its slots (bad
+    /// inventory, a provider or backend unreachable): the run-level gauges say so, and the
+    /// store's gauges come from `rows` (the backend's status, which needs no provider) when
+    /// the backend can be read, else they stay as the last run left them, marked stale.
+    pub async fn after_failed_run<F>(&self, run: &RunFailure<'_>, rows: Option<F>)
+    where
+        F: std::future::Future<Output = crate::error::Result<Vec<StatusRow>>>,
+    {
+        if !self.wanted() {
+            return;
+        }
+        let rows = match rows {
+            Some(rows) => match rows.await {
+                Ok(rows) => Some(rows),
+                Err(e) => {
+                    tracing::error!(error = %crate::error::chain(&e), "cannot read slot states for metrics; keeping the last ones, marked stale");
+                    None
+                }
+            },
+            None => None,
+        };
         let m = metrics::global();
-        m.run
-            .with_label_values(&["failure"])
-            .set(now.timestamp_millis() as f64 / 1000.0);
-        m.runs.with_label_values(&["failure"]).inc();
+        m.observe_store(rows.as_deref(), &run.max_ages);
+        m.observe_result(metrics::RunResult {
+            now: run.now,
+            duration: self.started.elapsed().as_secs_f64(),
+            failed: true,
+            exit_code: run.exit_code,
+        });
+        if let Some(n) = &self.observer.notifier {
+            n.queue(notify::Notice {
+                event: "run_failed",
+                time: run.now,
+                run_id: run.run_id,
+                slot: String::new(),
+                provider: String::new(),
+                tenant: String::new(),
+                error_kind: Some(run.error_kind.to_string()),
+                detail: run.detail.clone(),
+                action: "The run ended before working its slots; no credential changed. Read the detail, run `rekey check -c INVENTORY` (bootstrap credentials, backends), fix the cause; the next run does the work (docs/src/runbook.md).".into(),
+                host: gethostname::gethostname().to_string_lossy().into_owned(),
+                ..notify::Notice::none()
+            });
+        }
         self.export(&[]).await;
+        if let Some(n) = &self.observer.notifier {
+            n.flush().await;
+        }
     }
 
     async fn export(&self, successes: &[(String, String)]) {
         if let Some(p) = &self.args.metrics_file
-            && let Err(e) = metrics::global().write_file(p)
+            && let Err(e) = metrics::global().write_file(p, self.batch)
         {
             tracing::error!(error = %e, "metrics file not written");
         }
         if let Some(url) = &self.args.pushgateway
-            && let Err(e) = metrics::global().push(url, successes).await
+            && let Err(e) = metrics::global()
+                .push(url, &self.group(), successes, self.batch)
+                .await
         {
             tracing::error!(error = %e, "metrics not pushed");
         }
     }
 }
+
+/// Every state [`state_name`] can name (the audit trail's `from`/`to`, the `to` label of the
+/// state-change series, each exported at zero). `draining-in-use`: a draining client whose
+/// deletion is held because a consumer still uses it.
+pub const RECORD_STATES: &[&str] = &[
+    "absent",
+    "creating",
+    "rotating",
+    "pending",
+    "promoting",
+    "current",
+    "draining",
+    "draining-in-use",
+    "retiring",
+    "empty",
+];

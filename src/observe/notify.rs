@@ -1,10 +1,12 @@
-//! Webhook notifications: one message per failed slot, per slot stuck with an operation in
-//! flight across runs, and per slot whose previous client is held because consumers still use
-//! it (`draining_in_use`). `generic` posts the event as JSON; `slack` posts `{"text": ...}` (Slack
+//! Webhook notifications, each kind selectable (`--webhook-events`): one message per slot whose
+//! new credential became current (`rotated`: the event a consumer's reload hook needs), per
+//! failed slot, per slot stuck with an operation in flight across runs, per slot whose previous
+//! client is held because consumers still use it (`draining_in_use`), and per run that failed
+//! as a whole. `generic` posts the event as JSON; `slack` posts `{"text": ...}` (Slack
 //! incoming webhooks, Mattermost, and most chat tools accept it). Each message is retried on
 //! network errors and 5xx/429 with a per-attempt timeout. Payloads carry ids, never secrets.
 
-use super::SlotFinished;
+use super::{SlotFinished, StateChanged};
 use crate::error::{Error, Result};
 use serde::Serialize;
 use std::sync::Mutex;
@@ -17,10 +19,45 @@ pub enum WebhookFormat {
     Slack,
 }
 
+/// The kinds of notification a webhook can be sent (`--webhook-events`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum WebhookEvent {
+    /// A new credential became current (`rotated`; the first one of a slot too).
+    Rotated,
+    /// A slot failed (`slot_failed`; `slot_tampered` when its record fails authentication).
+    Failed,
+    /// A slot left with an operation in flight that no run holds (`slot_stuck`).
+    Stuck,
+    /// A run failed as a whole, before working its slots (`run_failed`).
+    #[value(name = "run_failed")]
+    RunFailed,
+    /// A previous client is kept past its grace because consumers still use it
+    /// (`draining_in_use`; docs/src/protocol.md, "Draining").
+    #[value(name = "draining_in_use")]
+    DrainingInUse,
+}
+
+impl WebhookEvent {
+    /// What `--webhook-events` selects unless told otherwise: everything that needs a person.
+    pub const DEFAULT: &'static str = "failed,stuck,run_failed,draining_in_use";
+
+    /// The kind of a notice's `event`.
+    fn of(event: &str) -> WebhookEvent {
+        match event {
+            "rotated" => WebhookEvent::Rotated,
+            "slot_stuck" => WebhookEvent::Stuck,
+            "run_failed" => WebhookEvent::RunFailed,
+            "draining_in_use" => WebhookEvent::DrainingInUse,
+            _ => WebhookEvent::Failed,
+        }
+    }
+}
+
 /// What a notification is about.
 #[derive(Clone, Debug, Serialize)]
 pub struct Notice {
-    /// `slot_failed`, `slot_tampered`, `slot_stuck` or `draining_in_use`.
+    /// `rotated`, `slot_failed`, `slot_tampered`, `slot_stuck`, `draining_in_use`, or `run_failed` (the run as a
+    /// whole: slot, provider and tenant are empty).
     pub event: &'static str,
     pub time: chrono::DateTime<chrono::Utc>,
     pub run_id: uuid::Uuid,
@@ -32,6 +69,38 @@ pub struct Notice {
     /// What the on-call person should do.
     pub action: String,
     pub host: String,
+    /// `rotated`: the generation, client id and secret fingerprint now current (never the
+    /// secret), and the client ids still draining (alive for their grace period).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub draining_client_ids: Vec<String>,
+}
+
+impl Notice {
+    /// A notice with no event and nothing in it, for `..Notice::none()`.
+    pub fn none() -> Notice {
+        Notice {
+            event: "",
+            time: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            run_id: uuid::Uuid::nil(),
+            slot: String::new(),
+            provider: String::new(),
+            tenant: String::new(),
+            error_kind: None,
+            detail: String::new(),
+            action: String::new(),
+            host: String::new(),
+            generation: None,
+            client_id: None,
+            fingerprint: None,
+            draining_client_ids: Vec::new(),
+        }
+    }
 }
 
 pub struct Notifier {
@@ -39,18 +108,62 @@ pub struct Notifier {
     format: WebhookFormat,
     timeout: Duration,
     attempts: u32,
+    events: std::collections::BTreeSet<WebhookEvent>,
     queued: Mutex<Vec<Notice>>,
 }
 
 impl Notifier {
-    pub fn new(url: String, format: WebhookFormat, timeout: Duration, attempts: u32) -> Self {
+    pub fn new(
+        url: String,
+        format: WebhookFormat,
+        timeout: Duration,
+        attempts: u32,
+        events: &[WebhookEvent],
+    ) -> Self {
         Notifier {
             url,
             format,
             timeout,
             attempts: attempts.max(1),
+            events: events.iter().copied().collect(),
             queued: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A slot's state changed: a promotion (the pending credential became current) is a
+    /// `rotated` notice, with what consumers now read.
+    pub fn state_changed(&self, e: &StateChanged) {
+        let promoted = matches!(e.from, "pending" | "promoting")
+            && matches!(e.to, "current" | "draining" | "draining-in-use")
+            && e.reason.is_empty()
+            && e.generation.is_some();
+        if !promoted {
+            return;
+        }
+        self.queue(Notice {
+            event: "rotated",
+            time: e.time,
+            run_id: e.run_id,
+            slot: e.slot.clone(),
+            provider: e.provider.clone(),
+            tenant: e.tenant.clone(),
+            error_kind: None,
+            detail: format!(
+                "g{} is current: client {}, secret {}",
+                e.generation.unwrap_or_default(),
+                e.client_id.as_deref().unwrap_or("-"),
+                e.fingerprint.as_deref().unwrap_or("-")
+            ),
+            action: format!(
+                "Consumers of slot {} should reload its pair now; the previous one stays valid for the slot's grace period.",
+                e.slot
+            ),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            generation: e.generation,
+            client_id: e.client_id.clone(),
+            fingerprint: e.fingerprint.clone(),
+            draining_client_ids: e.draining_client_ids.clone(),
+        });
     }
 
     pub fn slot_finished(&self, e: &SlotFinished) {
@@ -65,10 +178,11 @@ impl Notifier {
                 error_kind: None,
                 detail: e.held.join("; "),
                 action: format!(
-                    "A consumer still uses slot {}'s previous client after its grace, so rekey keeps it. Find the consumers that have not reloaded (pods that read the pair once, CI jobs, cron hosts) and restart them so they read the current pair; the next run deletes the old client once the platform shows it quiet for drain_quiet. See docs/src/operating.md, \"A client held in use\".",
+                    "A consumer still uses slot {}'s previous client after its grace, so rekey keeps it. Find the consumers that have not reloaded (pods that read the pair once, CI jobs, cron hosts) and restart them so they read the current pair; the next run deletes the old client once the platform shows it quiet for drain_quiet. See the runbook, RekeyDrainingInUse (docs/src/runbook.md).",
                     e.slot
                 ),
                 host: gethostname::gethostname().to_string_lossy().into_owned(),
+                ..Notice::none()
             });
         }
         if e.result != "failed" {
@@ -89,6 +203,7 @@ impl Notifier {
                     e.slot
                 ),
                 host: gethostname::gethostname().to_string_lossy().into_owned(),
+                ..Notice::none()
             });
         }
         self.queue(Notice {
@@ -105,10 +220,15 @@ impl Notifier {
                 e.slot, e.slot
             ),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
+            ..Notice::none()
         });
     }
 
+    /// Queues `n` if its kind is among this webhook's events.
     pub fn queue(&self, n: Notice) {
+        if !self.events.contains(&WebhookEvent::of(n.event)) {
+            return;
+        }
         self.queued
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -136,8 +256,26 @@ impl Notifier {
                     "slot_failed" => "rotation failed",
                     "slot_tampered" => "tampered record",
                     "draining_in_use" => "old client still in use",
+                    "run_failed" => "run failed",
+                    "rotated" => "rotated",
                     _ => "slot stuck",
                 };
+                if n.event == "rotated" {
+                    return serde_json::json!({
+                        "text": format!(
+                            ":arrows_counterclockwise: rekey: slot `{}` (provider {}, tenant {}) rotated on {}: {}\n{}",
+                            n.slot, n.provider, n.tenant, n.host, n.detail, n.action
+                        )
+                    });
+                }
+                if n.slot.is_empty() {
+                    return serde_json::json!({
+                        "text": format!(
+                            ":rotating_light: rekey: {what} on {}: {}\n{}",
+                            n.host, n.detail, n.action
+                        )
+                    });
+                }
                 serde_json::json!({
                     "text": format!(
                         ":rotating_light: rekey: {what} for slot `{}` (provider {}, tenant {}) on {}: {}\n{}",
