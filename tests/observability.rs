@@ -270,7 +270,7 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
     let (ok, out) = promtool(&["check", "rules", "prometheus-rules.yaml"], None, &deploy);
     assert!(ok, "{out}");
-    assert!(out.contains("7 rules found"), "{out}");
+    assert!(out.contains("8 rules found"), "{out}");
     let (ok, out) = promtool(
         &["test", "rules", "prometheus-rules.test.yaml"],
         None,

@@ -56,6 +56,8 @@ const TENANTS: &[DemoTenant] = &[
     },
 ];
 const RETIRED_SLOT: &str = "legacy-export-acme";
+/// The emulator's state file in `demo --dir DIR`.
+const EMULATOR_STATE: &str = "emulator-state.json";
 const SELF_SLOT: &str = "rekey-admin-initech";
 
 pub async fn run(args: &DemoArgs) -> Result<u8> {
@@ -116,7 +118,9 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
     let config = EmulatorConfig {
         seed,
         faults: Default::default(),
-        state_file: None,
+        // With --dir the platform's state stays beside the inventory, so the setup keeps
+        // working after the demo: `rekey emulator --state-file` serves it again.
+        state_file: args.dir.as_ref().map(|_| dir.join(EMULATOR_STATE)),
         token_ttl: Duration::from_secs(3600),
     };
     let emu = emulator::start(config, "127.0.0.1:0".parse().expect("static address")).await?;
@@ -303,6 +307,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
         }
     }
 
+    let addr = emu.addr();
     emu.shutdown().await;
     println!();
     if failures.is_empty() {
@@ -313,8 +318,14 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
             "a consumer reads a slot with:  rekey get -c {} SLOT",
             inventory.display()
         );
-        if args.dir.is_none() {
-            println!("(the files were in a temporary directory; keep them with --dir DIR)");
+        match &args.dir {
+            None => println!("(the files were in a temporary directory; keep them with --dir DIR)"),
+            Some(_) => println!(
+                "the demo's platform is saved in {}; serve it again (then plan, status and get work on the inventory):\n  rekey emulator --state-file {} --listen {}",
+                dir.join(EMULATOR_STATE).display(),
+                dir.join(EMULATOR_STATE).display(),
+                addr
+            ),
         }
         Ok(exit::OK)
     } else {
