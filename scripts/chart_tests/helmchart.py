@@ -8,10 +8,14 @@ interface, offline), for scripts/validate_deploy.py and the chart tests in this 
 import pathlib
 
 import helm_python as helm
+import kubernetes_validate
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "rekey"
+KUBE_VERSION = "1.37.0"  # as scripts/validate_deploy.py
+# Objects of CRDs (no official schema): checked by scripts/validate_deploy.py for shape only.
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 RELEASE = "prod"
 NAMESPACE = "security"
 
@@ -31,14 +35,18 @@ def render_raw(values=None, name=RELEASE, namespace=NAMESPACE):
     return chart().render(values=values or {}, name=name, namespace=namespace, is_install=True)
 
 
-def render(values=None, name=RELEASE, namespace=NAMESPACE):
-    """The rendered Kubernetes objects (NOTES.txt left out), each with `_template` added."""
+def render(values=None, name=RELEASE, namespace=NAMESPACE, validate=True):
+    """The rendered Kubernetes objects (NOTES.txt left out), each with `_template` added. Each
+    object is validated against the Kubernetes schemas (strict) unless validate=False, so every
+    test's render is held to them too."""
     objs = []
     for path, text in sorted(render_raw(values, name, namespace).items()):
         if path.endswith("NOTES.txt"):
             continue
         for doc in yaml.safe_load_all(text):
             if doc is not None:
+                if validate and doc.get("kind") not in CRD_KINDS:
+                    kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
                 doc["_template"] = path
                 objs.append(doc)
     return objs
