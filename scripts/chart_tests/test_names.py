@@ -45,3 +45,10 @@ def test_namespace_override():
         assert o["metadata"]["namespace"] == "rekey-system", o["kind"]
     assert one(objs, "ServiceMonitor")["metadata"]["namespace"] == "rekey-system"
     assert of_kind(render(), "ServiceMonitor") == []
+
+
+def test_notes_use_the_namespace_override():
+    from helmchart import render_raw
+    notes = render_raw({"namespaceOverride": "rekey-system"})["rekey/templates/NOTES.txt"]
+    assert "kubectl -n rekey-system create job" in notes
+    assert "-n security" not in notes
