@@ -16,6 +16,7 @@ PACKAGES=(
   "hvac==2.4.0"
   "kubernetes-validate==1.37.0"
   "check-jsonschema==0.39.0"
+  "helm-python-sdk==0.2.2"
 )
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

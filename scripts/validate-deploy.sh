@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
-# Offline checks of the Kubernetes manifests and the Helm chart (docs/src/testing.md: no API server and no
-# helm binary here). Needs the project venv (scripts/setup-python.sh): kubernetes-validate and
-# check-jsonschema. Prints what it validated; exits non-zero on any failure.
+# Offline checks of the Kubernetes manifests and the Helm chart (docs/src/testing.md: no API server
+# and no helm binary here; real Helm comes as a library, helm-python-sdk). Needs the project venv
+# (scripts/setup-python.sh): kubernetes-validate, check-jsonschema, helm-python-sdk. Prints what it
+# validated; exits non-zero on any failure, or if a tool is missing.
 #
 #   1. deploy/: every object validates strictly against the Kubernetes schemas (CRDs, which have
 #      no official schema, are checked for shape only); each kustomization is built and its
-#      output validated; inventories parse. See scripts/validate_deploy.py.
+#      output validated; inventories parse. helm/rekey: `helm lint --strict`, then rendered by
+#      Helm with values.yaml and with each examples/*.yaml, every object validated the same way.
+#      See scripts/validate_deploy.py.
 #   2. helm/rekey: values.yaml, and each examples/*.yaml merged over it, validate against
-#      values.schema.json; each template renders only kinds found validated in deploy/.
-#   3. With REKEY_BIN set (the production binary), each inventory in deploy/ and the chart
+#      values.schema.json (check-jsonschema, a second validator beside Helm's own).
+#   3. The chart tests (scripts/chart_tests/test_*.py): per values option, a render and
+#      assertions on its objects.
+#   4. helm/rekey/README.md is what scripts/chart_readme.py makes of values.yaml's comments.
+#   5. With REKEY_BIN set (the production binary), each inventory in deploy/ and the chart
 #      passes rekey's own configuration checks (`rekey plan` exits anything but 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
 [ -x "$py" ] || { echo "validate-deploy: no .venv; run scripts/setup-python.sh first" >&2; exit 1; }
+"$py" -c 'import helm_python, kubernetes_validate' || {
+    echo "validate-deploy: helm-python-sdk or kubernetes-validate missing from .venv; run scripts/setup-python.sh" >&2
+    exit 1
+}
 
-echo "-- deploy/ and chart kinds (kubernetes-validate $(.venv/bin/kubernetes-validate --version))"
+echo "-- deploy/ and the chart rendered by Helm (kubernetes-validate $(.venv/bin/kubernetes-validate --version))"
 "$py" scripts/validate_deploy.py
 
 echo "-- helm/rekey values against values.schema.json ($(.venv/bin/check-jsonschema --version | head -n1))"
@@ -28,6 +38,12 @@ for ex in "${examples[@]}"; do
     echo "   $ex (merged over values.yaml)"
     .venv/bin/check-jsonschema --schemafile helm/rekey/values.schema.json "$tmp/$(basename "$ex")"
 done
+
+echo "-- chart tests (scripts/chart_tests: one file per values option, rendered by Helm)"
+"$py" scripts/chart_tests/run.py
+
+echo "-- helm/rekey/README.md against values.yaml (scripts/chart_readme.py)"
+"$py" scripts/chart_readme.py --check
 
 if [ -n "${REKEY_BIN:-}" ]; then
     echo "-- inventories against rekey's own config checks ($REKEY_BIN)"

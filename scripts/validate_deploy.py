@@ -8,22 +8,26 @@
    subset deploy/ uses) and the built objects are validated too, so an overlay's patch is held
    to the schema.
 3. Every inventory.toml in a ConfigMap (and the chart's inline one) is valid TOML.
-4. Each template of helm/rekey/templates renders only kinds (apiVersion + kind) that appear,
-   validated, among deploy/'s objects.
+4. helm/rekey is linted by real Helm (helm-python-sdk, strict: warnings fail) and rendered by it
+   (scripts/chart_tests/helmchart.py) with its default values and with each examples/*.yaml; every
+   rendered object is validated as deploy/'s are, in the release's namespace.
 
 Prints what it validated; exits 1 on the first kind of failure it finds, after listing them all.
 """
 
 import copy
 import pathlib
-import re
 import sys
 import tomllib
 
+import helm_python
 import kubernetes_validate
 import yaml
 
-KUBE_VERSION = "1.37.0"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "chart_tests"))
+import helmchart  # noqa: E402  (scripts/chart_tests/helmchart.py)
+
+KUBE_VERSION = helmchart.KUBE_VERSION  # 1.37.0: one place, for the chart tests too
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 CHART = ROOT / "helm" / "rekey"
@@ -157,6 +161,46 @@ def check_inventory(text, where):
     print(f"ok   {where}: inventory.toml parses ({len(inv.get('slots', []))} slots)")
 
 
+def check_chart():
+    rel = CHART.relative_to(ROOT)
+    print(f"-- {rel}: Helm {helm_python.helm_sdk_version()} (helm-python-sdk {helm_python.__version__})")
+    report = helmchart.lint()
+    for m in report["messages"]:
+        sev = {1: "INFO", 2: "WARNING", 3: "ERROR"}.get(m["severity"], "UNKNOWN")
+        line = f"{rel}: helm lint {sev} {m['path']}: {m['error']}"
+        if m["severity"] >= 2:
+            fail(line)
+        else:
+            print(f"NOTE {line}")
+    for e in report["errors"]:
+        fail(f"{rel}: helm lint: {e}")
+    if not report["errors"] and all(m["severity"] < 2 for m in report["messages"]):
+        print(f"ok   {rel}: helm lint --strict passes ({report['total_charts_linted']} chart)")
+    cases = [("values.yaml", {})]
+    for ex in sorted((CHART / "examples").glob("*.yaml")):
+        cases.append((f"examples/{ex.name}", yaml.safe_load(ex.read_text()) or {}))
+    for label, over in cases:
+        where = f"{rel} render {label}"
+        try:
+            objs = helmchart.render(over, validate=False)  # validated below, failures listed
+        except helm_python.HelmError as e:
+            fail(f"{where}: helm cannot render it: {e}")
+            continue
+        if not objs:
+            fail(f"{where}: renders no objects")
+            continue
+        before = len(failures)
+        for o in objs:
+            meta = o.get("metadata") or {}
+            if o["kind"] not in CLUSTER_SCOPED and o["kind"] != "ServiceMonitor" \
+                    and meta.get("namespace") != helmchart.NAMESPACE:
+                fail(f"{where}: {o['kind']}/{meta.get('name')} is not in the release namespace")
+            check_object(helmchart.strip(o), f"{where} ({o['_template'].split('/', 1)[1]})")
+        kinds = ", ".join(sorted({o["kind"] for o in objs}))
+        if len(failures) == before:
+            print(f"ok   {where}: {len(objs)} objects ({kinds}), each validated below")
+
+
 def main():
     deploy_objs = []
     files = sorted(p for p in DEPLOY.rglob("*.yaml") if p.name != "kustomization.yaml")
@@ -188,37 +232,20 @@ def main():
             check_object(o, f"{rel} (built)")
         print(f"ok   {rel}: kustomization builds ({len(objs)} objects)")
 
-    for api, kind, name, where, how in validated:
-        print(f"ok   {where}: {api} {kind}/{name}: {how}")
-
-    # The chart renders only kinds that deploy/ has, validated.
-    have = {(o.get("apiVersion"), o.get("kind")) for o in deploy_objs}
-    plain_rules = (DEPLOY / "prometheus-rules.yaml").is_file()
+    # The chart, by real Helm: lint, then render the defaults and each example and validate
+    # every object (docs/src/testing.md "Kubernetes manifests and the chart").
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     if values.get("inventory", {}).get("content"):
         check_inventory(values["inventory"]["content"], "helm/rekey/values.yaml")
-    for tpl in sorted((CHART / "templates").glob("*.yaml")):
-        text = tpl.read_text()
-        apis = re.findall(r"^apiVersion:\s*(\S+)\s*$", text, re.M)
-        kinds = re.findall(r"^kind:\s*(\S+)\s*$", text, re.M)
-        rel = tpl.relative_to(ROOT)
-        if len(apis) != len(kinds) or not kinds:
-            fail(f"{rel}: cannot pair apiVersion and kind lines (keep one literal pair per object)")
-            continue
-        for api, kind in zip(apis, kinds):
-            if (api, kind) in have:
-                print(f"ok   {rel}: {api} {kind} also in deploy/, validated")
-            elif kind == "PrometheusRule" and plain_rules:
-                print(f"ok   {rel}: {api} {kind} wraps deploy/prometheus-rules.yaml (the chart's files/prometheus-rules.yaml)")
-            elif kind == "PrometheusRule":
-                print(f"NOTE {rel}: {api} {kind}: deploy/prometheus-rules.yaml is not there yet; its rules come from files/prometheus-rules.yaml")
-            else:
-                fail(f"{rel}: {api} {kind} is not among deploy/'s validated objects")
+    check_chart()
+
+    for api, kind, name, where, how in validated:
+        print(f"ok   {where}: {api} {kind}/{name}: {how}")
 
     if failures:
         print(f"validate-deploy: {len(failures)} failure(s)", file=sys.stderr)
         sys.exit(1)
-    print(f"validate-deploy: {len(validated)} objects validated; chart kinds match deploy/")
+    print(f"validate-deploy: {len(validated)} objects validated (deploy/, kustomizations, chart renders)")
 
 
 if __name__ == "__main__":
