@@ -23,7 +23,11 @@ async fn exec_sdk(w: &World, extra: &[&str], prefix: Option<&str>) -> common::Ru
     args.extend_from_slice(extra);
     args.push("--");
     let url = w.emu.url();
-    let cmd = [python.to_str().unwrap(), script.to_str().unwrap(), url.as_str()];
+    let cmd = [
+        python.to_str().unwrap(),
+        script.to_str().unwrap(),
+        url.as_str(),
+    ];
     args.extend_from_slice(&cmd);
     if let Some(p) = prefix {
         args.push(p);
@@ -67,23 +71,52 @@ async fn the_commands_exit_code_is_rekeys_and_bad_names_are_refused() {
     // No shell: the arguments reach the program as they are.
     let r = w
         .rekey(&[
-            "exec", "-c", "inventory.toml", "sdk", "--id-var", "MY_ID", "--", "sh", "-c",
-            "test \"$MY_ID\" = \"$1\" && test -n \"$CLIENT_SECRET\" && exit 7", "sh",
+            "exec",
+            "-c",
+            "inventory.toml",
+            "sdk",
+            "--id-var",
+            "MY_ID",
+            "--",
+            "sh",
+            "-c",
+            "test \"$MY_ID\" = \"$1\" && test -n \"$CLIENT_SECRET\" && exit 7",
+            "sh",
             &cur.client_id,
         ])
         .await;
     r.expect_code(7);
     let r = w
-        .rekey(&["exec", "-c", "inventory.toml", "sdk", "--id-var", "1BAD", "--", "true"])
+        .rekey(&[
+            "exec",
+            "-c",
+            "inventory.toml",
+            "sdk",
+            "--id-var",
+            "1BAD",
+            "--",
+            "true",
+        ])
         .await;
     r.expect_code(2);
-    assert!(r.stderr.contains("not an environment variable name"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not an environment variable name"),
+        "{}",
+        r.stderr
+    );
     let r = w
         .rekey(&["exec", "-c", "inventory.toml", "nope", "--", "true"])
         .await;
     r.expect_code(2);
     let r = w
-        .rekey(&["exec", "-c", "inventory.toml", "sdk", "--", "/no/such/program"])
+        .rekey(&[
+            "exec",
+            "-c",
+            "inventory.toml",
+            "sdk",
+            "--",
+            "/no/such/program",
+        ])
         .await;
     r.expect_code(2);
     assert!(r.stderr.contains("cannot run"), "{}", r.stderr);

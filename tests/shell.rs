@@ -26,12 +26,19 @@ fn bash_completes_commands_and_flags_from_the_generated_script() {
             ))
             .output()
             .expect("bash runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let commands = complete("rekey ''", 1);
     for c in ["plan", "apply", "status", "exec", "completions"] {
-        assert!(commands.lines().any(|l| l == c), "{c} not offered: {commands}");
+        assert!(
+            commands.lines().any(|l| l == c),
+            "{c} not offered: {commands}"
+        );
     }
     let flags = complete("rekey plan --det", 2);
     assert!(flags.lines().any(|l| l == "--detailed-exitcode"), "{flags}");
@@ -47,7 +54,10 @@ fn zsh_fish_completions_and_the_man_page_are_generated() {
     let man = rekey(&["man"]);
     let text = String::from_utf8_lossy(&man.stdout);
     assert!(man.status.success());
-    assert!(text.contains(".TH rekey 1") && text.contains("apply"), "{text}");
+    assert!(
+        text.contains(".TH rekey 1") && text.contains("apply"),
+        "{text}"
+    );
     // A reader that goes away early is not an error (`rekey man | head`).
     let mut child = Command::new(env!("CARGO_BIN_EXE_rekey"))
         .args(["completions", "bash"])
