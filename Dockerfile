@@ -34,6 +34,14 @@ ENTRYPOINT ["/usr/local/bin/rekey"]
 
 # The default (last) stage: the production image.
 FROM gcr.io/distroless/cc-debian12:nonroot AS production
+ARG REKEY_BUILD_COMMIT=unknown
+# OCI image annotations (https://github.com/opencontainers/image-spec, annotations.md).
+LABEL org.opencontainers.image.title="rekey" \
+      org.opencontainers.image.description="Rotates Taegis XDR and Cisco XDR API client credentials into a vault backend" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.revision="${REKEY_BUILD_COMMIT}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="gcr.io/distroless/cc-debian12:nonroot"
 COPY --from=build /rekey /usr/local/bin/rekey
 # Tells rekey it runs in a container (it refuses to run as root there unless told to).
 ENV REKEY_IN_CONTAINER=1 \

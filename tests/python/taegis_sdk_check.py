@@ -270,6 +270,19 @@ def main(url):
     check(token_status(url, c.client_id, chosen) == 200, "caller-chosen secret refused")
     ok("rotate_client_secret(secret=...) sets the caller-chosen secret")
 
+    # --- usage, as the SDK's Client type names it (rekey reads it before deleting a client).
+    used = service.clients.query.client(c.id_)
+    check(used.token_request_count is not None and used.token_request_count >= 5,
+          f"tokenRequestCount {used.token_request_count}, want >= 5 token requests")
+    check(used.token_request_time is not None and used.token_request_time.endswith("Z"),
+          "tokenRequestTime missing")
+    fresh = service.clients.mutation.create_client(name=f"sdk-{run}-unused")
+    remember(fresh.client_secret)
+    check(fresh.client.token_request_count == 0 and fresh.client.token_request_time is None,
+          "a new client reports a use")
+    service.clients.mutation.delete_client(fresh.client.id_)
+    ok("Client.token_request_time / token_request_count: set by token requests, null/0 when unused")
+
     # --- a client without Tenant Admin may not manage clients.
     analyst_svc = fresh_service(url, c.client_id, chosen)
     expect_query_error(
