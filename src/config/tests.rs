@@ -409,9 +409,17 @@ fn the_drain_policy_defaults_to_until_unused_and_a_slot_overrides_defaults() {
 fn a_bad_drain_policy_names_its_line_key_and_the_choices() {
     let e = one(&format!("{BASE}drain = \"whenever\"\n"));
     assert_eq!((e.key.as_str(), e.line), ("slots[0].drain", Some(15)));
-    assert!(e.message.contains("\"until-unused\"") && e.message.contains("\"grace-only\""), "{e}");
-    let e = one(&format!("[defaults]\non_drain_timeout = \"maybe\"\n\n{BASE}"));
-    assert_eq!((e.key.as_str(), e.line), ("defaults.on_drain_timeout", Some(2)));
+    assert!(
+        e.message.contains("\"until-unused\"") && e.message.contains("\"grace-only\""),
+        "{e}"
+    );
+    let e = one(&format!(
+        "[defaults]\non_drain_timeout = \"maybe\"\n\n{BASE}"
+    ));
+    assert_eq!(
+        (e.key.as_str(), e.line),
+        ("defaults.on_drain_timeout", Some(2))
+    );
     assert!(e.message.contains("\"keep\""), "{e}");
     let e = one(&format!("{BASE}drain_quiet = \"0s\"\n"));
     assert_eq!(e.key, "slots[0].drain_quiet");
