@@ -247,7 +247,8 @@ impl Engine {
         let alive = move |l: &Lease| lease_holder_alive(l, &host);
         // The records are read `concurrency` at a time, in order: the rows, their events and
         // the first error (in slot order) are those of reading one after another, without
-        // waiting out each read's round trip (docs/src/benchmarks.md, "`rekey plan` at scale").
+        // waiting out each read's round trip (docs/src/benchmarks.md, "Scale (issue 19),
+        // measured").
         let reads = futures_util::stream::iter(self.targets().await?)
             .map(|t| async move {
                 let stored = self.backends[&t.backend].read(&t.name).await;
