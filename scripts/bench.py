@@ -21,8 +21,12 @@ What one run does, all on 127.0.0.1, everything it starts dying with it:
    the official SDK rotating each client in turn, writing each pair with hvac. With
    --baseline-slots K < SLOTS it runs on the slots of the first whole tenants holding at least
    K slots and extrapolates its loop time per slot (its process start is counted once).
-6. Prints the theoretical floor, calls/slot x slots / min(rate limit, concurrency / latency),
-   and rekey's wall as a multiple of it.
+6. Before the timed run, probes the backend's own cost: --concurrency threads repeat one
+   rotation's backend requests (OpenBao: 2 reads and 5 writes on a scratch path; file: a read
+   and 3 locked, fsynced writes in a scratch directory) for 1.5 s. Prints the provider floor,
+   calls/slot x slots / min(rate limit, concurrency / latency), the backend floor, slots / the
+   probe's rotations per second, and the floor, the larger of the two, with rekey's wall as a
+   multiple of it.
 
 --plan-only skips the emulator and times `rekey plan` over the inventory (no records yet:
 every slot plans a create); --plan also times `rekey plan` after the forced apply (every slot
@@ -193,6 +197,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent))
         wait_until("the emulator", procs[-1], lambda: http("GET", url + "/_emulator/stats"))
 
+    vault_addr = root_token = None
     if a.backend == "vault":
         vport = free_port(pair=True)
         vault_addr = f"http://127.0.0.1:{vport}"
@@ -236,7 +241,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
         print(f"rekey plan: {a.slots} slots over {a.tenants} tenants, {a.backend} backend, no records yet")
         print(f"  wall                  {plan.wall:9.2f} s   ({rows} rows)")
         print(f"  CPU (user+sys)        {plan.cpu:9.2f} s")
-        print(f"  peak RSS              {plan.rss_mib:9.1f} MiB")
+        print(f"  peak RSS              {plan.rss_mib:9.1f} MiB   ({plan.rss_mib * 1024 / a.slots:.2f} KiB/slot)")
         return
 
     apply = [binary, "apply", "-c", "inventory.toml", "--output", "json", "-q"]
@@ -246,6 +251,8 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     faults = {"latency_ms": a.latency_ms}
     if a.rate_limit:
         faults["rate_limit_per_sec"] = a.rate_limit
+    # The backend's own cost, before the timed run (and before its CPU and audit marks).
+    probe = backend_probe(a, work, vault_addr if a.backend == "vault" else None, root_token if a.backend == "vault" else None)
     http("PUT", url + "/_emulator/faults", faults)
     c0, r0 = emulator_calls(url)
     s0 = servers_cpu(procs)
@@ -268,6 +275,10 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     by_concurrency = a.concurrency / (a.latency_ms / 1000) if a.latency_ms > 0 else math.inf
     ceiling = min(limit, by_concurrency)
     floor = calls / ceiling if ceiling < math.inf else 0.0
+    # The backend floor: every slot's backend requests at the rate the probe got from the
+    # backend at the same concurrency. The honest floor is the larger of the two.
+    backend_floor = a.slots / probe["rotations_per_s"]
+    honest = max(floor, backend_floor)
 
     audited = None
     if a.audit:
@@ -299,16 +310,20 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     if a.rate_limit:
         print(f"  throughput / limit    {calls / forced.wall / a.rate_limit:9.1%}")
     print(f"  CPU (user+sys)        {forced.cpu:9.2f} s")
-    print(f"  peak RSS              {forced.rss_mib:9.1f} MiB")
+    print(f"  peak RSS              {forced.rss_mib:9.1f} MiB   ({forced.rss_mib * 1024 / a.slots:.1f} KiB/slot)")
     names = ["emulator", "OpenBao"][:len(procs)]
     print("  servers' CPU meanwhile " + ", ".join(f"{n} {b - a:.2f} s" for n, a, b in zip(names, s0, s1))
           + f"   (machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
     lim_s = f"{a.rate_limit:g}/s" if a.rate_limit else "inf"
     conc_s = f"{by_concurrency:g}/s" if by_concurrency < math.inf else "inf"
-    print(f"  theoretical floor     {floor:9.2f} s   = {per_slot:.2f} calls/slot x {a.slots} slots / "
+    print(f"  provider floor        {floor:9.2f} s   = {per_slot:.2f} calls/slot x {a.slots} slots / "
           f"min(rate limit {lim_s}, concurrency {a.concurrency} / latency {a.latency_ms} ms = {conc_s})")
-    if floor > 0:
-        print(f"  wall / floor          {forced.wall / floor:9.2f}")
+    print(f"  backend probe         {probe['median_ms']:9.2f} ms  median per request ({probe['what']}; "
+          f"{probe['rotations']} rotations' worth, {a.concurrency} at once: {probe['rotations_per_s']:.1f}/s)")
+    print(f"  backend floor         {backend_floor:9.2f} s   = {a.slots} slots / {probe['rotations_per_s']:.1f} rotations/s")
+    print(f"  floor                 {honest:9.2f} s   (the larger of the provider and backend floors)")
+    if honest > 0:
+        print(f"  wall / floor          {forced.wall / honest:9.2f}")
     if audited:
         for what, counts in zip(("during apply --force", "during an apply with nothing to do"), audited):
             total = sum(counts.values())
@@ -337,6 +352,101 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
 
 
 AUDIT_LOG = "openbao-audit.log"
+
+# What one rotation asks of the backend (docs/src/benchmarks.md, "What a rotation costs" and
+# "Where the time goes"): OpenBao serves 7 requests (2 reads, 5 writes: the record read, the
+# operation, the pending pair, `promoting`, the promotion's consumer entry read and write and
+# state write); the file backend reads the record once and makes 3 writes, each a locked read,
+# a temp file written and fsynced, a rename and a directory fsync.
+VAULT_ROTATION = ("read", "write", "write", "write", "read", "write", "write")
+PROBE_SECONDS = 1.5
+
+
+def backend_probe(a, work, vault_addr, token):
+    """The backend's own cost, measured from outside rekey: `--concurrency` threads each repeat
+    one rotation's backend requests (VAULT_ROTATION against OpenBao on a scratch path, or the
+    file backend's write cycle in a scratch directory beside the store) for about
+    PROBE_SECONDS. Returns the median request time and the rotations per second."""
+    import http.client
+    import threading
+    times, counts = [], []
+    lock = threading.Lock()
+    deadline = time.monotonic() + PROBE_SECONDS
+    if vault_addr:
+        host, port = vault_addr.rsplit("/", 1)[1].split(":")
+        what = "OpenBao KV v2, 2 reads + 5 writes per rotation"
+
+        def one(conn, path, op):
+            body = json.dumps({"data": {"probe": alnum(64)}}) if op == "write" else None
+            conn.request("POST" if body else "GET", f"/v1/secret/data/{path}", body=body,
+                         headers={"X-Vault-Token": token, "Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            if r.status not in (200, 204):
+                sys.exit(f"bench: the backend probe got HTTP {r.status} from OpenBao")
+
+        def worker(k):
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            path, mine, n = f"rekey-bench-probe/{k}", [], 0
+            one(conn, path, "write")  # the entry exists before the first read
+            while time.monotonic() < deadline:
+                for op in VAULT_ROTATION:
+                    t0 = time.monotonic()
+                    one(conn, path, op)
+                    mine.append(time.monotonic() - t0)
+                n += 1
+            conn.close()
+            with lock:
+                times.extend(mine)
+                counts.append(n)
+    else:
+        what = "file: 1 read + 3 locked, fsynced writes per rotation"
+        probe_dir = os.path.join(work, "probe")
+        os.mkdir(probe_dir, 0o700)
+        payload = os.urandom(1500)
+
+        def worker(k):
+            import fcntl
+            path = os.path.join(probe_dir, f"p{k}.age")
+            write_private(path, "x")
+            mine, n = [], 0
+            dfd = os.open(probe_dir, os.O_RDONLY)
+            while time.monotonic() < deadline:
+                t0 = time.monotonic()
+                with open(path, "rb") as f:
+                    f.read()
+                mine.append(time.monotonic() - t0)
+                for _ in range(3):
+                    t0 = time.monotonic()
+                    with open(os.path.join(probe_dir, f".p{k}.lock"), "a") as lk:
+                        fcntl.flock(lk, fcntl.LOCK_EX)
+                        with open(path, "rb") as f:
+                            f.read()
+                        tmp = path + ".tmp"
+                        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                        os.write(fd, payload)
+                        os.fsync(fd)
+                        os.close(fd)
+                        os.rename(tmp, path)
+                        os.fsync(dfd)
+                    mine.append(time.monotonic() - t0)
+                n += 1
+            os.close(dfd)
+            with lock:
+                times.extend(mine)
+                counts.append(n)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(a.concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    times.sort()
+    rotations = sum(counts)
+    return {"what": what, "median_ms": 1000 * times[len(times) // 2], "rotations": rotations,
+            "rotations_per_s": rotations / elapsed}
 
 
 def audit_requests(work, since=None):

@@ -227,6 +227,9 @@ pub fn parse(text: &str, path: &Path) -> std::result::Result<Inventory, ConfigEr
     };
     let lines = Lines::new(text);
     let root = crate::check::tree::table(doc.as_table(), 1, &lines);
+    // The tree holds all validation needs: the document (most of the memory at 100,000 slots)
+    // goes before the checks build the inventory beside the tree.
+    drop(doc);
     let mut c = Checker {
         file: path.to_path_buf(),
         base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),

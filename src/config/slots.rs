@@ -30,11 +30,15 @@ impl Checker {
         facts: &BTreeMap<String, ProviderFacts>,
         backends: &BTreeMap<String, BackendConfig>,
     ) -> (Vec<SlotConfig>, Vec<SlotLines>) {
-        let mut slots = Vec::new();
-        let mut lines = Vec::new();
         let Some(e) = root.get("slots") else {
-            return (slots, lines);
+            return (Vec::new(), Vec::new());
         };
+        let n = match &e.value.kind {
+            Kind::Array(items) => items.len(),
+            _ => 0,
+        };
+        let mut slots = Vec::with_capacity(n);
+        let mut lines = Vec::with_capacity(n);
         let Kind::Array(items) = &e.value.kind else {
             self.err(
                 e.line,

@@ -247,14 +247,22 @@ impl Engine {
 
     /// The plan: one row per target, from backend records only. Changes nothing.
     pub async fn plan(&self) -> Result<Vec<PlanRow>> {
-        let mut rows = Vec::new();
+        let mut rows = Vec::with_capacity(self.inventory.slots.len());
         let host = self.host.clone();
         let alive = move |l: &Lease| lease_holder_alive(l, &host);
-        for t in self.targets().await? {
-            let stored = self.backends[&t.backend]
-                .read(&t.name)
-                .await
-                .map_err(|e| e.context(format!("slot {}", t.name)))?;
+        // The records are read `concurrency` at a time, in order: the rows, their events and
+        // the first error (in slot order) are those of reading one after another, without
+        // waiting out each read's round trip (docs/src/benchmarks.md, "Scale (issue 19),
+        // measured").
+        let reads = futures_util::stream::iter(self.targets().await?)
+            .map(|t| async move {
+                let stored = self.backends[&t.backend].read(&t.name).await;
+                (t, stored)
+            })
+            .buffered(self.concurrency());
+        futures_util::pin_mut!(reads);
+        while let Some((t, stored)) = reads.next().await {
+            let stored = stored.map_err(|e| e.context(format!("slot {}", t.name)))?;
             let record = stored.as_ref().map(|v| &v.record);
             let decision = plan::decide(
                 t.config.as_ref(),
@@ -358,26 +366,31 @@ impl Engine {
             .into_iter()
             .partition(|t| bootstrap_slots.contains(&t.name));
 
-        let permits = Arc::new(tokio::sync::Semaphore::new(self.concurrency()));
+        // At most `concurrency` slot tasks exist at once, started in slot order as others end:
+        // each task holds its whole slot future, so spawning every slot up front (waiting on a
+        // semaphore) made apply's memory grow with the inventory (docs/src/benchmarks.md).
+        let limit = self.concurrency();
         let mut set = tokio::task::JoinSet::new();
         let mut tasks = std::collections::HashMap::new();
-        for (i, target) in first.into_iter().enumerate() {
-            let engine = Arc::clone(self);
-            let permits = Arc::clone(&permits);
-            let t = target.clone();
-            let handle = set.spawn(async move {
-                let _permit = permits
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore never closed");
-                (i, engine.reconcile(target).await)
-            });
-            tasks.insert(handle.id(), (i, t));
-        }
-        let mut outcomes = Vec::new();
-        while let Some(joined) = set.join_next().await {
+        let mut outcomes = Vec::with_capacity(first.len());
+        let mut waiting = first.into_iter().enumerate();
+        loop {
+            while set.len() < limit
+                && let Some((i, target)) = waiting.next()
+            {
+                let engine = Arc::clone(self);
+                let t = target.clone();
+                let handle = set.spawn(async move { (i, engine.reconcile(target).await) });
+                tasks.insert(handle.id(), (i, t));
+            }
+            let Some(joined) = set.join_next_with_id().await else {
+                break;
+            };
             match joined {
-                Ok(pair) => outcomes.push(pair),
+                Ok((id, pair)) => {
+                    tasks.remove(&id);
+                    outcomes.push(pair);
+                }
                 // `reconcile` catches panics of the slot's work; one that escapes it (from the
                 // report itself) still fails only its slot, never the run.
                 Err(e) => {
