@@ -237,7 +237,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     env = dict(os.environ, RUST_LOG="warn")
     if a.plan_only:
         plan = Measured([binary, "plan", "-c", "inventory.toml", "--output", "json"], work, env).check("rekey plan")
-        rows = len(json.loads(plan.stdout))
+        rows = len(json.loads(plan.stdout)["rows"])
         print(f"rekey plan: {a.slots} slots over {a.tenants} tenants, {a.backend} backend, no records yet")
         print(f"  wall                  {plan.wall:9.2f} s   ({rows} rows)")
         print(f"  CPU (user+sys)        {plan.cpu:9.2f} s")
@@ -263,7 +263,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     s1 = servers_cpu(procs)
     if forced.code not in (0, 1):
         sys.exit(f"bench: apply --force failed (exit {forced.code}):\n{forced.stderr[-3000:]}")
-    outcomes = json.loads(forced.stdout)
+    outcomes = json.loads(forced.stdout)["rows"]
     failed = [o["slot"] for o in outcomes if o["result"] != "ok"]
     rotated = sum(1 for o in outcomes if any(x.startswith("promoted") for x in o["actions"]))
     # Requests answered 429 did no work: they count in the 429 figure, not in calls per slot,
