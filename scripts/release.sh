@@ -44,7 +44,7 @@ if ! .tools/bin/cargo-cyclonedx --version 2>/dev/null | grep -qF "$cyclonedx_ver
 fi
 # The production build's dependencies only: the same features as the binary.
 .tools/bin/cargo-cyclonedx cyclonedx --format json --no-default-features --features aws \
-    --override-filename "$name.cdx" --top-level
+    --override-filename "$name.cdx"
 mv "$name.cdx.json" "$out/$name.cdx.json"
 (cd "$out" && sha256sum "$name.cdx.json" > "$name.cdx.json.sha256")
 
