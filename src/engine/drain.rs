@@ -6,9 +6,11 @@
 //! The use is read from the listing (`find_clients`), never by using the old pair: after
 //! promotion rekey makes no token request with it, so its own look never counts as a use.
 
-use super::slot::SlotRun;
+use super::slot::{SlotRun, ignore_not_found};
 use crate::config::{DrainMode, DrainPolicy, OnDrainTimeout};
+use crate::crash;
 use crate::error::Result;
+use crate::plan;
 use crate::plan::fmt_age;
 use crate::provider::Usage;
 use crate::record::{DrainHold, Draining, StoredCredential};
@@ -43,6 +45,66 @@ impl Verdict {
 }
 
 impl SlotRun<'_> {
+    /// Deletes previous generations whose grace is over (only clients rekey made), unless the
+    /// slot's drain policy holds one that consumers still use (drain.rs).
+    pub(super) async fn delete_old(&mut self) -> Result<()> {
+        let entry = self.provider()?;
+        let tenant = self.tenant()?;
+        let now = self.now();
+        let rec = self.record()?.clone();
+        let policy = self.config()?.drain;
+        let (due, mut keep): (Vec<Draining>, Vec<Draining>) = rec
+            .draining
+            .iter()
+            .cloned()
+            .partition(|d| plan::is_due(d, &policy, now));
+        for mut d in due {
+            if !d.credential.owned {
+                self.actions.push(format!(
+                    "released g{} (not created by rekey; left at the provider)",
+                    d.credential.generation
+                ));
+                continue;
+            }
+            match self.drain_verdict(&d, now).await? {
+                Verdict::Hold(hold) => {
+                    d.hold = Some(hold);
+                    let held = plan::hold_text(&d, now).unwrap_or_default();
+                    tracing::warn!(slot = self.slot(), generation = d.credential.generation, client_id = %d.credential.client_id, "{held}: deletion held");
+                    self.actions.push(format!("held {held}"));
+                    self.held.push(held);
+                    keep.push(d);
+                    continue;
+                }
+                Verdict::Delete { note, why } => {
+                    self.fence("before-provider-delete").await?;
+                    ignore_not_found(
+                        entry
+                            .provider
+                            .delete_client(&tenant, &d.credential.object_id)
+                            .await,
+                    )
+                    .map_err(|e| {
+                        e.context(format!(
+                            "deleting g{} ({})",
+                            d.credential.generation, d.credential.client_id
+                        ))
+                    })?;
+                    crash::point("after-old-deleted");
+                    tracing::info!(slot = self.slot(), generation = d.credential.generation, client_id = %d.credential.client_id, why, "deleted the previous generation");
+                    self.deleted.push(d.credential.client_id.clone());
+                    self.actions
+                        .push(format!("deleted g{}{note}", d.credential.generation));
+                }
+            }
+        }
+        let mut rec = rec;
+        keep.sort_by_key(|d| d.credential.generation);
+        rec.draining = keep;
+        self.release_if_done(&mut rec);
+        self.save(rec).await
+    }
+
     pub(super) async fn drain_verdict(&self, d: &Draining, now: DateTime<Utc>) -> Result<Verdict> {
         let policy: DrainPolicy = self
             .target

@@ -15,14 +15,14 @@
 //!    - `pending`: verify the new pair (verify.rs; `after-verify`), record `promoting` where
 //!      promotion is more than one write (`after-promoting-recorded`), promote
 //!      (`after-promote`).
-//! 4. `delete_old`: delete previous generations whose grace is over
+//! 4. `delete_old` (drain.rs): delete previous generations whose grace is over, unless consumers
+//!    still use them
 //!    (`before-provider-delete`, `after-old-deleted`).
 //! 5. mirrors (mirrors.rs; `after-mirror-write`), then `finish`: release the lease, report.
 //!
 //! Retiring (retire.rs) and rolling back (rollback.rs) are steps of their own. Every provider
 //! mutation passes the fence first (fence.rs).
 
-use super::drain::Verdict;
 use super::lease_holder_alive;
 use super::names::{managed_name, short_id};
 use super::{Engine, OutcomeKind, ProviderEntry, SlotOutcome, Target, describe};
@@ -32,7 +32,7 @@ use crate::crash;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{self, Step};
 use crate::record::{
-    Draining, LastResult, Lease, OpKind, Operation, Phase, SlotRecord, StoredCredential, Versioned,
+    LastResult, Lease, OpKind, Operation, Phase, SlotRecord, StoredCredential, Versioned,
 };
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
@@ -398,66 +398,6 @@ impl<'a> SlotRun<'a> {
             Phase::Pending => self.verify_and_promote().await,
             Phase::Promoting => self.verify_and_promote().await,
         }
-    }
-
-    /// Deletes previous generations whose grace is over (only clients rekey made), unless the
-    /// slot's drain policy holds one that consumers still use (drain.rs).
-    pub(super) async fn delete_old(&mut self) -> Result<()> {
-        let entry = self.provider()?;
-        let tenant = self.tenant()?;
-        let now = self.now();
-        let rec = self.record()?.clone();
-        let policy = self.config()?.drain;
-        let (due, mut keep): (Vec<Draining>, Vec<Draining>) = rec
-            .draining
-            .iter()
-            .cloned()
-            .partition(|d| plan::is_due(d, &policy, now));
-        for mut d in due {
-            if !d.credential.owned {
-                self.actions.push(format!(
-                    "released g{} (not created by rekey; left at the provider)",
-                    d.credential.generation
-                ));
-                continue;
-            }
-            match self.drain_verdict(&d, now).await? {
-                Verdict::Hold(hold) => {
-                    d.hold = Some(hold);
-                    let held = plan::hold_text(&d, now).unwrap_or_default();
-                    tracing::warn!(slot = self.slot(), generation = d.credential.generation, client_id = %d.credential.client_id, "{held}: deletion held");
-                    self.actions.push(format!("held {held}"));
-                    self.held.push(held);
-                    keep.push(d);
-                    continue;
-                }
-                Verdict::Delete { note, why } => {
-                    self.fence("before-provider-delete").await?;
-                    ignore_not_found(
-                        entry
-                            .provider
-                            .delete_client(&tenant, &d.credential.object_id)
-                            .await,
-                    )
-                    .map_err(|e| {
-                        e.context(format!(
-                            "deleting g{} ({})",
-                            d.credential.generation, d.credential.client_id
-                        ))
-                    })?;
-                    crash::point("after-old-deleted");
-                    tracing::info!(slot = self.slot(), generation = d.credential.generation, client_id = %d.credential.client_id, why, "deleted the previous generation");
-                    self.deleted.push(d.credential.client_id.clone());
-                    self.actions
-                        .push(format!("deleted g{}{note}", d.credential.generation));
-                }
-            }
-        }
-        let mut rec = rec;
-        keep.sort_by_key(|d| d.credential.generation);
-        rec.draining = keep;
-        self.release_if_done(&mut rec);
-        self.save(rec).await
     }
 
     /// Hands the lease back in this write (instead of a separate write in `finish`) when the
