@@ -139,10 +139,8 @@ fn inventory_secrets(text: &str) -> Vec<String> {
                 out.push(s.to_string());
             }
             if let Some(sub) = item.as_table_like() {
-                if secret_key {
-                    if let Some(s) = sub.get("env").and_then(|e| e.as_str()) {
-                        out.push(s.to_string());
-                    }
+                if secret_key && let Some(s) = sub.get("env").and_then(|e| e.as_str()) {
+                    out.push(s.to_string());
                 }
                 walk(sub, out);
             }
