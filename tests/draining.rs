@@ -50,25 +50,11 @@ async fn exists(w: &World, tenant: &str, client_id: &str) -> bool {
 
 /// The token requests the emulator counted for a client.
 async fn token_count(w: &World, tenant: &str, client_id: &str) -> u64 {
-    let v: serde_json::Value = rekey::http::client()
-        .get(format!(
-            "{}/_emulator/tenants/{tenant}/clients",
-            w.emu.url()
-        ))
-        .send()
+    w.platform_listing(tenant)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let list = v
-        .as_array()
-        .cloned()
-        .or_else(|| v.get("clients").and_then(|c| c.as_array()).cloned())
-        .unwrap();
-    list.iter()
-        .find(|c| c["clientID"] == client_id)
-        .and_then(|c| c["tokenRequestCount"].as_u64())
+        .into_iter()
+        .find(|c| c.client_id == client_id)
+        .map(|c| c.token_request_count)
         .unwrap_or_else(|| panic!("{client_id} is not listed"))
 }
 

@@ -539,11 +539,8 @@ pub async fn verify(args: &RunArgs) -> Result<u8> {
     match args.output {
         OutputFormat::Table => print!("{}", verify_table(&rows)),
         OutputFormat::Json => {
-            let summary = report::Summary {
-                total: rows.len(),
-                failed: Some(rows.iter().filter(|r| !r.ok).count()),
-                ..Default::default()
-            };
+            let failed = rows.iter().filter(|r| !r.ok).count();
+            let summary = report::Summary::of_failures(rows.len(), failed);
             print!(
                 "{}",
                 report::document("verify", engine.run_id, started, summary, &rows)
@@ -733,11 +730,8 @@ pub async fn check(args: &CheckArgs) -> Result<u8> {
             print!("{}", t.render());
         }
         OutputFormat::Json => {
-            let summary = report::Summary {
-                total: rows.len(),
-                failed: Some(rows.iter().filter(|r| !r.ok).count()),
-                ..Default::default()
-            };
+            let failed = rows.iter().filter(|r| !r.ok).count();
+            let summary = report::Summary::of_failures(rows.len(), failed);
             print!(
                 "{}",
                 report::document("check", engine.run_id, started, summary, &rows)

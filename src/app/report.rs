@@ -204,6 +204,15 @@ impl Summary {
         }
     }
 
+    /// For `verify` and `check`: rows, and those that failed.
+    pub fn of_failures(total: usize, failed: usize) -> Summary {
+        Summary {
+            total,
+            failed: Some(failed),
+            ..Summary::default()
+        }
+    }
+
     /// For `plan`.
     pub fn of_plan(rows: &[PlanRow]) -> Summary {
         let changed = rows.iter().filter(|r| r.decision.step.is_some()).count();

@@ -53,7 +53,9 @@ impl Engine {
                 .list(&known)
                 .await
                 .map_err(|e| e.context(format!("backend {bname}: listing slots")))?;
-            stored.extend(listed.iter().cloned());
+            if !self.options.only.is_empty() {
+                stored.extend(listed.iter().cloned());
+            }
             for name in listed {
                 if known.contains(&name) || !self.selected(&name) {
                     continue;

@@ -134,12 +134,13 @@ pub enum Usage {
 
 impl Usage {
     /// From a last-token time and a count, each `None` when the answer lacks the field (or, for
-    /// the time, holds null): a count of 0, or a null time beside a count, is "never".
+    /// the time, holds null): a null time beside a count of 0 is "never"; beside a count above 0
+    /// the answer contradicts itself, and reports nothing.
     pub fn from_fields(at: Option<DateTime<Utc>>, count: Option<u64>) -> Usage {
         match (at, count) {
             (Some(at), _) => Usage::LastToken { at, count },
-            (None, Some(_)) => Usage::Never,
-            (None, None) => Usage::Unreported,
+            (None, Some(0)) => Usage::Never,
+            (None, _) => Usage::Unreported,
         }
     }
 }
@@ -208,4 +209,24 @@ pub trait Provider: Send + Sync {
 
     /// Proves a pair works: a token exchange with it succeeds. `Unauthorized` when it does not.
     async fn verify(&self, tenant: &str, pair: &ClientPair) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Usage;
+
+    #[test]
+    fn only_a_consistent_answer_says_never_used() {
+        let now = chrono::Utc::now();
+        assert_eq!(Usage::from_fields(None, Some(0)), Usage::Never);
+        assert_eq!(Usage::from_fields(None, Some(3)), Usage::Unreported);
+        assert_eq!(Usage::from_fields(None, None), Usage::Unreported);
+        assert_eq!(
+            Usage::from_fields(Some(now), Some(3)),
+            Usage::LastToken {
+                at: now,
+                count: Some(3)
+            }
+        );
+    }
 }

@@ -215,9 +215,9 @@ impl World {
         resp.status().is_success()
     }
 
-    /// The clients the platform holds in a tenant: (name, clientID, object id).
-    pub async fn platform_clients(&self, tenant: &str) -> Vec<(String, String, String)> {
-        let v: serde_json::Value = rekey::http::client()
+    /// The emulator's own listing of a tenant's clients (never their secrets; not a use).
+    pub async fn platform_listing(&self, tenant: &str) -> Vec<rekey::emulator::ClientSummary> {
+        rekey::http::client()
             .get(format!(
                 "{}/_emulator/tenants/{tenant}/clients",
                 self.emu.url()
@@ -227,26 +227,15 @@ impl World {
             .unwrap()
             .json()
             .await
-            .unwrap();
-        let list = v
-            .as_array()
-            .cloned()
-            .or_else(|| v.get("clients").and_then(|c| c.as_array()).cloned())
-            .expect("client list");
-        list.iter()
-            .map(|c| {
-                let s = |k: &str| {
-                    c.get(k)
-                        .and_then(|x| x.as_str())
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                (
-                    s("name"),
-                    s("clientID").max(s("client_id")),
-                    s("id").max(s("object_id")),
-                )
-            })
+            .expect("client list")
+    }
+
+    /// The clients the platform holds in a tenant: (name, clientID, object id).
+    pub async fn platform_clients(&self, tenant: &str) -> Vec<(String, String, String)> {
+        self.platform_listing(tenant)
+            .await
+            .into_iter()
+            .map(|c| (c.name, c.client_id, c.id))
             .collect()
     }
 

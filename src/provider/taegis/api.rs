@@ -90,10 +90,14 @@ impl ClientWire {
             object_id: self.id,
             name: self.name,
             created_at: parse_time(self.created_at.as_deref()),
-            usage: Usage::from_fields(
-                parse_time(self.token_request_time.as_deref()),
-                self.token_request_count,
-            ),
+            // A time that does not parse reports nothing: it is never read as "never used".
+            usage: match self.token_request_time.as_deref() {
+                Some(t) => parse_time(Some(t)).map_or(Usage::Unreported, |at| Usage::LastToken {
+                    at,
+                    count: self.token_request_count,
+                }),
+                None => Usage::from_fields(None, self.token_request_count),
+            },
         }
     }
 }
