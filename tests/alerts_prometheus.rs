@@ -5,7 +5,9 @@
 //! else of them changes. The test drives real scenarios (a slot that fails, a provider that is
 //! down while credentials pass their max age, one shard that stops and then fails before any
 //! slot) and asserts through Prometheus' HTTP API which alerts go pending and firing, and that
-//! the others stay quiet. Prometheus, the Pushgateway and promtool come from
+//! the others stay quiet. Then every query of the Grafana dashboard
+//! (deploy/monitoring/grafana-dashboard.json) runs against that Prometheus and must return
+//! data. Prometheus, the Pushgateway and promtool come from
 //! scripts/setup-system.sh; the test fails, never skips, without them.
 
 mod common;
@@ -407,7 +409,128 @@ async fn alerts_fire_in_a_real_prometheus_for_real_runs_and_only_those() {
         "alerts_prometheus: scenarios done in {:?}",
         started.elapsed()
     );
+
+    // The Grafana dashboard over what the scenarios left: every query of it returns data.
+    dashboard_queries_return_data(&prom).await;
     for w in [&served, &shards, &failing, &late] {
         w.assert_no_secrets(&gw.get("/metrics").await);
     }
+}
+
+/// What Grafana puts for its built-in interval variables. Prometheus here scrapes every
+/// 500 ms, so 10 s holds enough samples for `rate()` and `increase()`, as Grafana's
+/// `$__rate_interval` (at least 4 scrape intervals) would.
+const GRAFANA_INTERVALS: [(&str, &str); 3] = [
+    ("$__rate_interval", "10s"),
+    ("$__interval", "10s"),
+    ("$__range", "5m"),
+];
+
+/// Every PromQL query of deploy/monitoring/grafana-dashboard.json, as (where, query): each
+/// panel target's `expr` (panels inside rows too) and each query variable's
+/// `label_values(METRIC, LABEL)` as `count by (LABEL) (METRIC)`. Grafana's variables are
+/// replaced as Grafana does with "All" selected (a variable's `allValue`) and the intervals by
+/// [`GRAFANA_INTERVALS`]. Fails on a variable it cannot replace, on a panel with no query, or
+/// on a query not sent to the `${datasource}` variable, so a new panel cannot slip past.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/monitoring/grafana-dashboard.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let vars = dash["templating"]["list"].as_array().unwrap();
+    let mut all_values: Vec<(String, String)> = Vec::new();
+    let mut queries = Vec::new();
+    for v in vars {
+        let name = v["name"].as_str().unwrap();
+        if v["type"] == "datasource" {
+            assert_eq!(v["query"], "prometheus", "variable {name}");
+            continue;
+        }
+        assert_eq!(
+            v["type"], "query",
+            "variable {name}: only query variables are checked"
+        );
+        assert_eq!(v["includeAll"], true, "variable {name} has an All value");
+        let all = v["allValue"].as_str().unwrap().to_string();
+        let def = v["definition"].as_str().unwrap();
+        let inner = def
+            .strip_prefix("label_values(")
+            .and_then(|d| d.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("variable {name}: {def} is not label_values(METRIC, LABEL)"));
+        let (metric, label) = inner.rsplit_once(',').unwrap();
+        queries.push((
+            format!("variable {name}"),
+            format!("count by ({}) ({})", label.trim(), metric.trim()),
+        ));
+        all_values.push((format!("${{{name}}}"), all.clone()));
+        all_values.push((format!("${name}"), all));
+    }
+    // Longest names first, so `$instance` is not read as `$in` + `stance`.
+    all_values.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+    let mut panels: Vec<&serde_json::Value> = dash["panels"].as_array().unwrap().iter().collect();
+    let mut i = 0;
+    while i < panels.len() {
+        if let Some(inner) = panels[i]["panels"].as_array() {
+            panels.extend(inner.iter());
+        }
+        i += 1;
+    }
+    for p in panels.iter().filter(|p| p["type"] != "row") {
+        let title = p["title"].as_str().unwrap();
+        let targets = p["targets"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        assert!(!targets.is_empty(), "panel {title:?} has no query");
+        for t in targets {
+            assert_eq!(
+                t["datasource"]["uid"], "${datasource}",
+                "panel {title:?} queries the data source chosen in the variable"
+            );
+            let expr = t["expr"].as_str().unwrap();
+            queries.push((
+                format!("panel {title:?} query {}", t["refId"].as_str().unwrap()),
+                expr.to_string(),
+            ));
+        }
+    }
+    for (_, q) in &mut queries {
+        for (k, v) in GRAFANA_INTERVALS.iter().chain(
+            all_values
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>()
+                .iter(),
+        ) {
+            *q = q.replace(k, v);
+        }
+        assert!(!q.contains('$'), "a Grafana variable is left in {q}");
+    }
+    queries
+}
+
+/// Runs each dashboard query as an instant query (what a panel shows last): every one must
+/// succeed and return at least one series. Lists all that do not, then fails.
+async fn dashboard_queries_return_data(prom: &Server) {
+    let queries = dashboard_queries();
+    let mut empty = Vec::new();
+    for (what, q) in &queries {
+        let body = prom
+            .get(&format!("/api/v1/query?query={}", urlencode(q)))
+            .await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let n = v["data"]["result"].as_array().map_or(0, Vec::len);
+        if v["status"] != "success" || n == 0 {
+            empty.push(format!("{what}: {q}\n  -> {body}"));
+        }
+        eprintln!("dashboard: {n:>3} series  {what}");
+    }
+    assert!(
+        empty.is_empty(),
+        "{} of {} dashboard queries return no data:\n{}",
+        empty.len(),
+        queries.len(),
+        empty.join("\n")
+    );
+    eprintln!("dashboard: all {} queries return data", queries.len());
 }
