@@ -7,8 +7,8 @@
 #   1. deploy/: every object validates strictly against the Kubernetes schemas (CRDs, which have
 #      no official schema, are checked for shape only); each kustomization is built and its
 #      output validated; inventories parse. helm/rekey: `helm lint --strict`, then rendered by
-#      Helm with values.yaml and with each examples/*.yaml, every object validated the same way.
-#      See scripts/validate_deploy.py.
+#      Helm with values.yaml and with each examples/*.yaml, every object validated the same way;
+#      the Grafana dashboard's JSON is checked for shape. See scripts/validate_deploy.py.
 #   2. helm/rekey: values.yaml, and each examples/*.yaml merged over it, validate against
 #      values.schema.json (check-jsonschema, a second validator beside Helm's own).
 #   3. The chart tests (scripts/chart_tests/test_*.py): per values option, a render and
@@ -88,4 +88,10 @@ if ! cmp -s deploy/prometheus-rules.yaml helm/rekey/files/prometheus-rules.yaml;
     exit 1
 fi
 echo "ok   helm/rekey/files/prometheus-rules.yaml is deploy/prometheus-rules.yaml"
+# And the same Grafana dashboard.
+if ! cmp -s deploy/monitoring/grafana-dashboard.json helm/rekey/files/grafana-dashboard.json; then
+    echo "FAIL helm/rekey/files/grafana-dashboard.json differs from deploy/monitoring/grafana-dashboard.json: copy it over" >&2
+    exit 1
+fi
+echo "ok   helm/rekey/files/grafana-dashboard.json is deploy/monitoring/grafana-dashboard.json"
 echo "validate-deploy: all checks passed"

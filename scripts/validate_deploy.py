@@ -4,10 +4,11 @@
    Kubernetes KUBE_VERSION (kubernetes-validate). Objects of the Prometheus Operator, External
    Secrets and Vault Secrets Operator CRDs have no official schema: they are checked for shape
    only (apiVersion, kind, metadata.name, spec) and listed as such.
-2. Each kustomization is built (resources, namespace, images, inline JSON 6902 patches: the
-   subset deploy/ uses) and the built objects are validated too, so an overlay's patch is held
+2. Each kustomization is built (resources, namespace, images, inline JSON 6902 patches and
+   strategic-merge deletes: the subset deploy/ uses) and the built objects are validated too, so an overlay's patch is held
    to the schema.
-3. Every inventory.toml in a ConfigMap (and the chart's inline one) is valid TOML.
+3. Every inventory.toml in a ConfigMap (and the chart's inline one) is valid TOML; each Grafana
+   dashboard (deploy/**/*.json) has the shape Grafana's sidecar loads.
 4. helm/rekey is linted by real Helm (helm-python-sdk, strict: warnings fail) and rendered by it
    (scripts/chart_tests/helmchart.py) with its default values and with each examples/*.yaml; every
    rendered object is validated as deploy/'s are, in the release's namespace.
@@ -16,6 +17,7 @@ Prints what it validated; exits 1 on the first kind of failure it finds, after l
 """
 
 import copy
+import json
 import pathlib
 import sys
 import tomllib
@@ -127,8 +129,16 @@ def build(kdir):
         else:
             raise FileNotFoundError(f"{kdir}: resource {r} does not exist")
     for patch in k.get("patches", []):
+        doc = yaml.safe_load(patch["patch"])
+        if isinstance(doc, dict) and doc.get("$patch") == "delete":
+            # A strategic-merge delete: the object it names leaves the build.
+            hit = [o for o in objs if o["kind"] == doc["kind"] and o["metadata"]["name"] == doc["metadata"]["name"]]
+            if not hit:
+                raise ValueError(f"{kdir}: delete patch {doc['kind']}/{doc['metadata']['name']} matches nothing")
+            objs = [o for o in objs if not any(o is h for h in hit)]
+            continue
         t = patch["target"]
-        ops = yaml.safe_load(patch["patch"])
+        ops = doc
         hit = [o for o in objs if o["kind"] == t["kind"] and o["metadata"]["name"] == t["name"]]
         if not hit:
             raise ValueError(f"{kdir}: patch target {t} matches nothing")
@@ -159,6 +169,44 @@ def check_inventory(text, where):
     if not inv.get("slots"):
         fail(f"{where}: inventory has no [[slots]]")
     print(f"ok   {where}: inventory.toml parses ({len(inv.get('slots', []))} slots)")
+
+
+def check_dashboard(path):
+    """A Grafana dashboard as the sidecar loads it: valid JSON with a uid and title, a
+    `datasource` variable of type prometheus, and every panel (rows' too) querying through it
+    with at least one target. Its queries are run against a real Prometheus by
+    tests/alerts_prometheus.rs."""
+    rel = path.relative_to(ROOT)
+    try:
+        dash = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        fail(f"{rel}: not valid JSON: {e}")
+        return
+    for key in ("uid", "title", "panels", "templating", "schemaVersion"):
+        if key not in dash:
+            fail(f"{rel}: no {key}")
+            return
+    if not any(v.get("name") == "datasource" and v.get("type") == "datasource" and v.get("query") == "prometheus"
+               for v in dash["templating"].get("list", [])):
+        fail(f"{rel}: no `datasource` variable of type prometheus")
+    panels, ids, queries = list(dash["panels"]), set(), 0
+    for p in panels:
+        panels += p.get("panels", [])
+    for p in panels:
+        title = p.get("title", "?")
+        if p.get("id") in ids:
+            fail(f"{rel}: panel {title!r}: id {p.get('id')} used twice")
+        ids.add(p.get("id"))
+        if p.get("type") == "row":
+            continue
+        targets = p.get("targets") or []
+        if not targets:
+            fail(f"{rel}: panel {title!r} has no query")
+        for t in targets:
+            if (t.get("datasource") or {}).get("uid") != "${datasource}" or not t.get("expr"):
+                fail(f"{rel}: panel {title!r} query {t.get('refId')}: not a PromQL query on ${{datasource}}")
+            queries += 1
+    print(f"ok   {rel}: Grafana dashboard {dash['uid']!r} ({len(panels)} panels, {queries} queries on ${{datasource}})")
 
 
 def check_chart():
@@ -192,7 +240,10 @@ def check_chart():
         before = len(failures)
         for o in objs:
             meta = o.get("metadata") or {}
-            if o["kind"] not in CLUSTER_SCOPED and o["kind"] != "ServiceMonitor" \
+            # The ServiceMonitor and the dashboard ConfigMap have a namespace option of their
+            # own (metrics.serviceMonitor.namespace, dashboard.namespace).
+            own_namespace = o["kind"] == "ServiceMonitor" or o["_template"].endswith("/dashboard.yaml")
+            if o["kind"] not in CLUSTER_SCOPED and not own_namespace \
                     and meta.get("namespace") != helmchart.NAMESPACE:
                 fail(f"{where}: {o['kind']}/{meta.get('name')} is not in the release namespace")
             check_object(helmchart.strip(o), f"{where} ({o['_template'].split('/', 1)[1]})")
@@ -231,6 +282,9 @@ def main():
         for o in objs:
             check_object(o, f"{rel} (built)")
         print(f"ok   {rel}: kustomization builds ({len(objs)} objects)")
+
+    for path in sorted(DEPLOY.rglob("*.json")):
+        check_dashboard(path)
 
     # The chart, by real Helm: lint, then render the defaults and each example and validate
     # every object (docs/src/testing.md "Kubernetes manifests and the chart").

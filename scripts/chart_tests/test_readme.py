@@ -35,5 +35,6 @@ def test_every_option_in_the_table():
                 "extraObjects", "initContainers", "priorityClassName", "podAnnotations",
                 "podSecurityContext", "containerSecurityContext", "serviceAccount.projectedToken.audience",
                 "persistence.enabled", "persistence.auditLog.enabled", "networkPolicy.extraCidrs",
-                "networkPolicy.dns.nodeLocal.enabled", "networkPolicy.pushgateway.enabled"):
+                "networkPolicy.dns.nodeLocal.enabled", "networkPolicy.pushgateway.enabled", "mode", "run.port",
+                "run.terminationGracePeriodSeconds", "run.metricsFrom", "dashboard.enabled", "dashboard.labels"):
         assert f"\n| {key} |" in readme, key
