@@ -7,7 +7,8 @@
 //! slot) and asserts through Prometheus' HTTP API which alerts go pending and firing, and that
 //! the others stay quiet. Then every query of the Grafana dashboard
 //! (deploy/monitoring/grafana-dashboard.json) runs against that Prometheus and must return
-//! data. Prometheus, the Pushgateway and promtool come from
+//! data, and the paths deploy/service's probes and ServiceMonitor GET answer 200 on the
+//! `rekey run` scraped here. Prometheus, the Pushgateway and promtool come from
 //! scripts/setup-system.sh; the test fails, never skips, without them.
 
 mod common;
@@ -412,6 +413,8 @@ async fn alerts_fire_in_a_real_prometheus_for_real_runs_and_only_those() {
 
     // The Grafana dashboard over what the scenarios left: every query of it returns data.
     dashboard_queries_return_data(&prom).await;
+    // What deploy/service's probes and ServiceMonitor GET, the scheduler here serves.
+    deploy_service_paths_answer(run_port).await;
     for w in [&served, &shards, &failing, &late] {
         w.assert_no_secrets(&gw.get("/metrics").await);
     }
@@ -533,4 +536,34 @@ async fn dashboard_queries_return_data(prom: &Server) {
         empty.join("\n")
     );
     eprintln!("dashboard: all {} queries return data", queries.len());
+}
+
+/// Each `path: /...` of deploy/service/deployment.yaml (its probes) and servicemonitor.yaml (the
+/// scrape) answers 200 on the running `rekey run` at `port`: the Deployment's probes and scrape
+/// point at what rekey serves (the chart's probes are checked equal to these by
+/// scripts/chart_tests/test_mode_run.py).
+async fn deploy_service_paths_answer(port: u16) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/service");
+    let mut paths = Vec::new();
+    for f in ["deployment.yaml", "servicemonitor.yaml"] {
+        let text = std::fs::read_to_string(root.join(f)).unwrap();
+        paths.extend(
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("path: "))
+                .map(str::to_string),
+        );
+    }
+    assert_eq!(
+        paths.len(),
+        3,
+        "{paths:?}: the liveness and readiness probes and the scrape"
+    );
+    for p in &paths {
+        let r = rekey::http::client()
+            .get(format!("http://127.0.0.1:{port}{p}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "GET {p} on rekey run");
+    }
 }
