@@ -2,7 +2,7 @@
 //! receiver in the `generic` and `cloudevents` formats (the CloudEvents ones parsed by the
 //! official CloudEvents SDK, tests/python/validate_cloudevents.py); the consumer-reload example
 //! (examples/reload-on-rotate) restarts a Deployment on `rotated`; the audit trail names the
-//! Kubernetes service account and pod (docs/src/operating.md, "Notifications", "Audit trail").
+//! Kubernetes service account and pod (docs/src/notifications.md; docs/src/operating.md, "Audit trail").
 
 mod common;
 use common::World;

@@ -6,8 +6,7 @@
 //! The formats are in [`payload`]: `generic` (the notice as JSON), `cloudevents` (CloudEvents
 //! 1.0 structured mode) and `slack` (`{"text": ...}`). Each message is retried on network
 //! errors and 5xx/429 with a per-attempt timeout, with the same body (and so the same event
-//! id). Payloads carry ids and fingerprints, never secrets (docs/src/operating.md,
-//! "Notifications").
+//! id). Payloads carry ids and fingerprints, never secrets (docs/src/notifications.md).
 
 mod payload;
 

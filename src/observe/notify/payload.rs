@@ -4,7 +4,7 @@
 use super::{Notice, WebhookFormat};
 
 /// The CloudEvents `type` of each notice: this prefix and the event's kind
-/// (docs/src/operating.md, "Notifications"). A reverse-DNS name for rekey's own events, as the
+/// (docs/src/notifications.md). A reverse-DNS name for rekey's own events, as the
 /// CloudEvents spec asks of `type`.
 pub const TYPE_PREFIX: &str = "io.rekey.credential.";
 
