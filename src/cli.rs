@@ -310,7 +310,12 @@ pub struct ObsArgs {
 
     /// Webhook payload: `generic` (the event as JSON), `cloudevents` (CloudEvents 1.0
     /// structured mode, `application/cloudevents+json`) or `slack` (`{"text": ...}`).
-    #[arg(long, value_enum, default_value_t = crate::observe::notify::WebhookFormat::Generic)]
+    #[arg(
+        long,
+        env = "REKEY_WEBHOOK_FORMAT",
+        value_enum,
+        default_value_t = crate::observe::notify::WebhookFormat::Generic
+    )]
     pub webhook_format: crate::observe::notify::WebhookFormat,
 
     /// Which notifications the webhook gets, comma-separated: `rotated` (a new credential is
