@@ -141,7 +141,10 @@ async fn a_receiver_gets_rotated_retired_and_run_failed_events_in_both_formats()
             format,
             "--webhook-events",
             "rotated,retired,failed,run_failed",
+            "--metrics-instance",
+            "eu west",
         ];
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
         let mut all = Vec::new();
         let mut ids = std::collections::BTreeSet::new();
         // (clock offset, the event each slot should send, its generation)
@@ -188,7 +191,7 @@ async fn a_receiver_gets_rotated_retired_and_run_failed_events_in_both_formats()
                     assert_eq!(ce["subject"], slot);
                     assert_eq!(ce["id"], n["id"]);
                     assert_eq!(ce["datacontenttype"], "application/json");
-                    assert!(ce["source"].as_str().unwrap().starts_with("rekey/"), "{ce}");
+                    assert_eq!(ce["source"], format!("rekey/{host}/eu%20west"), "{ce}");
                 }
             }
             all.extend(messages);

@@ -144,9 +144,9 @@ impl Notifier {
         events: &[WebhookEvent],
         instance: &str,
     ) -> Self {
-        let mut source = format!("rekey/{}", host());
+        let mut source = format!("rekey/{}", payload::uri_segment(&host()));
         if !instance.is_empty() {
-            source = format!("{source}/{instance}");
+            source = format!("{source}/{}", payload::uri_segment(instance));
         }
         Notifier {
             url,

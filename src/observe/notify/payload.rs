@@ -54,6 +54,19 @@ fn cloudevent(source: &str, n: &Notice) -> serde_json::Value {
     v
 }
 
+/// `s` as one segment of a URI-reference (the CloudEvents `source` must be one): unreserved
+/// characters kept, every other byte percent-encoded (an instance name may hold anything).
+pub fn uri_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn slack(n: &Notice) -> serde_json::Value {
     let what = match n.event {
         "slot_failed" => "rotation failed",
@@ -81,4 +94,13 @@ fn slack(n: &Notice) -> serde_json::Value {
         ),
     };
     serde_json::json!({ "text": text })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_source_segment_is_percent_encoded() {
+        assert_eq!(super::uri_segment("rekey-29001-xk2p"), "rekey-29001-xk2p");
+        assert_eq!(super::uri_segment("eu west/1"), "eu%20west%2F1");
+    }
 }
