@@ -298,6 +298,35 @@ async fn each_rotated_slot_is_posted_when_asked_for() {
     assert!(recv(&mut rx).is_empty());
 }
 
+/// A slot taken out of service (`retired = true`) sends one `retired` event per client it
+/// deletes at the provider, with the generation, client id and fingerprint.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retired_slot_sends_a_retired_event_per_client_deleted() {
+    let (url, got) = receiver().await;
+    let w = World::new(1).await;
+    w.inventory(&common::plain_slots(&["keep", "old"]));
+    w.apply(&[]).await.expect_code(0);
+    let g1 = w.record("old").await.unwrap().current.unwrap();
+    w.inventory(&format!(
+        "{}\nretired = true\ngrace = \"0s\"\n",
+        common::plain_slots(&["keep", "old"])
+    ));
+    w.apply(&["--webhook", &url, "--webhook-events", "rotated,retired"])
+        .await
+        .expect_code(0);
+    let messages = take(&got);
+    let events = notices("generic", &messages).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let n = &events[0].0;
+    assert_eq!(n["event"], "retired", "{n}");
+    assert_eq!(n["slot"], "old");
+    assert_eq!(n["generation"], 1);
+    assert_eq!(n["client_id"], g1.client_id.as_str());
+    assert_eq!(n["fingerprint"], g1.secret.fingerprint().as_str());
+    assert!(w.record("old").await.is_none(), "the entry is gone");
+    assert_no_secret(&w, &messages).await;
+}
+
 /// In a pod, the audit line's actor is the service account, the pod and the namespace, from
 /// the token's claims (a fake token in a temp dir stands in for the one Kubernetes mounts);
 /// with a malformed token, from the downward-API variables, the token never printed.
