@@ -20,6 +20,7 @@ Deployments (verbs get, patch on deployments.apps).
 """
 
 import argparse
+import collections
 import hmac
 import json
 import subprocess
@@ -59,7 +60,8 @@ def rotated_slot(body):
 
 
 def handler(args):
-    seen = set()
+    # The ids of the last events handled (a retried delivery repeats its id), bounded.
+    seen = collections.deque(maxlen=1000)
 
     class Handler(BaseHTTPRequestHandler):
         def answer(self, code, text):
@@ -93,12 +95,14 @@ def handler(args):
                 print(f"kubectl failed ({done.returncode}): {done.stderr.strip()}", file=sys.stderr)
                 return self.answer(500, "restart failed")
             if event_id:
-                seen.add(event_id)
+                seen.append(event_id)
             print(f"slot {slot} rotated: restarted deployment/{deployment}", file=sys.stderr)
             return self.answer(200, "restarted")
 
         def do_GET(self):
-            self.answer(200 if self.path == "/healthz" else 404, "ok" if self.path == "/healthz" else "not found")
+            if self.path == "/healthz":
+                return self.answer(200, "ok")
+            return self.answer(404, "not found")
 
         def log_message(self, fmt, *a):
             # The default access log prints the path, which is the secret.
