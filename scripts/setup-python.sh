@@ -17,6 +17,7 @@ PACKAGES=(
   "kubernetes-validate==1.37.0"
   "check-jsonschema==0.39.0"
   "helm-python-sdk==0.2.2"
+  "cloudevents==2.2.0"
 )
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -299,7 +299,7 @@ pub struct ObsArgs {
     #[arg(long, env = "REKEY_AUDIT_LOG", value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
 
-    /// POST a notification to this URL for every failed or stuck slot.
+    /// POST a notification to this URL for each event `--webhook-events` selects.
     #[arg(
         long,
         env = "REKEY_WEBHOOK_URL",
@@ -308,12 +308,19 @@ pub struct ObsArgs {
     )]
     pub webhook: Option<String>,
 
-    /// Webhook payload: `generic` (the event as JSON) or `slack` (`{"text": ...}`).
-    #[arg(long, value_enum, default_value_t = crate::observe::notify::WebhookFormat::Generic)]
+    /// Webhook payload: `generic` (the event as JSON), `cloudevents` (CloudEvents 1.0
+    /// structured mode, `application/cloudevents+json`) or `slack` (`{"text": ...}`).
+    #[arg(
+        long,
+        env = "REKEY_WEBHOOK_FORMAT",
+        value_enum,
+        default_value_t = crate::observe::notify::WebhookFormat::Generic
+    )]
     pub webhook_format: crate::observe::notify::WebhookFormat,
 
     /// Which notifications the webhook gets, comma-separated: `rotated` (a new credential is
-    /// current: the event a consumer's reload hook needs), `failed`, `stuck`, `run_failed`,
+    /// current: the event a consumer's reload hook needs), `retired` (a previous client was
+    /// deleted), `failed`, `stuck`, `run_failed`,
     /// `draining_in_use`.
     #[arg(
         long,

@@ -33,4 +33,8 @@ def test_extra_env_from_without_bootstrap_secret():
 
 
 def test_none_by_default():
-    assert set(env(render())) == {"REKEY_LOG_FORMAT"}
+    # The log format, and the downward-API variables the audit trail's actor is read from.
+    e = env(render())
+    assert set(e) == {"REKEY_LOG_FORMAT", "POD_NAME", "POD_NAMESPACE", "POD_SERVICE_ACCOUNT"}
+    assert e["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert e["POD_SERVICE_ACCOUNT"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}

@@ -93,6 +93,8 @@ impl SlotRun<'_> {
                     crash::point("after-old-deleted");
                     tracing::info!(slot = self.slot(), generation = d.credential.generation, client_id = %d.credential.client_id, why, "deleted the previous generation");
                     self.deleted.push(d.credential.client_id.clone());
+                    self.retired
+                        .push(crate::observe::Retired::of(&d.credential));
                     self.actions
                         .push(format!("deleted g{}{note}", d.credential.generation));
                 }

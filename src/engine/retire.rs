@@ -59,6 +59,7 @@ impl<'a> SlotRun<'a> {
         }
         let mut seen = BTreeSet::new();
         let mut deleted = Vec::new();
+        let mut retired = Vec::new();
         for (object_id, client_id, generation) in proven {
             if !seen.insert(object_id.clone()) {
                 continue;
@@ -69,6 +70,18 @@ impl<'a> SlotRun<'a> {
             tracing::info!(slot = self.slot(), client_id = %client_id, generation, "deleted client");
             self.actions
                 .push(format!("deleted client {client_id} (g{generation})"));
+            // A `retired` notice carries the fingerprint when the record held the credential
+            // (not for a client only the operation in flight named).
+            let fingerprint = doomed
+                .iter()
+                .find(|c| c.client_id == client_id)
+                .map(|c| c.secret.fingerprint())
+                .unwrap_or_default();
+            retired.push(crate::observe::Retired {
+                client_id: client_id.clone(),
+                generation,
+                fingerprint,
+            });
             deleted.push(client_id);
         }
         crash::point("after-retire-delete");
@@ -89,6 +102,7 @@ impl<'a> SlotRun<'a> {
             None,
         ) {
             e.deleted_client_ids = deleted.clone();
+            e.retired = retired;
             self.engine.events.state_changed(&e);
         }
         self.stored = None;

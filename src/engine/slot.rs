@@ -99,6 +99,8 @@ pub(super) struct SlotRun<'a> {
     /// Client ids deleted at the provider since the last write: the audit event of the next
     /// write names them (`deleted_client_ids`).
     pub(super) deleted: Vec<String>,
+    /// The previous generations among them whose drain was done: `retired` notices.
+    pub(super) retired: Vec<crate::observe::Retired>,
     /// Previous generations found still in use after their grace and kept, in words.
     pub(super) held: Vec<String>,
     /// The protocol steps taken (`plan`'s names for them).
@@ -119,6 +121,7 @@ impl<'a> SlotRun<'a> {
             proven: None,
             fenced_out: false,
             deleted: Vec::new(),
+            retired: Vec::new(),
             held: Vec::new(),
             steps: Vec::new(),
         }
@@ -231,6 +234,7 @@ impl<'a> SlotRun<'a> {
             let mut e = e;
             e.reason = self.reason.clone();
             e.deleted_client_ids = std::mem::take(&mut self.deleted);
+            e.retired = std::mem::take(&mut self.retired);
             self.engine.events.state_changed(&e);
         }
         self.stored = Some(Versioned { record, version });
@@ -496,6 +500,8 @@ impl<'a> SlotRun<'a> {
                 detail: detail.clone(),
                 error_kind: result.as_ref().err().map(|e| e.kind().to_string()),
                 held: self.held.clone(),
+                generation: current.map(|c| c.generation),
+                fingerprint: current.map(|c| c.secret.fingerprint()),
             });
         SlotOutcome {
             slot: self.target.name.clone(),

@@ -3,6 +3,7 @@
 //! metric, an audit line and a notification, so they cannot drift. Nothing here ever holds a
 //! secret: events carry client ids and fingerprints only.
 
+pub mod actor;
 pub mod audit;
 pub mod metrics;
 pub mod notify;
@@ -69,7 +70,13 @@ pub struct StateChanged {
     /// rekey's (docs/src/protocol.md, "Ownership of clients").
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deleted_client_ids: Vec<String>,
-    /// Who made the change: `user@host` and process id.
+    /// The previous clients among `deleted_client_ids` whose drain or grace was done (or whose
+    /// slot retired), each with its generation: one `retired` notice each. Not in audit lines,
+    /// which name them in `deleted_client_ids` already.
+    #[serde(skip)]
+    pub retired: Vec<Retired>,
+    /// Who made the change ([`actor::actor`]: the service account and pod in Kubernetes,
+    /// `user@host` elsewhere) and process id.
     pub actor: String,
     /// Why, for humans (e.g. `rollback`); empty for ordinary reconcile steps.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -130,9 +137,28 @@ impl StateChanged {
                 })
                 .unwrap_or_default(),
             deleted_client_ids: Vec::new(),
-            actor: actor(),
+            retired: Vec::new(),
+            actor: actor::actor(),
             reason: String::new(),
         })
+    }
+}
+
+/// A previous client deleted at the provider, its drain or grace done (never its secret).
+#[derive(Clone, Debug, Serialize)]
+pub struct Retired {
+    pub client_id: String,
+    pub generation: u64,
+    pub fingerprint: String,
+}
+
+impl Retired {
+    pub fn of(c: &crate::record::StoredCredential) -> Retired {
+        Retired {
+            client_id: c.client_id.clone(),
+            generation: c.generation,
+            fingerprint: c.secret.fingerprint(),
+        }
     }
 }
 
@@ -157,6 +183,9 @@ pub struct SlotFinished {
     /// (docs/src/protocol.md, "Draining"), in words.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<String>,
+    /// The current credential's generation and secret fingerprint when the slot's work ended.
+    pub generation: Option<u64>,
+    pub fingerprint: Option<String>,
 }
 
 /// Where events go. Implementations must not block for long: they run inside slot tasks.
@@ -234,15 +263,6 @@ impl EventSink for Observer {
             n.slot_finished(e);
         }
     }
-}
-
-/// `user@host`, for the audit trail's "who".
-pub fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    format!("{user}@{host} pid {}", std::process::id())
 }
 
 /// A webhook or Pushgateway URL must be http(s) with a host; the error shows it redacted
@@ -377,6 +397,7 @@ impl Outputs {
                 args.webhook_timeout,
                 3,
                 &args.webhook_events,
+                &args.metrics_instance,
             ))
         });
         if let Some(p) = &args.metrics_file {
@@ -474,7 +495,8 @@ impl Outputs {
                     error_kind: None,
                     detail: r.last_result.clone().unwrap_or_else(|| "an operation is still in flight and no run holds it".into()),
                     action: format!("Run `rekey apply --only {}`: it resumes the operation. If it stays stuck, read `rekey status` and the audit log for this slot.", r.slot),
-                    host: gethostname::gethostname().to_string_lossy().into_owned(),
+                    host: notify::host(),
+                    generation: r.generation,
                     ..notify::Notice::none()
                 });
             }
@@ -530,7 +552,7 @@ impl Outputs {
                 error_kind: Some(run.error_kind.to_string()),
                 detail: run.detail.clone(),
                 action: "The run ended before working its slots; no credential changed. Read the detail, run `rekey check -c INVENTORY` (bootstrap credentials, backends), fix the cause; the next run does the work (docs/src/runbook.md).".into(),
-                host: gethostname::gethostname().to_string_lossy().into_owned(),
+                host: notify::host(),
                 ..notify::Notice::none()
             });
         }

@@ -67,6 +67,13 @@ spec:
       env:
         - name: REKEY_LOG_FORMAT
           value: json
+        # Who the audit trail names as the actor (docs/src/operating.md, "Audit trail").
+        - name: POD_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        - name: POD_NAMESPACE
+          valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+        - name: POD_SERVICE_ACCOUNT
+          valueFrom: {fieldRef: {fieldPath: spec.serviceAccountName}}
         {{- if gt (int .Values.shards) 1 }}
         - name: REKEY_SHARD_COUNT
           value: {{ .Values.shards | quote }}
