@@ -375,8 +375,9 @@ pub struct ScheduleArgs {
     /// Run one cycle and exit.
     #[arg(long)]
     pub once: bool,
-    /// Cron expression: 5 fields, or 6 with seconds first (default: `[settings] schedule`,
-    /// else hourly, `0 * * * *`).
+    /// Cron expression: 5 fields, 6 with seconds first, or a macro (@hourly, @daily, @midnight,
+    /// @weekly, @monthly, @yearly, @annually) (default: `[settings] schedule`, else hourly,
+    /// `0 * * * *`).
     #[arg(long, env = "REKEY_SCHEDULE", value_name = "CRON")]
     pub schedule: Option<String>,
     /// IANA time zone the schedule is read in (default: `[settings] timezone`, else UTC).

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     if let Err(err) = rekey::harden::check_not_root(cli.allow_root) {
         eprintln!(
             "rekey: {}",
-            rekey::terminal::escape(&rekey::error::chain(&err))
+            rekey::terminal::escape_paragraph(&rekey::error::chain(&err))
         );
         return ExitCode::from(rekey::app::exit_code_for(&err));
     }
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!(
                 "rekey: {}",
-                rekey::terminal::escape(&rekey::error::chain(&err))
+                rekey::terminal::escape_paragraph(&rekey::error::chain(&err))
             );
             ExitCode::from(rekey::app::exit_code_for(&err))
         }
@@ -57,7 +57,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Apply(args) => app::apply(&args).await,
         Command::Status(args) => app::status(&args).await,
         Command::Verify(args) => app::verify(&args).await,
-        Command::Check(args) => app::check(&args).await,
+        Command::Check(args) => rekey::app::check::run(&args).await,
         Command::Run(args) => rekey::app::scheduler::run(&args).await,
         Command::Rollback(args) => app::rollback(&args).await,
         Command::Get(args) => app::get(&args).await,
@@ -73,7 +73,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 "wrote a new age identity to {} (mode 0600)",
                 args.output.display()
             );
-            println!("{recipient}");
+            rekey::outln!("{recipient}")?;
             Ok(app::exit::OK)
         }
         #[cfg(feature = "emulator")]

@@ -1,4 +1,6 @@
-//! `rekey run`'s schedule: a cron expression (5 fields, or 6 with seconds first) evaluated in
+//! `rekey run`'s schedule: a cron expression (5 fields, 6 with seconds first, or one of the
+//! macros a Kubernetes CronJob reads: `@hourly`, `@daily`, `@midnight`, `@weekly`, `@monthly`,
+//! `@yearly`, `@annually`, see [`MACROS`]) evaluated in
 //! an explicit time zone (UTC by default), plus a random delay (jitter) to spread load when many
 //! instances share a schedule. Each cycle is an `apply`; the per-slot max age decides what is
 //! rotated, so a frequent schedule only costs reads.
@@ -9,6 +11,38 @@ use std::time::Duration;
 
 /// The default: every hour, on the hour (UTC).
 pub const DEFAULT_SCHEDULE: &str = "0 * * * *";
+
+/// The cron macros, as a CronJob (and Vixie cron) read them, with the 5 fields each stands for,
+/// so that the chart's `schedule` means the same in mode cronjob and mode run.
+pub const MACROS: &[(&str, &str)] = &[
+    ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"),
+    ("@monthly", "0 0 1 * *"),
+    ("@weekly", "0 0 * * 0"),
+    ("@daily", "0 0 * * *"),
+    ("@midnight", "0 0 * * *"),
+    ("@hourly", "0 * * * *"),
+];
+
+/// The 5 fields `expr` stands for when it is a macro (case and surrounding blanks aside).
+fn expand_macro(expr: &str) -> Result<Option<&'static str>> {
+    let word = expr.trim();
+    if !word.starts_with('@') {
+        return Ok(None);
+    }
+    match MACROS.iter().find(|(m, _)| m.eq_ignore_ascii_case(word)) {
+        Some((_, fields)) => Ok(Some(fields)),
+        None => Err(Error::config(format!(
+            "schedule \"{expr}\": not a cron macro rekey reads (those are {}; `@reboot` has no \
+             meaning for a scheduler that is already running)",
+            MACROS
+                .iter()
+                .map(|(m, _)| *m)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Schedule {
@@ -21,13 +55,14 @@ pub struct Schedule {
 impl Schedule {
     pub fn parse(expr: &str, tz: &str, jitter: Duration) -> Result<Schedule> {
         // 5 fields, or 6 with seconds first; no year field; `0/10` is `0-59/10`, as croner 2
-        // read it.
+        // read it. A macro is read as its 5 fields; `expr` stays as given (logs show it).
+        let fields = expand_macro(expr)?.unwrap_or(expr);
         let cron = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Optional)
             .year(croner::parser::Year::Disallowed)
             .sloppy_ranges(true)
             .build()
-            .parse(expr)
+            .parse(fields)
             .map_err(|e| Error::config(format!("schedule \"{expr}\": {e}")))?;
         let tz: chrono_tz::Tz = tz.parse().map_err(|_| {
             Error::config(format!(
@@ -87,5 +122,37 @@ mod tests {
         );
         assert!(Schedule::parse("61 * * * *", "UTC", Duration::ZERO).is_err());
         assert!(Schedule::parse("0 * * * *", "Mars/Olympus", Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn the_cron_macros_are_their_five_fields() {
+        // Monday 2026-01-05 10:17:30 UTC.
+        let t: DateTime<Utc> = "2026-01-05T10:17:30Z".parse().unwrap();
+        let next = |expr: &str| {
+            Schedule::parse(expr, "UTC", Duration::ZERO)
+                .unwrap_or_else(|e| panic!("{expr}: {e}"))
+                .next_after(t)
+                .unwrap()
+                .to_rfc3339()
+        };
+        assert_eq!(next("@hourly"), "2026-01-05T11:00:00+00:00");
+        assert_eq!(next("@daily"), "2026-01-06T00:00:00+00:00");
+        assert_eq!(next("@midnight"), "2026-01-06T00:00:00+00:00");
+        assert_eq!(next(" @Midnight "), "2026-01-06T00:00:00+00:00");
+        assert_eq!(next("@weekly"), "2026-01-11T00:00:00+00:00");
+        assert_eq!(next("@monthly"), "2026-02-01T00:00:00+00:00");
+        assert_eq!(next("@yearly"), "2027-01-01T00:00:00+00:00");
+        assert_eq!(next("@annually"), "2027-01-01T00:00:00+00:00");
+        // In the schedule's time zone, like any expression: midnight in Berlin is 23:00 UTC.
+        let berlin = Schedule::parse("@midnight", "Europe/Berlin", Duration::ZERO).unwrap();
+        assert_eq!(
+            berlin.next_after(t).unwrap().to_rfc3339(),
+            "2026-01-05T23:00:00+00:00"
+        );
+        assert_eq!(berlin.expr, "@midnight", "logs show the schedule as given");
+        for bad in ["@reboot", "@fortnightly", "@"] {
+            let e = Schedule::parse(bad, "UTC", Duration::ZERO).unwrap_err();
+            assert!(e.to_string().contains("@midnight"), "{bad}: {e}");
+        }
     }
 }

@@ -2,9 +2,10 @@
 //! when the stream is a terminal and `NO_COLOR` is unset; never in JSON output.
 //!
 //! [`escape`] is the one function every human-facing output goes through (report tables, human
-//! log lines, the error paragraph of `main`): text from servers, plugins and the inventory may
-//! carry terminal escapes (ANSI CSI, OSC title or clipboard sequences) or line breaks that
-//! would forge output. JSON output needs none of it: serde escapes control characters.
+//! log lines): text from servers, plugins and the inventory may carry terminal escapes (ANSI
+//! CSI, OSC title or clipboard sequences) or line breaks that would forge output. The error
+//! paragraph of `main` goes through [`escape_paragraph`], which keeps its line breaks (one
+//! inventory problem per line) but indents every line after the first. JSON output needs none of it: serde escapes control characters.
 
 use std::borrow::Cow;
 use std::io::IsTerminal;
@@ -23,6 +24,35 @@ pub fn escape(text: &str) -> Cow<'_, str> {
         } else {
             out.push(c);
         }
+    }
+    Cow::Owned(out)
+}
+
+/// [`escape`] for a paragraph of several lines (`main`'s error with its cause chain, such as
+/// the inventory's list of problems, one per line): line feeds are kept, every other control
+/// character is escaped, and each line after the first that does not start with whitespace is
+/// indented by two spaces. Text quoted from outside (a plugin's stderr, a server's message) can
+/// so never start a line at column 0, where it would pass for a line of rekey's own
+/// (`rekey: ...`).
+pub fn escape_paragraph(text: &str) -> Cow<'_, str> {
+    let needs_indent = |line: &str| !line.is_empty() && !line.starts_with(char::is_whitespace);
+    let plain = !text
+        .split('\n')
+        .enumerate()
+        .any(|(i, line)| line.chars().any(is_control) || (i > 0 && needs_indent(line)));
+    if plain {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, line) in text.split('\n').enumerate() {
+        let line = escape(line);
+        if i > 0 {
+            out.push('\n');
+            if needs_indent(&line) {
+                out.push_str("  ");
+            }
+        }
+        out.push_str(&line);
     }
     Cow::Owned(out)
 }
@@ -95,4 +125,40 @@ pub fn paint(report: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_writes_every_control_character_visibly() {
+        assert_eq!(escape("plain text"), Cow::Borrowed("plain text"));
+        assert_eq!(
+            escape("a\nb\r\u{1b}[2J\u{9b}"),
+            "a\\u{a}b\\u{d}\\u{1b}[2J\\u{9b}"
+        );
+    }
+
+    #[test]
+    fn a_paragraph_keeps_its_lines_and_indents_each_continuation() {
+        // The inventory's problems: already indented, kept as they are.
+        let list = "the inventory has 2 problems:\n  inv.toml:2: a\n  inv.toml:5: b";
+        assert!(matches!(escape_paragraph(list), Cow::Borrowed(_)));
+        assert_eq!(escape_paragraph(list), list);
+        // Outside text cannot start a line at column 0 nor carry a raw control.
+        let hostile = "plugin said: \u{1b}[31mFAKE OK\rline2\nrekey: all good\n\tx\n\n\u{9b}y";
+        let shown = escape_paragraph(hostile);
+        assert_eq!(
+            shown,
+            "plugin said: \\u{1b}[31mFAKE OK\\u{d}line2\n  rekey: all good\n  \\u{9}x\n\n  \\u{9b}y"
+        );
+        for line in shown.split('\n').skip(1) {
+            assert!(line.is_empty() || line.starts_with(' '), "{line:?}");
+        }
+        assert!(
+            !shown.chars().any(|c| c != '\n' && c.is_control()),
+            "{shown:?}"
+        );
+    }
 }

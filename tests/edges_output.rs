@@ -227,6 +227,14 @@ async fn no_raw_control_character_reaches_human_output() {
             "{args:?}: {:?}",
             run.all()
         );
+        // The plugin's `line3` never starts a line at column 0, where it would pass for
+        // rekey's own (the exec backend joins stderr's lines; main's error paragraph indents
+        // any line break left: an_inventory_with_several_problems_shows_one_per_line).
+        assert!(
+            !run.stderr.lines().any(|l| l.starts_with("line3")),
+            "{args:?}: forged line in {:?}",
+            run.stderr
+        );
     }
 
     // 3. An inventory value with escapes (a slot name), quoted in the config error.
@@ -244,6 +252,49 @@ async fn no_raw_control_character_reaches_human_output() {
         "{:?}",
         plan.all()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inventory_with_several_problems_shows_one_per_line() {
+    let w = World::new(1).await;
+    // The third problem quotes a slot name holding a line break and a line of its own.
+    w.inventory(
+        "[[slots]]\nname = \"ok-slot\"\nprovider = \"p0\"\nmax_age = \"soon\"\n\n\
+         [[slots]]\nname = \"other\"\nprovider = \"nope\"\n\n\
+         [[slots]]\nname = \"Bad\\nrekey: all good\\r\"\nprovider = \"p0\"\n",
+    );
+    let plan = w
+        .rekey_env(
+            &["plan", "-c", "inventory.toml"],
+            &[("REKEY_LOG_FORMAT", "human"), ("NO_COLOR", "1")],
+        )
+        .await;
+    plan.expect_code(2);
+    assert_eq!(
+        raw_controls(&plan.stderr),
+        Vec::<char>::new(),
+        "{:?}",
+        plan.stderr
+    );
+    let lines: Vec<&str> = plan.stderr.lines().collect();
+    let head = lines
+        .iter()
+        .position(|l| *l == "rekey: the inventory has 3 problems:")
+        .unwrap_or_else(|| panic!("the list's first line on its own: {:?}", plan.stderr));
+    let rest = &lines[head + 1..];
+    // Nothing after the first line starts at column 0: the quoted `rekey: all good` is indented.
+    for line in rest {
+        assert!(line.starts_with("  "), "{line:?} in {:?}", plan.stderr);
+    }
+    let problems: Vec<&&str> = rest
+        .iter()
+        .filter(|l| l.starts_with("  inventory.toml:"))
+        .collect();
+    assert_eq!(problems.len(), 3, "one line per problem: {:?}", plan.stderr);
+    for (line, key) in problems.iter().zip(["max_age", "provider", "name"]) {
+        assert!(line.contains(key), "{line:?} names {key}");
+        assert!(!line.contains("\\u{a}"), "no escaped line break: {line:?}");
+    }
 }
 
 /// A loopback webhook receiver answering 200 to everything: rekey's webhook only has to be

@@ -99,7 +99,6 @@ def test_invalid_mode_refused_by_the_schema():
 
 def test_run_refuses_what_it_cannot_do():
     fails({"mode": "run", "shards": 3}, "shards > 1 needs mode: cronjob")
-    fails({"mode": "run", "schedule": "@midnight"}, "use @daily")
     fails({"mode": "run", "run": {"port": 0}}, "port")
     fails({"mode": "run", "run": {"probes": {}}}, "probes")
 

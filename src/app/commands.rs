@@ -3,7 +3,7 @@
 //! `scheduler`, `demo`, `store` or `emulator`) and prints the one error.
 
 use crate::app::report::{self, Table};
-use crate::cli::{CheckArgs, GetArgs, GetFormat, OutputFormat, RunArgs};
+use crate::cli::{GetArgs, GetFormat, OutputFormat, RunArgs};
 use crate::clock::Clock;
 use crate::config;
 use crate::engine::{Engine, Options, OutcomeKind};
@@ -64,7 +64,7 @@ pub async fn observed_engine(
     Ok(Arc::new(engine))
 }
 
-fn clock() -> Arc<dyn Clock> {
+pub(crate) fn clock() -> Arc<dyn Clock> {
     Arc::from(crate::clock::from_env())
 }
 
@@ -80,11 +80,13 @@ pub async fn plan(args: &RunArgs) -> Result<u8> {
     let rows = rows?;
     let summary = report::Summary::of_plan(&rows);
     match args.output {
-        OutputFormat::Table => print!("{}", crate::terminal::paint(&report::plan_table(&rows))),
-        OutputFormat::Json => print!(
+        OutputFormat::Table => {
+            crate::out!("{}", crate::terminal::paint(&report::plan_table(&rows)))?
+        }
+        OutputFormat::Json => crate::out!(
             "{}",
             report::document("plan", engine.run_id, started, summary, &rows)
-        ),
+        )?,
     }
     Ok(match summary.changed {
         Some(n) if n > 0 && args.detailed_exitcode => exit::PENDING,
@@ -99,11 +101,11 @@ pub async fn apply(args: &RunArgs) -> Result<u8> {
     let result = observed_apply_with(args, clock(), &mut outputs, |e| run_id = e.run_id).await;
     let outcomes = result?;
     match args.output {
-        OutputFormat::Table => print!(
+        OutputFormat::Table => crate::out!(
             "{}",
             crate::terminal::paint(&report::apply_table(&outcomes))
-        ),
-        OutputFormat::Json => print!(
+        )?,
+        OutputFormat::Json => crate::out!(
             "{}",
             report::document(
                 "apply",
@@ -112,7 +114,7 @@ pub async fn apply(args: &RunArgs) -> Result<u8> {
                 report::Summary::of_outcomes(&outcomes),
                 &outcomes
             )
-        ),
+        )?,
     }
     Ok(apply_exit_code(&outcomes))
 }
@@ -381,17 +383,17 @@ pub async fn status(args: &RunArgs) -> Result<u8> {
     let engine = engine(args, clock()).await?;
     let rows = status_rows(&engine).await?;
     match args.output {
-        OutputFormat::Table => print!("{}", crate::terminal::paint(&status_table(&rows))),
+        OutputFormat::Table => crate::out!("{}", crate::terminal::paint(&status_table(&rows)))?,
         OutputFormat::Json => {
             let summary = report::Summary {
                 total: rows.len(),
                 attention: Some(rows.iter().filter(|r| r.attention).count()),
                 ..Default::default()
             };
-            print!(
+            crate::out!(
                 "{}",
                 report::document("status", engine.run_id, started, summary, &rows)
-            )
+            )?
         }
     }
     Ok(if rows.iter().any(|r| r.attention) {
@@ -537,14 +539,14 @@ pub async fn verify(args: &RunArgs) -> Result<u8> {
     let engine = engine(args, clock()).await?;
     let rows = verify_rows(&engine).await?;
     match args.output {
-        OutputFormat::Table => print!("{}", verify_table(&rows)),
+        OutputFormat::Table => crate::out!("{}", verify_table(&rows))?,
         OutputFormat::Json => {
             let failed = rows.iter().filter(|r| !r.ok).count();
             let summary = report::Summary::of_failures(rows.len(), failed);
-            print!(
+            crate::out!(
                 "{}",
                 report::document("verify", engine.run_id, started, summary, &rows)
-            )
+            )?
         }
     }
     Ok(if rows.iter().all(|r| r.ok) {
@@ -564,8 +566,8 @@ pub async fn rollback(args: &crate::cli::RollbackArgs) -> Result<u8> {
     let outcome = engine.rollback(&args.slot, args.hold).await?;
     let outcomes = vec![outcome];
     match args.output {
-        OutputFormat::Table => print!("{}", report::apply_table(&outcomes)),
-        OutputFormat::Json => print!(
+        OutputFormat::Table => crate::out!("{}", report::apply_table(&outcomes))?,
+        OutputFormat::Json => crate::out!(
             "{}",
             report::document(
                 "rollback",
@@ -574,7 +576,7 @@ pub async fn rollback(args: &crate::cli::RollbackArgs) -> Result<u8> {
                 report::Summary::of_outcomes(&outcomes),
                 &outcomes
             )
-        ),
+        )?,
     }
     Ok(apply_exit_code(&outcomes))
 }
@@ -612,8 +614,12 @@ pub async fn get(args: &GetArgs) -> Result<u8> {
             // Checked before anything is printed: all or nothing.
             env_safe(&slot.name, "CLIENT_ID", &current.client_id)?;
             env_safe(&slot.name, "CLIENT_SECRET", current.secret.expose())?;
-            println!("CLIENT_ID={}", current.client_id);
-            println!("CLIENT_SECRET={}", current.secret.expose());
+            // One write: a failing stdout leaves no half of the pair behind unnoticed.
+            crate::out!(
+                "CLIENT_ID={}\nCLIENT_SECRET={}\n",
+                current.client_id,
+                current.secret.expose()
+            )?;
         }
         GetFormat::Json => {
             let v = serde_json::json!({
@@ -624,7 +630,7 @@ pub async fn get(args: &GetArgs) -> Result<u8> {
                 "client_secret": current.secret.expose(),
                 "rotated_at": current.created_at,
             });
-            println!("{v}");
+            crate::outln!("{v}")?;
         }
     }
     Ok(exit::OK)
@@ -651,104 +657,4 @@ fn env_safe(slot: &str, field: &str, value: &str) -> Result<()> {
             at + 1
         ))),
     }
-}
-
-#[derive(Serialize, Clone, Debug)]
-pub struct CheckRow {
-    /// `backend` or `provider`.
-    pub kind: &'static str,
-    pub name: String,
-    pub ok: bool,
-    /// The error kind when not ok (`unavailable`, `forbidden`, ...).
-    pub error_kind: Option<String>,
-    pub detail: String,
-}
-
-/// Every backend's `check()` and every provider's bootstrap token exchange; changes nothing.
-pub async fn check_rows(engine: &Engine) -> Vec<CheckRow> {
-    let mut rows = Vec::new();
-    for (name, backend) in &engine.backends {
-        let r = backend.check().await;
-        rows.push(check_row("backend", name, r, "reachable and writable"));
-    }
-    for (name, entry) in &engine.providers {
-        let r = match entry.bootstrap.get() {
-            Ok(pair) => {
-                let tenant = engine.inventory.providers[name]
-                    .tenant
-                    .clone()
-                    .unwrap_or_default();
-                entry.provider.verify(&tenant, &pair).await
-            }
-            Err(e) => Err(e),
-        };
-        rows.push(check_row(
-            "provider",
-            name,
-            r,
-            "bootstrap credential gets a token",
-        ));
-    }
-    rows
-}
-
-fn check_row(kind: &'static str, name: &str, r: Result<()>, ok_detail: &str) -> CheckRow {
-    match r {
-        Ok(()) => CheckRow {
-            kind,
-            name: name.to_string(),
-            ok: true,
-            error_kind: None,
-            detail: ok_detail.to_string(),
-        },
-        Err(e) => CheckRow {
-            kind,
-            name: name.to_string(),
-            ok: false,
-            error_kind: Some(e.kind().to_string()),
-            detail: crate::error::chain(&e),
-        },
-    }
-}
-
-pub async fn check(args: &CheckArgs) -> Result<u8> {
-    let started = chrono::Utc::now();
-    let inventory = config::load(&args.config)?;
-    let engine = Engine::build(inventory, clock(), Options::default()).await?;
-    let rows = check_rows(&engine).await;
-    match args.output {
-        OutputFormat::Table => {
-            let mut t = Table::new(vec!["KIND", "NAME", "RESULT", "DETAIL"]);
-            for r in &rows {
-                t.row(vec![
-                    r.kind.into(),
-                    r.name.clone(),
-                    if r.ok { "ok".into() } else { "FAILED".into() },
-                    r.detail.clone(),
-                ]);
-            }
-            print!("{}", t.render());
-        }
-        OutputFormat::Json => {
-            let failed = rows.iter().filter(|r| !r.ok).count();
-            let summary = report::Summary::of_failures(rows.len(), failed);
-            print!(
-                "{}",
-                report::document("check", engine.run_id, started, summary, &rows)
-            )
-        }
-    }
-    let unreachable = rows.iter().any(|r| {
-        matches!(
-            r.error_kind.as_deref(),
-            Some("unavailable") | Some("timeout") | Some("rate_limited")
-        )
-    });
-    Ok(if unreachable {
-        exit::UNREACHABLE
-    } else if rows.iter().any(|r| !r.ok) {
-        exit::ATTENTION
-    } else {
-        exit::OK
-    })
 }

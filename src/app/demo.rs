@@ -127,15 +127,15 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
     let recipient = crate::backend::file::generate_identity(&dir.join("rekey.key"))?;
 
     let inventory = dir.join("inventory.toml");
-    println!(
+    crate::outln!(
         "rekey demo: a Taegis-compatible emulator on {} with tenants 11772 (acme), 11773 (globex), 11774 (initech)",
         emu.url()
-    );
-    println!(
+    )?;
+    crate::outln!(
         "files in {}: inventory.toml, rekey.key (age identity {}...), store/ (encrypted records)\n",
         dir.display(),
         &recipient[..12]
-    );
+    )?;
 
     // Yesterday: the legacy slot was in use. Today's inventory retires it.
     std::fs::write(&inventory, inventory_text(&emu.url(), false)).map_err(io_err(&inventory))?;
@@ -166,13 +166,13 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
     };
     let mut failures = Vec::new();
 
-    heading("1. rekey plan -c inventory.toml   (what would change, and why; changes nothing)");
+    heading("1. rekey plan -c inventory.toml   (what would change, and why; changes nothing)")?;
     let engine = demo.engine(vec![], false).await?;
-    print!("{}", crate::app::report::plan_table(&engine.plan().await?));
+    crate::out!("{}", crate::app::report::plan_table(&engine.plan().await?))?;
 
     heading(
         "2. rekey apply -c inventory.toml   (create, retire; the bootstrap slot last and alone)",
-    );
+    )?;
     let first = demo.apply(vec![], false).await?;
     check(&mut failures, "first apply", app::apply_exit_code(&first));
     for o in &first {
@@ -189,7 +189,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
     demo.clock.advance(chrono::Duration::hours(1));
     heading(
         "3. an hour later: rekey apply --force --only 'siem-ingest-*'   (rotate now: a new client each; the old one drains)",
-    );
+    )?;
     let mut old_pairs = Vec::new();
     let forced = demo.apply(vec!["siem-ingest-*".into()], true).await?;
     check(
@@ -224,18 +224,18 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
 
     heading(
         "4. rekey verify -c inventory.toml   (a token exchange with every pair consumers read)",
-    );
+    )?;
     let engine = demo.engine(vec![], false).await?;
     let rows = app::verify_rows(&engine).await?;
-    print!("{}", app::verify_table(&rows));
+    crate::out!("{}", app::verify_table(&rows))?;
     if rows.iter().any(|r| !r.ok) {
         failures.push("verify found a pair that does not work".into());
     }
 
-    heading("5. rekey status -c inventory.toml");
+    heading("5. rekey status -c inventory.toml")?;
     demo.status(&mut failures, false).await?;
 
-    heading("6. rekey apply -c inventory.toml   (again: nothing is due, nothing changes)");
+    heading("6. rekey apply -c inventory.toml   (again: nothing is due, nothing changes)")?;
     let again = demo.apply(vec![], false).await?;
     if again.iter().any(|o| !o.actions.is_empty()) || app::apply_exit_code(&again) != exit::OK {
         failures.push("the second apply changed something".to_string());
@@ -253,7 +253,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
     demo.clock.advance(chrono::Duration::minutes(5));
     heading(
         "7. a day later, past the grace: rekey apply   (old clients go, but one a consumer still uses is held)",
-    );
+    )?;
     let drained = demo.apply(vec![], false).await?;
     for (slot, tenant, g1) in &old_pairs {
         let alive = demo.platform_has(tenant, &g1.client_id).await?;
@@ -279,7 +279,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
             ));
         }
     }
-    heading("   rekey status -c inventory.toml   (why g1 of siem-ingest-acme is still there)");
+    heading("   rekey status -c inventory.toml   (why g1 of siem-ingest-acme is still there)")?;
     demo.status(&mut failures, true).await?;
 
     // The consumer reloads and uses g2 from now on; g1 gets no token for two hours.
@@ -291,7 +291,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
         demo.clock.advance(chrono::Duration::minutes(125));
         heading(
             "8. the consumer moved to g2; two hours later: rekey apply   (g1 has been quiet: deleted)",
-        );
+        )?;
         let last = demo.apply(vec![], false).await?;
         let acted = last
             .iter()
@@ -309,27 +309,29 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
 
     let addr = emu.addr();
     emu.shutdown().await;
-    println!();
+    crate::outln!()?;
     if failures.is_empty() {
-        println!(
+        crate::outln!(
             "demo finished: checked that every slot holds a verified pair, the retired slot is gone, the forced rotation moved 3 slots to g2 with g1 draining, old clients were deleted after their grace except the one a consumer still used, which went once it was quiet, and no secret was printed."
-        );
-        println!(
+        )?;
+        crate::outln!(
             "a consumer reads a slot with:  rekey get -c {} SLOT",
             inventory.display()
-        );
+        )?;
         match &args.dir {
-            None => println!("(the files were in a temporary directory; keep them with --dir DIR)"),
-            Some(_) => println!(
+            None => crate::outln!(
+                "(the files were in a temporary directory; keep them with --dir DIR)"
+            )?,
+            Some(_) => crate::outln!(
                 "the demo's platform is saved in {}; serve it again (then plan, status and get work on the inventory):\n  rekey emulator --state-file {} --listen {}",
                 dir.join(EMULATOR_STATE).display(),
                 dir.join(EMULATOR_STATE).display(),
                 addr
-            ),
+            )?,
         }
         Ok(exit::OK)
     } else {
-        println!("demo FAILED: {}", failures.join("; "));
+        crate::outln!("demo FAILED: {}", failures.join("; "))?;
         Ok(exit::ATTENTION)
     }
 }
@@ -383,16 +385,16 @@ impl Demo<'_> {
         force: bool,
     ) -> Result<Vec<crate::engine::SlotOutcome>> {
         let outcomes = self.engine(only, force).await?.apply().await?;
-        print!(
+        crate::out!(
             "{}",
             crate::terminal::paint(&crate::app::report::apply_table(&outcomes))
-        );
+        )?;
         Ok(outcomes)
     }
 
     async fn status(&self, failures: &mut Vec<String>, expect_held: bool) -> Result<()> {
         let rows = app::status_rows(&*self.engine(vec![], false).await?).await?;
-        print!("{}", crate::terminal::paint(&app::status_table(&rows)));
+        crate::out!("{}", crate::terminal::paint(&app::status_table(&rows)))?;
         if rows.iter().any(|r| r.attention) {
             failures.push("status found a slot that needs attention".into());
         }
@@ -452,8 +454,8 @@ const WHOLE: Option<crate::shard::Shard> = Some(crate::shard::Shard { index: 0, 
 
 use std::sync::Arc;
 
-fn heading(text: &str) {
-    println!("\n== {text}\n");
+fn heading(text: &str) -> Result<()> {
+    crate::outln!("\n== {text}\n")
 }
 
 fn check(failures: &mut Vec<String>, what: &str, code: u8) {

@@ -108,9 +108,9 @@ async fn cycle(
             if once {
                 match args.run.output {
                     crate::cli::OutputFormat::Table => {
-                        print!("{}", crate::app::report::apply_table(&outcomes))
+                        crate::out!("{}", crate::app::report::apply_table(&outcomes))?
                     }
-                    crate::cli::OutputFormat::Json => print!(
+                    crate::cli::OutputFormat::Json => crate::out!(
                         "{}",
                         crate::app::report::document(
                             "run",
@@ -119,7 +119,7 @@ async fn cycle(
                             crate::app::report::Summary::of_outcomes(&outcomes),
                             &outcomes
                         )
-                    ),
+                    )?,
                 }
             }
             let code = app::apply_exit_code(&outcomes);

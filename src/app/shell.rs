@@ -20,13 +20,9 @@ pub fn man() -> Result<u8> {
     print_all(&out)
 }
 
-/// Writes to stdout; a reader that went away (`| head`) is not an error.
+/// Writes to stdout through [`crate::app::output`]: a reader that went away (`| head`) is not
+/// an error.
 fn print_all(bytes: &[u8]) -> Result<u8> {
-    use std::io::Write;
-    match std::io::stdout().write_all(bytes) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Error::internal(format!("cannot write to stdout: {e}")))
-        }
-        _ => Ok(crate::error::exit::OK),
-    }
+    crate::app::output::write(&String::from_utf8_lossy(bytes))?;
+    Ok(crate::error::exit::OK)
 }

@@ -113,7 +113,7 @@ pub async fn upgrade(args: &StoreUpgradeArgs) -> Result<u8> {
 
     if let Some(accept) = &args.accept {
         if legacy == 0 {
-            println!("nothing to upgrade: every rekey record is authenticated");
+            crate::outln!("nothing to upgrade: every rekey record is authenticated")?;
             return Ok(if tampered == 0 {
                 exit::OK
             } else {
@@ -138,10 +138,10 @@ pub async fn upgrade(args: &StoreUpgradeArgs) -> Result<u8> {
                 tracing::info!(backend = %name, slot = %r.slot, version = r.version, "record authenticated by `rekey store upgrade`");
             }
         }
-        println!(
+        crate::outln!(
             "authenticated {done} record{}",
             crate::app::report::plural(done)
-        );
+        )?;
         return Ok(if tampered == 0 {
             exit::OK
         } else {
@@ -150,7 +150,7 @@ pub async fn upgrade(args: &StoreUpgradeArgs) -> Result<u8> {
     }
 
     if legacy == 0 {
-        println!("nothing to upgrade: every rekey record is authenticated");
+        crate::outln!("nothing to upgrade: every rekey record is authenticated")?;
         return Ok(if tampered == 0 {
             exit::OK
         } else {
@@ -187,17 +187,17 @@ pub async fn upgrade(args: &StoreUpgradeArgs) -> Result<u8> {
             clients(&r.record),
         ]);
     }
-    print!("{}", t.render());
-    println!(
+    crate::out!("{}", t.render())?;
+    crate::outln!(
         "\n{legacy} record{} without authentication (written before records were authenticated, or planted by someone who can write the store directory).",
         crate::app::report::plural(legacy)
-    );
-    println!(
+    )?;
+    crate::outln!(
         "Check that each one is yours: the slots and clients above are what rekey will act on (delete draining and retiring clients, rotate current ones)."
-    );
-    println!(
+    )?;
+    crate::outln!(
         "To authenticate exactly these records, run: rekey store upgrade -c {} --accept {fingerprint}",
         args.config.display()
-    );
+    )?;
     Ok(exit::ATTENTION)
 }
