@@ -132,35 +132,36 @@ const SECRET_KEYS: &[&str] = &["client_secret", "identity", "token", "secret_id"
 /// String values given directly for a secret key, or as the `env` name of one (a pasted secret),
 /// that appear nowhere else in the text (so an echo of them can only be an echo of the secret).
 fn inventory_secrets(text: &str) -> Vec<String> {
-    fn walk(t: &dyn toml_edit::TableLike, out: &mut Vec<String>) {
-        for (k, item) in t.iter() {
-            let secret_key = SECRET_KEYS.contains(&k);
-            if let Some(s) = item.as_str().filter(|_| secret_key) {
-                out.push(s.to_string());
-            }
-            if let Some(sub) = item.as_table_like() {
-                if secret_key && let Some(s) = sub.get("env").and_then(|e| e.as_str()) {
-                    out.push(s.to_string());
+    use toml::de::{DeTable, DeValue};
+    fn walk(t: &DeTable<'_>, out: &mut Vec<String>) {
+        for (k, v) in t.iter() {
+            let secret_key = SECRET_KEYS.contains(&k.get_ref().as_ref());
+            match v.get_ref() {
+                DeValue::String(s) if secret_key => out.push(s.to_string()),
+                DeValue::Table(sub) => {
+                    if secret_key
+                        && let Some(DeValue::String(s)) = sub.get("env").map(|e| e.get_ref())
+                    {
+                        out.push(s.to_string());
+                    }
+                    walk(sub, out);
                 }
-                walk(sub, out);
-            }
-            if let Some(a) = item.as_array_of_tables() {
-                a.iter().for_each(|t| walk(t, out));
-            }
-            if let Some(a) = item.as_array() {
-                for v in a.iter() {
-                    if let Some(t) = v.as_inline_table() {
-                        walk(t, out);
+                DeValue::Array(a) => {
+                    for item in a.iter() {
+                        if let DeValue::Table(sub) = item.get_ref() {
+                            walk(sub, out);
+                        }
                     }
                 }
+                _ => {}
             }
         }
     }
-    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
+    let Ok(doc) = DeTable::parse(text) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    walk(doc.as_table(), &mut out);
+    walk(doc.get_ref(), &mut out);
     out.retain(|s| s.len() >= MIN_CHECKED_SECRET && text.matches(s.as_str()).count() == 1);
     out
 }

@@ -61,6 +61,15 @@ pub trait Backend: Send + Sync {
     /// their ownership here too would read every entry twice per run.
     async fn list(&self, known: &BTreeSet<String>) -> Result<Vec<String>>;
 
+    /// Every name this backend holds an entry for, rekey's or not, from one listing that reads
+    /// no entry, when the backend can tell that cheaply; `None` when it cannot. A name left out
+    /// is one whose `read` would have found nothing when the listing was taken, so a caller that
+    /// reads many slots to show them (`plan`) skips those reads; the reads of the names listed
+    /// still decide what each entry is.
+    async fn names(&self) -> Result<Option<BTreeSet<String>>> {
+        Ok(None)
+    }
+
     /// Proves the store is reachable and writable by us, changing nothing visible to consumers.
     async fn check(&self) -> Result<()>;
 

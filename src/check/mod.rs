@@ -2,6 +2,7 @@
 //! [`Checker`] that walks the located TOML tree, records every problem with its line and key,
 //! and returns usable placeholders so one walk finds every problem.
 
+pub(crate) mod sections;
 pub mod tree;
 pub mod values;
 

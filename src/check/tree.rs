@@ -1,7 +1,8 @@
 //! The parsed TOML reduced to what validation needs: values with the line they sit on, tables
 //! as ordered entries with the line of each key. Inline and standard tables look alike here.
 
-use toml_edit::{Item, Value};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 /// Byte offset -> 1-based line number.
 pub(crate) struct Lines {
@@ -72,81 +73,51 @@ impl Table {
     }
 }
 
-fn line_of(span: Option<std::ops::Range<usize>>, fallback: usize, lines: &Lines) -> usize {
-    span.map_or(fallback, |s| lines.line(s.start))
+/// The document's root table (line 1) from the parsed TOML.
+pub(crate) fn document(root: &DeTable<'_>, lines: &Lines) -> Table {
+    table_at(root, 1, 0, lines)
 }
 
-pub(crate) fn table(t: &toml_edit::Table, fallback: usize, lines: &Lines) -> Table {
-    let pairs = t.iter().filter_map(|(k, _)| t.get_key_value(k));
-    located_table(t.span(), fallback, lines, pairs)
-}
-
-fn inline_table(t: &toml_edit::InlineTable, fallback: usize, lines: &Lines) -> Table {
-    let pairs = t.iter().filter_map(|(k, _)| t.get_key_value(k));
-    located_table(t.span(), fallback, lines, pairs)
-}
-
-/// A table of either kind: its line, and each key with its line and its value's node.
-fn located_table<'a>(
-    span: Option<std::ops::Range<usize>>,
-    fallback: usize,
-    lines: &Lines,
-    pairs: impl Iterator<Item = (&'a toml_edit::Key, &'a Item)>,
-) -> Table {
-    let line = line_of(span, fallback, lines);
-    let entries = pairs
-        .filter_map(|(key, item)| {
-            let key_line = line_of(key.span(), line, lines);
-            item_node(item, key_line, lines).map(|value| Entry {
-                key: key.get().to_string(),
+/// A table of either kind (`[x]`, `[[x]]` element, inline `{...}`): its line, and each key with
+/// its line and its value's node, in document order. `offset` is where the parsed text starts
+/// in the document (not 0 for a section parsed alone, see [`super::sections`]).
+pub(crate) fn table_at(t: &DeTable<'_>, line: usize, offset: usize, lines: &Lines) -> Table {
+    let entries = t
+        .iter()
+        .map(|(key, value)| {
+            let key_line = lines.line(offset + key.span().start);
+            Entry {
+                key: key.get_ref().to_string(),
                 line: key_line,
-                value,
-            })
+                value: node(value, key_line, offset, lines),
+            }
         })
         .collect();
     Table { line, entries }
 }
 
-fn item_node(item: &Item, fallback: usize, lines: &Lines) -> Option<Node> {
-    match item {
-        Item::None => None,
-        Item::Value(v) => Some(value_node(v, fallback, lines)),
-        Item::Table(t) => {
-            let t = table(t, fallback, lines);
-            Some(Node {
-                line: t.line,
-                kind: Kind::Table(t),
-            })
+/// A value and the line it starts on. Every parsed value carries its span; `fallback` (the
+/// key's line) is only for an empty span.
+fn node(v: &Spanned<DeValue<'_>>, fallback: usize, offset: usize, lines: &Lines) -> Node {
+    let span = v.span();
+    let line = if span.is_empty() {
+        fallback
+    } else {
+        lines.line(offset + span.start)
+    };
+    let kind = match v.get_ref() {
+        DeValue::String(s) => Kind::Str(s.to_string()),
+        // The parser has checked the digits; one out of i64's range is what `Int` cannot hold,
+        // and reads as a number so that the checks name the key ("must be ... found a number").
+        DeValue::Integer(i) => {
+            i64::from_str_radix(i.as_str(), i.radix()).map_or(Kind::Float(f64::NAN), Kind::Int)
         }
-        Item::ArrayOfTables(a) => {
-            let items = a
-                .iter()
-                .map(|t| {
-                    let t = table(t, fallback, lines);
-                    Node {
-                        line: t.line,
-                        kind: Kind::Table(t),
-                    }
-                })
-                .collect();
-            Some(Node {
-                line: fallback,
-                kind: Kind::Array(items),
-            })
-        }
-    }
-}
-
-fn value_node(v: &Value, fallback: usize, lines: &Lines) -> Node {
-    let line = line_of(v.span(), fallback, lines);
-    let kind = match v {
-        Value::String(s) => Kind::Str(s.value().clone()),
-        Value::Integer(i) => Kind::Int(*i.value()),
-        Value::Float(f) => Kind::Float(*f.value()),
-        Value::Boolean(b) => Kind::Bool(*b.value()),
-        Value::Datetime(_) => Kind::Datetime,
-        Value::Array(a) => Kind::Array(a.iter().map(|v| value_node(v, line, lines)).collect()),
-        Value::InlineTable(t) => Kind::Table(inline_table(t, line, lines)),
+        // Rust reads TOML's `inf`, `-inf` and `nan` too; the parser has checked the rest.
+        DeValue::Float(f) => Kind::Float(f.as_str().parse().unwrap_or(f64::NAN)),
+        DeValue::Boolean(b) => Kind::Bool(*b),
+        DeValue::Datetime(_) => Kind::Datetime,
+        DeValue::Array(a) => Kind::Array(a.iter().map(|v| node(v, line, offset, lines)).collect()),
+        DeValue::Table(t) => Kind::Table(table_at(t, line, offset, lines)),
     };
     Node { line, kind }
 }

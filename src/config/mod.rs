@@ -221,15 +221,16 @@ pub const BACKEND_TYPES: &[&str] = &["file", "exec", "vault", "aws"];
 /// No I/O and no environment lookups: references stay references. Every problem is collected;
 /// the inventory is returned only when there is none.
 pub fn parse(text: &str, path: &Path) -> std::result::Result<Inventory, ConfigErrors> {
-    let doc = match toml_edit::ImDocument::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => return Err(ConfigErrors(vec![syntax_error(text, path, &e)])),
-    };
     let lines = Lines::new(text);
-    let root = crate::check::tree::table(doc.as_table(), 1, &lines);
-    // The tree holds all validation needs: the document (most of the memory at 100,000 slots)
-    // goes before the checks build the inventory beside the tree.
-    drop(doc);
+    // A long run of `[[slots]]` is parsed a section at a time (src/check/sections.rs); any
+    // other document, or one that does not parse, whole, so errors are the parser's own.
+    let root = match crate::check::sections::document(text, &lines) {
+        Some(root) => root,
+        None => match toml::de::DeTable::parse(text) {
+            Ok(doc) => crate::check::tree::document(doc.get_ref(), &lines),
+            Err(e) => return Err(ConfigErrors(vec![syntax_error(text, path, &e)])),
+        },
+    };
     let mut c = Checker {
         file: path.to_path_buf(),
         base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -245,7 +246,7 @@ pub fn parse(text: &str, path: &Path) -> std::result::Result<Inventory, ConfigEr
     }
 }
 
-fn syntax_error(text: &str, path: &Path, e: &toml_edit::TomlError) -> ConfigError {
+fn syntax_error(text: &str, path: &Path, e: &toml::de::Error) -> ConfigError {
     let (line, column) = match e.span() {
         Some(span) => {
             let start = span.start.min(text.len());

@@ -254,10 +254,23 @@ impl Engine {
         // the first error (in slot order) are those of reading one after another, without
         // waiting out each read's round trip (docs/src/benchmarks.md, "Scale (issue 19),
         // measured").
-        let reads = futures_util::stream::iter(self.targets().await?)
-            .map(|t| async move {
-                let stored = self.backends[&t.backend].read(&t.name).await;
-                (t, stored)
+        let targets = self.targets().await?;
+        let listed = self.listed_names(&targets).await?;
+        let reads = futures_util::stream::iter(targets)
+            .map(|t| {
+                // A name its backend's listing does not show has no record: nothing to read.
+                let absent = listed
+                    .get(&t.backend)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|names| !names.contains(&t.name));
+                async move {
+                    let stored = if absent {
+                        Ok(None)
+                    } else {
+                        self.backends[&t.backend].read(&t.name).await
+                    };
+                    (t, stored)
+                }
             })
             .buffered(self.concurrency());
         futures_util::pin_mut!(reads);
@@ -291,6 +304,23 @@ impl Engine {
             });
         }
         Ok(rows)
+    }
+
+    /// For each backend the targets live in, the names it holds entries for, when one listing
+    /// can tell (`Backend::names`); `None` for a backend that cannot list cheaply.
+    async fn listed_names(
+        &self,
+        targets: &[Target],
+    ) -> Result<BTreeMap<String, Option<BTreeSet<String>>>> {
+        let mut listed = BTreeMap::new();
+        for name in targets.iter().map(|t| &t.backend).collect::<BTreeSet<_>>() {
+            let names = self.backends[name]
+                .names()
+                .await
+                .map_err(|e| e.context(format!("backend {name}: listing slots")))?;
+            listed.insert(name.clone(), names);
+        }
+        Ok(listed)
     }
 
     /// Checks every backend, and every provider's bootstrap credential, that this run needs.

@@ -149,6 +149,11 @@ impl Backend for MetricsLayer<dyn Backend> {
         let r = self.inner.list(known).await;
         self.done("list", t, r)
     }
+    async fn names(&self) -> Result<Option<BTreeSet<String>>> {
+        let t = Instant::now();
+        let r = self.inner.names().await;
+        self.done("list", t, r)
+    }
     async fn check(&self) -> Result<()> {
         let t = Instant::now();
         let r = self.inner.check().await;

@@ -278,6 +278,10 @@ impl Backend for FileBackend {
         self.blocking(move |b| b.list(&known)).await
     }
 
+    async fn names(&self) -> Result<Option<BTreeSet<String>>> {
+        self.blocking(|b| b.names()).await.map(Some)
+    }
+
     async fn check(&self) -> Result<()> {
         self.blocking(|b| b.check()).await
     }
