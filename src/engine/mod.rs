@@ -169,8 +169,13 @@ impl Engine {
                     }
                 }
             };
+            let cfg = match options.shard {
+                Some(shard) => cfg.for_shard(shard),
+                None => cfg.clone(),
+            };
+            let state = state_backend(&inventory, name, &backends);
             let provider = crate::layer::stack_provider(
-                cfg.open(bootstrap.clone())?,
+                cfg.open(bootstrap.clone(), state)?,
                 name,
                 crate::layer::RetryPolicy::default(),
             );
@@ -434,6 +439,24 @@ pub fn describe(t: &Target, record: Option<&SlotRecord>) -> (String, String) {
         (None, Some(r)) => (r.provider.clone(), r.tenant.clone()),
         (None, None) => (String::new(), String::new()),
     }
+}
+
+/// The backend that keeps `provider`'s shared state beside its slot records (Cisco's hourly
+/// budget): the backend of its bootstrap slot, else of its first slot in the inventory. Chosen
+/// from the whole inventory, not the shard's part, so every shard picks the same one.
+fn state_backend(
+    inventory: &Inventory,
+    provider: &str,
+    backends: &BTreeMap<String, Arc<dyn Backend>>,
+) -> Option<Arc<dyn Backend>> {
+    let bootstrap = match &inventory.providers[provider].bootstrap {
+        BootstrapConfig::Slot { slot, .. } => inventory.slots.iter().find(|s| &s.name == slot),
+        BootstrapConfig::Static(_) => None,
+    };
+    bootstrap
+        .or_else(|| inventory.slots.iter().find(|s| s.provider == provider))
+        .and_then(|s| backends.get(&s.backend))
+        .cloned()
 }
 
 fn resolve_pair(pair: &crate::config::PairRef, provider: &str) -> Bootstrap {

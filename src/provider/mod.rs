@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, RwLock};
 
+pub mod budget;
 pub mod cisco;
 pub mod session;
 pub mod taegis;

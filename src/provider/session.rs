@@ -85,6 +85,11 @@ impl<P: Platform> Session<P> {
         self
     }
 
+    /// The platform's part, to set up after construction (Cisco's shared budget).
+    pub fn platform_mut(&mut self) -> &mut P {
+        &mut self.platform
+    }
+
     /// The inventory's name for the provider.
     pub fn name(&self) -> &str {
         &self.name
