@@ -258,7 +258,7 @@ impl ProviderConfig {
         tracing::info!(
             shard = %shard,
             provider = %self.name,
-            "shard {shard}: provider {} ({}) rate limit {:.4} req/s of {}{budget}",
+            "shard {shard}: provider {} ({}) rate limit {} req/s of {}{budget}",
             self.name,
             self.kind.type_name(),
             cfg.rate_limit,
@@ -274,7 +274,7 @@ impl ProviderConfig {
     pub fn open(
         &self,
         bootstrap: crate::provider::Bootstrap,
-        state: Option<std::sync::Arc<dyn crate::backend::Backend>>,
+        state: Option<crate::provider::budget::BudgetStore>,
     ) -> crate::error::Result<std::sync::Arc<dyn crate::provider::Provider>> {
         let http = crate::http::client_with_ca(self.ca_cert.as_deref())
             .map_err(|e| e.context(format!("provider {}", self.name)))?;

@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use uuid::Uuid;
 
+pub mod concurrency;
 mod drain;
 mod fence;
 mod issue;
@@ -61,8 +62,8 @@ pub struct Options {
     pub force: bool,
     /// Slot selectors (exact names or `*` globs); empty = all.
     pub only: Vec<String>,
-    /// Overrides `settings.concurrency`.
-    pub concurrency: Option<usize>,
+    /// Overrides `settings.concurrency` (a number, or auto).
+    pub concurrency: Option<concurrency::Concurrency>,
     /// Only slots (and orphans) of this shard (`--shard`).
     pub shard: Option<crate::shard::Shard>,
     /// `--allow-mass-retire`: start retiring more slots than `max_retire` / `max_retire_percent`.
@@ -138,6 +139,17 @@ impl Engine {
             let backend = crate::layer::stack_backend(cfg.open()?);
             backends.insert(name.clone(), backend);
         }
+        if let Some(s) = inventory
+            .slots
+            .iter()
+            .find(|s| crate::provider::budget::is_budget_entry(&s.name))
+        {
+            return Err(Error::config(format!(
+                "slot {}: names starting with {} are kept for the providers' hourly budgets (docs/src/scale.md); rename the slot",
+                s.name,
+                crate::provider::budget::ENTRY_PREFIX
+            )));
+        }
         let mut providers = BTreeMap::new();
         for (name, cfg) in &inventory.providers {
             let (bootstrap, bootstrap_slot) = match &cfg.bootstrap {
@@ -173,7 +185,12 @@ impl Engine {
                 Some(shard) => cfg.for_shard(shard),
                 None => cfg.clone(),
             };
-            let state = state_backend(&inventory, name, &backends);
+            let state = state_backend(&inventory, name, &backends).map(|backend| {
+                crate::provider::budget::BudgetStore {
+                    backend,
+                    clock: Arc::clone(&clock),
+                }
+            });
             let provider = crate::layer::stack_provider(
                 cfg.open(bootstrap.clone(), state)?,
                 name,
@@ -332,7 +349,16 @@ impl Engine {
             .tenant
             .clone()
             .unwrap_or_default();
-        entry.provider.verify(&tenant, &pair).await.map_err(|e| {
+        let checked = entry.provider.verify(&tenant, &pair).await;
+        if let Err(e) = &checked
+            && slot::is_deferred(e)
+        {
+            // A spent hourly budget is no broken credential: the provider's slots are deferred
+            // one by one, each without sending anything (slot.rs).
+            tracing::warn!(provider = name, error = %e, "the bootstrap credential was not checked: its slots are deferred");
+            return Ok(());
+        }
+        checked.map_err(|e| {
             let kind = if e.is_temporary() {
                 e.kind()
             } else {
@@ -348,12 +374,30 @@ impl Engine {
         })
     }
 
-    /// Slots worked on at once: `--concurrency`, else `settings.concurrency`.
+    /// Slots worked on at once: `--concurrency`, else `settings.concurrency`. In auto mode, the
+    /// reads of `plan` and the preflight checks use the fixed `settings.concurrency`; only
+    /// apply's slots are paced by the controller.
     fn concurrency(&self) -> usize {
-        self.options
-            .concurrency
-            .unwrap_or(self.inventory.settings.concurrency)
-            .max(1)
+        match self.options.concurrency {
+            Some(concurrency::Concurrency::Fixed(n)) => n,
+            _ => self.inventory.settings.concurrency,
+        }
+        .max(1)
+    }
+
+    /// The controller of apply's slots in flight, when the concurrency is auto.
+    fn auto_concurrency(&self) -> Option<concurrency::Aimd> {
+        let s = &self.inventory.settings;
+        let auto = match self.options.concurrency {
+            Some(c) => c == concurrency::Concurrency::Auto,
+            None => s.concurrency_auto,
+        };
+        auto.then(|| {
+            concurrency::Aimd::new(
+                s.concurrency_min.unwrap_or(concurrency::DEFAULT_MIN),
+                s.concurrency_max.unwrap_or(concurrency::DEFAULT_MAX),
+            )
+        })
     }
 
     /// Runs the plan: ordinary slots concurrently (bounded), then each provider's bootstrap slot,
@@ -374,12 +418,29 @@ impl Engine {
         // At most `concurrency` slot tasks exist at once, started in slot order as others end:
         // each task holds its whole slot future, so spawning every slot up front (waiting on a
         // semaphore) made apply's memory grow with the inventory (docs/src/benchmarks.md).
-        let limit = self.concurrency();
+        // With `--concurrency auto` the limit moves with what the platforms answer
+        // (src/engine/concurrency.rs); tasks above a lowered limit finish, none is cancelled.
+        let mut auto = self.auto_concurrency();
+        let mut limit = auto.as_ref().map_or(self.concurrency(), |a| a.current());
+        let mut load = crate::provider::load::snapshot();
         let mut set = tokio::task::JoinSet::new();
         let mut tasks = std::collections::HashMap::new();
         let mut outcomes = Vec::with_capacity(first.len());
         let mut waiting = first.into_iter().enumerate();
         loop {
+            if let Some(a) = auto.as_mut()
+                && !outcomes.is_empty()
+            {
+                let now = crate::provider::load::snapshot();
+                if let Some(n) = a.completed(now - load) {
+                    tracing::debug!(
+                        concurrency = n,
+                        "auto concurrency: {limit} -> {n} slots at once"
+                    );
+                    limit = n;
+                }
+                load = now;
+            }
             while set.len() < limit
                 && let Some((i, target)) = waiting.next()
             {
@@ -422,6 +483,17 @@ impl Engine {
                     ));
                 }
             }
+        }
+        if let Some(a) = &auto {
+            tracing::info!(
+                low = a.low,
+                high = a.high,
+                last = a.current(),
+                "auto concurrency: {} to {} slots at once (ended at {})",
+                a.low,
+                a.high,
+                a.current()
+            );
         }
         outcomes.sort_by_key(|(i, _)| *i);
         let mut outcomes: Vec<SlotOutcome> = outcomes.into_iter().map(|(_, o)| o).collect();

@@ -529,7 +529,7 @@ impl<'a> SlotRun<'a> {
 /// sent nothing and frees up only after [`DEFER_AFTER`] (an hourly budget spent, yours or the
 /// platform's), which waiting in this run would not fix and no one should be paged for. Whatever
 /// the slot had done stays recorded, and the next run resumes it.
-fn is_deferred(e: &crate::error::Error) -> bool {
+pub(super) fn is_deferred(e: &crate::error::Error) -> bool {
     e.kind() == ErrorKind::RateLimited
         && !e.maybe_applied()
         && e.retry_after().is_some_and(|w| w >= DEFER_AFTER)

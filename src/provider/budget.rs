@@ -5,9 +5,9 @@
 //! organisation spends the same budget. A limiter in memory forgets at exit, so a CronJob every
 //! five minutes, or N shards started together, would each start with a full budget. The budget
 //! is therefore kept in one entry of the backend that holds the provider's slots, named
-//! [`ENTRY_PREFIX`]`<provider>` (never a slot name: slot names start with a letter or digit, and
-//! backends list only those). The entry is a [`SlotRecord`] whose `budget` holds the grants of
-//! the last hour.
+//! [`ENTRY_PREFIX`]`<provider>`: a name every backend stores like a slot's, which the inventory
+//! may not use for a slot (the engine refuses one, exit 2) and which the engine never lists as
+//! an orphan. The entry is a [`SlotRecord`] whose `budget` holds the grants of the last hour.
 //!
 //! A process reserves requests before sending them, in chunks ([`chunk_size`]), with the same
 //! compare-and-set write the slot records use: two processes reading the same ledger cannot both
@@ -17,6 +17,7 @@
 //! conservative, never over.
 
 use crate::backend::Backend;
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{BudgetGrant, BudgetLedger, SlotRecord};
 use chrono::{DateTime, Utc};
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Budget entries are named this, then the provider's name.
-pub const ENTRY_PREFIX: &str = "_rekey-budget.";
+pub const ENTRY_PREFIX: &str = "rekey-budget.";
 /// The window the platform counts over.
 pub const WINDOW: Duration = Duration::from_secs(3600);
 /// Compare-and-set attempts before a reservation gives up (each loss means another process
@@ -43,7 +44,9 @@ pub fn entry_name(provider: &str) -> String {
             }
         })
         .collect();
-    format!("{ENTRY_PREFIX}{safe}")
+    let mut name = format!("{ENTRY_PREFIX}{safe}");
+    name.truncate(100);
+    name
 }
 
 /// Whether a backend entry is a budget entry, not a slot.
@@ -84,9 +87,18 @@ pub fn grant(
     Ok(n)
 }
 
+/// Where the budget is kept, and the clock its hour is read from (the engine's, so a test clock
+/// moves it too).
+#[derive(Clone)]
+pub struct BudgetStore {
+    pub backend: Arc<dyn Backend>,
+    pub clock: Arc<dyn Clock>,
+}
+
 /// One provider's share of the budget in this process: requests reserved and not yet sent.
 pub struct SharedBudget {
     backend: Arc<dyn Backend>,
+    clock: Arc<dyn Clock>,
     entry: String,
     provider: String,
     platform: &'static str,
@@ -99,14 +111,15 @@ impl SharedBudget {
     /// `allowed`: requests per rolling hour for every process together (budget minus reserve);
     /// `shards`: how many processes are expected to share it (sizes the chunks).
     pub fn new(
-        backend: Arc<dyn Backend>,
+        store: BudgetStore,
         provider: &str,
         platform: &'static str,
         allowed: u32,
         shards: u32,
     ) -> Self {
         SharedBudget {
-            backend,
+            backend: store.backend,
+            clock: store.clock,
             entry: entry_name(provider),
             provider: provider.to_string(),
             platform,
@@ -130,7 +143,7 @@ impl SharedBudget {
 
     async fn reserve(&self) -> Result<u32> {
         for _ in 0..CAS_ATTEMPTS {
-            let now = Utc::now();
+            let now = self.clock.now();
             let stored = self.backend.read(&self.entry).await.map_err(|e| {
                 e.context(format!(
                     "provider {}: reading the hourly budget entry {}",
@@ -231,10 +244,16 @@ mod tests {
     }
 
     #[test]
-    fn entry_names_are_never_slot_names() {
+    fn entry_names_are_stored_like_slot_names() {
         let e = entry_name("Cisco Prod");
-        assert_eq!(e, "_rekey-budget.cisco-prod");
+        assert_eq!(e, "rekey-budget.cisco-prod");
         assert!(is_budget_entry(&e));
-        assert!(!crate::check::is_valid_slot_name(&e));
+        assert!(
+            crate::check::is_valid_slot_name(&e),
+            "every backend takes it"
+        );
+        assert!(crate::check::is_valid_slot_name(&entry_name(
+            &"x".repeat(200)
+        )));
     }
 }

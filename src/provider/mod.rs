@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 
 pub mod budget;
 pub mod cisco;
+pub mod load;
 pub mod session;
 pub mod taegis;
 pub mod token;

@@ -83,7 +83,7 @@ impl CiscoProvider {
     /// every request, so every process with the same inventory shares one budget.
     pub fn share_budget_through(
         mut self,
-        store: std::sync::Arc<dyn crate::backend::Backend>,
+        store: crate::provider::budget::BudgetStore,
         settings: &CiscoSettings,
     ) -> Self {
         let shared = crate::provider::budget::SharedBudget::new(
