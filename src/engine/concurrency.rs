@@ -4,10 +4,12 @@
 //! Additive increase, multiplicative decrease, as TCP does with its window. The run is cut into
 //! windows of about `current` slot completions (each slot in flight finished once, TCP's round
 //! trip). At the end of each window, from what the platforms answered in it
-//! (src/provider/load.rs):
+//! (src/provider/load.rs) and how long its slots took:
 //!
-//! - any 429, 5xx or transport error, or a mean answer time above [`LATENCY_RISE`] × the lowest
-//!   mean seen so far: halve (never below `min`), and leave slow start;
+//! - any 429, 5xx or transport error, or a mean slot time above [`LATENCY_RISE`] × the lowest
+//!   mean seen so far: halve (never below `min`), and leave slow start. The slot's whole time,
+//!   not the platform's answer time alone: whatever saturates first (the platform, the backend,
+//!   this machine's CPU), slots in flight beyond it only wait, and their time grows;
 //! - requests mostly waiting for rekey's own rate limiter ([`Window::limiter_bound`]): hold, since
 //!   more slots in flight would only queue at the limiter (the rate limit still applies: the
 //!   controller never raises a rate, it only chooses how many slots wait on it);
@@ -60,15 +62,17 @@ impl fmt::Display for Concurrency {
     }
 }
 
-/// What the platforms answered during one window.
+/// What the platforms answered during one window, and how long its slots took.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Window {
     pub load: Load,
+    pub slots: u64,
+    pub slot_us: u64,
 }
 
 impl Window {
     fn mean_latency_us(&self) -> Option<f64> {
-        (self.load.requests > 0).then(|| self.load.latency_us as f64 / self.load.requests as f64)
+        (self.slots > 0 && self.load.requests > 0).then(|| self.slot_us as f64 / self.slots as f64)
     }
 
     /// Requests waited longer for rekey's rate limiter than for the platform's answer.
@@ -114,11 +118,13 @@ impl Aimd {
         self.current
     }
 
-    /// One slot finished; `load` is what the platforms answered since the previous call.
-    /// Returns the new concurrency when it changed.
-    pub fn completed(&mut self, load: Load) -> Option<usize> {
+    /// One slot finished after `took`; `load` is what the platforms answered since the
+    /// previous call. Returns the new concurrency when it changed.
+    pub fn completed(&mut self, load: Load, took: std::time::Duration) -> Option<usize> {
         self.completions += 1;
         self.window.load += load;
+        self.window.slots += 1;
+        self.window.slot_us += took.as_micros() as u64;
         if self.completions < self.current.max(4) {
             return None;
         }
@@ -154,6 +160,8 @@ impl Aimd {
 mod tests {
     use super::*;
 
+    /// `requests` answers in `latency_ms` each, `throttled` of them 429 or 5xx, each waiting
+    /// `wait_ms` for the own limiter; slots of `latency_ms` x 4 each.
     fn window(requests: u64, latency_ms: u64, throttled: u64, wait_ms: u64) -> Window {
         Window {
             load: Load {
@@ -162,6 +170,8 @@ mod tests {
                 latency_us: requests * latency_ms * 1000,
                 wait_us: requests * wait_ms * 1000,
             },
+            slots: requests / 4,
+            slot_us: requests / 4 * latency_ms * 4000,
         }
     }
 
@@ -216,9 +226,10 @@ mod tests {
     fn a_window_is_about_current_completions() {
         let mut c = Aimd::new(1, 256);
         let one = window(5, 20, 0, 0).load;
+        let took = std::time::Duration::from_millis(80);
         for _ in 0..7 {
-            assert_eq!(c.completed(one), None);
+            assert_eq!(c.completed(one, took), None);
         }
-        assert_eq!(c.completed(one), Some(16));
+        assert_eq!(c.completed(one, took), Some(16));
     }
 }

@@ -423,16 +423,17 @@ impl Engine {
         let mut auto = self.auto_concurrency();
         let mut limit = auto.as_ref().map_or(self.concurrency(), |a| a.current());
         let mut load = crate::provider::load::snapshot();
+        let mut last_took = None;
         let mut set = tokio::task::JoinSet::new();
         let mut tasks = std::collections::HashMap::new();
         let mut outcomes = Vec::with_capacity(first.len());
         let mut waiting = first.into_iter().enumerate();
         loop {
             if let Some(a) = auto.as_mut()
-                && !outcomes.is_empty()
+                && let Some(took) = last_took.take()
             {
                 let now = crate::provider::load::snapshot();
-                if let Some(n) = a.completed(now - load) {
+                if let Some(n) = a.completed(now - load, took) {
                     tracing::debug!(
                         concurrency = n,
                         "auto concurrency: {limit} -> {n} slots at once"
@@ -446,21 +447,22 @@ impl Engine {
             {
                 let engine = Arc::clone(self);
                 let t = target.clone();
+                let started = std::time::Instant::now();
                 let handle = set.spawn(async move { (i, engine.reconcile(target).await) });
-                tasks.insert(handle.id(), (i, t));
+                tasks.insert(handle.id(), (i, t, started));
             }
             let Some(joined) = set.join_next_with_id().await else {
                 break;
             };
             match joined {
                 Ok((id, pair)) => {
-                    tasks.remove(&id);
+                    last_took = tasks.remove(&id).map(|(_, _, started)| started.elapsed());
                     outcomes.push(pair);
                 }
                 // `reconcile` catches panics of the slot's work; one that escapes it (from the
                 // report itself) still fails only its slot, never the run.
                 Err(e) => {
-                    let Some((i, t)) = tasks.remove(&e.id()) else {
+                    let Some((i, t, _)) = tasks.remove(&e.id()) else {
                         return Err(Error::internal(format!("a slot task failed: {e}")));
                     };
                     tracing::error!(slot = %t.name, error = %e, "the slot's task panicked");

@@ -103,8 +103,18 @@ pub struct SharedBudget {
     provider: String,
     platform: &'static str,
     allowed: u32,
+    /// This process's part (`allowed` / shards): what its own grants of the last hour may add
+    /// up to, the plain 1/N split of docs/src/scale.md.
+    own_part: u32,
     chunk: u32,
-    held: tokio::sync::Mutex<u32>,
+    held: tokio::sync::Mutex<Held>,
+}
+
+/// Reserved and not yet sent, and this process's own grants of the last hour.
+#[derive(Default)]
+struct Held {
+    left: u32,
+    mine: BudgetLedger,
 }
 
 impl SharedBudget {
@@ -124,8 +134,9 @@ impl SharedBudget {
             provider: provider.to_string(),
             platform,
             allowed,
+            own_part: (allowed / shards.max(1)).max(1),
             chunk: chunk_size(allowed, shards),
-            held: tokio::sync::Mutex::new(0),
+            held: tokio::sync::Mutex::default(),
         }
     }
 
@@ -134,14 +145,28 @@ impl SharedBudget {
     /// `retry_after` (the engine defers the slot to the next run).
     pub async fn take(&self, what: &str) -> Result<()> {
         let mut held = self.held.lock().await;
-        if *held == 0 {
-            *held = self.reserve().await.map_err(|e| e.context(what))?;
+        if held.left == 0 {
+            // This process's part first: a grant it may not take is not asked of the store.
+            let now = self.clock.now();
+            let mut mine = held.mine.clone();
+            let chunk = match grant(&mut mine, now, self.own_part, self.chunk) {
+                Ok(n) => n,
+                Err(until) => {
+                    return Err(self.spent(now, until, "this shard's part").context(what));
+                }
+            };
+            let n = self.reserve(chunk).await.map_err(|e| e.context(what))?;
+            if let Some(last) = mine.grants.last_mut() {
+                last.requests = n;
+            }
+            held.mine = mine;
+            held.left = n;
         }
-        *held -= 1;
+        held.left -= 1;
         Ok(())
     }
 
-    async fn reserve(&self) -> Result<u32> {
+    async fn reserve(&self, chunk: u32) -> Result<u32> {
         for _ in 0..CAS_ATTEMPTS {
             let now = self.clock.now();
             let stored = self.backend.read(&self.entry).await.map_err(|e| {
@@ -155,9 +180,9 @@ impl SharedBudget {
                 None => (SlotRecord::new(&self.entry, &self.provider, ""), None),
             };
             let mut ledger = record.budget.take().unwrap_or_default();
-            let n = match grant(&mut ledger, now, self.allowed, self.chunk) {
+            let n = match grant(&mut ledger, now, self.allowed, chunk) {
                 Ok(n) => n,
-                Err(until) => return Err(self.spent(now, until)),
+                Err(until) => return Err(self.spent(now, until, "all processes")),
             };
             record.budget = Some(ledger);
             match self.backend.write(&self.entry, &record, version).await {
@@ -184,14 +209,18 @@ impl SharedBudget {
         .not_applied())
     }
 
-    fn spent(&self, now: DateTime<Utc>, until: DateTime<Utc>) -> Error {
+    fn spent(&self, now: DateTime<Utc>, until: DateTime<Utc>, whose: &str) -> Error {
         let wait = (until - now).to_std().unwrap_or_default();
+        let of = if whose == "all processes" {
+            self.allowed
+        } else {
+            self.own_part
+        };
         Error::new(
             ErrorKind::RateLimited,
             format!(
-                "{} hourly budget spent: 0 of {} left until {} UTC (provider {}; shared by every rekey process through {})",
+                "{} hourly budget spent: 0 of {of} left until {} UTC ({whose}; provider {}; shared by every rekey process through {})",
                 self.platform,
-                self.allowed,
                 until.format("%H:%M"),
                 self.provider,
                 self.entry

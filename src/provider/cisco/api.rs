@@ -78,6 +78,11 @@ impl Platform for CiscoApi {
     /// [`MAX_BUDGET_WAIT`], the call fails as rate limited (nothing was sent) instead of holding
     /// the run for up to an hour.
     async fn pace(&self, what: &str) -> Result<()> {
+        // Kept in the state store: the shared ledger holds both the whole and this shard's part
+        // (its rolling hour, like Cisco's; the in-memory limiter below refills evenly instead).
+        if let Some(shared) = &self.shared {
+            return shared.take(what).await;
+        }
         if let Err(not_until) = self.org_budget.check() {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             if wait > MAX_BUDGET_WAIT {
@@ -95,10 +100,7 @@ impl Platform for CiscoApi {
             }
             self.org_budget.until_ready().await;
         }
-        match &self.shared {
-            Some(shared) => shared.take(what).await,
-            None => Ok(()),
-        }
+        Ok(())
     }
 }
 
