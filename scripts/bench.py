@@ -49,6 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Loopback ports and children that die with this script: the same helpers as the fault campaign.
 from fault_campaign_servers import die_with_parent, free_port  # noqa: E402
+import bench_limits  # noqa: E402
 
 
 def alnum(n):
@@ -134,7 +135,9 @@ def main():
                     help="emulator limit, requests/s over all requests (429 with Retry-After beyond it); default none")
     ap.add_argument("--rekey-rate-limit", type=float, default=None,
                     help="rekey's own per-environment rate_limit (default: --rate-limit, else 10000)")
-    ap.add_argument("--concurrency", type=int, default=16, help="rekey --concurrency (default 16, rekey's own default)")
+    ap.add_argument("--concurrency", default="16",
+                    help="rekey's concurrency: a number or auto (default 16, rekey's own default)")
+    bench_limits.add_arguments(ap)
     ap.add_argument("--backend", default="vault", choices=["vault", "file"])
     ap.add_argument("--strategy", default="alternate", choices=["alternate", "in-place"])
     ap.add_argument("--baseline-slots", type=int, default=None,
@@ -148,6 +151,11 @@ def main():
                          "and during one more apply that has nothing to do (the listing and the reads every run makes)")
     ap.add_argument("--binary", default="target/release/rekey")
     a = ap.parse_args()
+    # `auto`: the concurrency rekey finds; figures that need a number (the probe, the floor by
+    # concurrency) use rekey's default where there is none.
+    a.auto = a.concurrency.strip().lower() == "auto"
+    a.concurrency = 16 if a.auto else int(a.concurrency)
+    a.conc_label = "auto" if a.auto else str(a.concurrency)
     if a.slots < 1 or a.tenants < 1 or a.concurrency < 1 or a.latency_ms < 0:
         sys.exit("bench: --slots, --tenants and --concurrency must be positive, --latency-ms not negative")
     if a.audit and (a.backend != "vault" or a.plan_only):
@@ -164,6 +172,8 @@ def main():
     procs = []
     try:
         with tempfile.TemporaryDirectory(prefix="rekey-bench-") as work:
+            if a.cisco_budget:
+                return bench_limits.cisco_budget(a, binary, work, procs, sys.modules[__name__])
             run(a, binary, venv_bin, work, rekey_limit, procs)
     finally:
         for p in procs:
@@ -224,7 +234,8 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     else:
         backend = '[backends.store]\ntype = "file"\npath = "store"\nidentity = { file = "rekey.key" }\n'
 
-    inv = [f'[settings]\nconcurrency = {a.concurrency}\n',
+    conc_toml = '"auto"' if a.auto else a.concurrency
+    inv = [f'[settings]\nconcurrency = {conc_toml}\n',
            '[defaults]\nbackend = "store"\n', backend]
     for i, t in enumerate(tenants):
         inv.append(f'[providers.p{i}]\ntype = "taegis"\nurl = "{url}"\ntenant = "{t}"\nrate_limit = {rekey_limit}\n'
@@ -258,7 +269,11 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     s0 = servers_cpu(procs)
     metrics = os.path.join(work, "forced.prom")
     audit_mark = audit_requests(work) if a.audit else None
-    forced = Measured(apply + ["--force"] + (["--metrics-file", metrics] if a.breakdown else []), work, env)
+    forced_cmd = apply + ["--force"] + (["--metrics-file", metrics] if a.breakdown else [])
+    # --shards N: N processes at once, each with --shard i/N, as an Indexed Job runs them; the
+    # wall is the last one's end, CPU the sum, RSS the largest (scripts/bench_limits.py).
+    forced_env = dict(env, RUST_LOG="warn,rekey::engine=info") if a.auto else env
+    forced = bench_limits.measured_shards(Measured, forced_cmd, a.shards, work, forced_env)
     c1, r1 = emulator_calls(url)
     s1 = servers_cpu(procs)
     if forced.code not in (0, 1):
@@ -272,7 +287,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     calls = sent - limited
     per_slot = calls / a.slots
     limit = a.rate_limit or math.inf
-    by_concurrency = a.concurrency / (a.latency_ms / 1000) if a.latency_ms > 0 else math.inf
+    by_concurrency = a.concurrency / (a.latency_ms / 1000) if a.latency_ms > 0 and not a.auto else math.inf
     ceiling = min(limit, by_concurrency)
     floor = calls / ceiling if ceiling < math.inf else 0.0
     # The backend floor: every slot's backend requests at the rate the probe got from the
@@ -299,8 +314,8 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
 
     lim = f"{a.rate_limit:g} req/s" if a.rate_limit else "none"
     print(f"rekey benchmark: {a.slots} slots over {a.tenants} tenants, {a.backend} backend, {a.strategy}, "
-          f"latency {a.latency_ms} ms, emulator rate limit {lim}, rekey --concurrency {a.concurrency}, "
-          f"rekey rate_limit {rekey_limit:g} req/s")
+          f"latency {a.latency_ms} ms, emulator rate limit {lim}, rekey --concurrency {a.conc_label}, "
+          f"rekey rate_limit {rekey_limit:g} req/s" + (f", {a.shards} shards at once" if a.shards > 1 else ""))
     print(f"  first apply (create, no faults) {first.wall:.2f} s")
     print("rekey apply --force")
     print(f"  wall                  {forced.wall:9.2f} s   ({rotated} slots rotated, {len(failed)} failed, exit {forced.code})")
@@ -309,6 +324,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
           f"{limited} more answered 429 and retried)")
     if a.rate_limit:
         print(f"  throughput / limit    {calls / forced.wall / a.rate_limit:9.1%}")
+    bench_limits.print_shards_and_auto(a, forced)
     print(f"  CPU (user+sys)        {forced.cpu:9.2f} s")
     print(f"  peak RSS              {forced.rss_mib:9.1f} MiB   ({forced.rss_mib * 1024 / a.slots:.1f} KiB/slot)")
     names = ["emulator", "OpenBao"][:len(procs)]
@@ -317,7 +333,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     lim_s = f"{a.rate_limit:g}/s" if a.rate_limit else "inf"
     conc_s = f"{by_concurrency:g}/s" if by_concurrency < math.inf else "inf"
     print(f"  provider floor        {floor:9.2f} s   = {per_slot:.2f} calls/slot x {a.slots} slots / "
-          f"min(rate limit {lim_s}, concurrency {a.concurrency} / latency {a.latency_ms} ms = {conc_s})")
+          f"min(rate limit {lim_s}, concurrency {a.conc_label} / latency {a.latency_ms} ms = {conc_s})")
     print(f"  backend probe         {probe['median_ms']:9.2f} ms  median per request ({probe['what']}; "
           f"{probe['rotations']} rotations' worth, {a.concurrency} at once: {probe['rotations_per_s']:.1f}/s)")
     print(f"  backend floor         {backend_floor:9.2f} s   = {a.slots} slots / {probe['rotations_per_s']:.1f} rotations/s")

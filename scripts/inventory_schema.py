@@ -44,7 +44,8 @@ SETTINGS = obj({
     "name_prefix": STR, "instance": {"type": "string", "pattern": "^[a-z0-9-]*$"},
     "prune": {"type": "boolean"}, "max_retire": {"type": "integer", "minimum": 0},
     "max_retire_percent": {"type": "integer", "minimum": 0, "maximum": 100},
-    "concurrency": INT_POS, "lease_ttl": DURATION, "verify_attempts": INT_POS,
+    "concurrency": {"oneOf": [INT_POS, {"const": "auto"}]},
+    "concurrency_min": INT_POS, "concurrency_max": INT_POS, "lease_ttl": DURATION, "verify_attempts": INT_POS,
     "verify_delay": DURATION, "max_verify_failures": INT_POS, "schedule": STR,
     "timezone": STR, "jitter": DURATION,
 }, description="run-wide settings (docs/src/inventory.md)")
@@ -70,7 +71,9 @@ PROVIDER = {"oneOf": [
     provider("taegis", {"environment": STR, "url": STR, "in_place_secret": {"enum": ["server", "caller"]}}),
     provider("cisco", {"region": {"enum": ["us", "eu", "apjc"]}, "url": STR,
                        "paths": obj({"clients": STR, "client": STR}),
-                       "availability": STR, "org_hourly_budget": INT_POS}),
+                       "availability": STR, "org_hourly_budget": INT_POS,
+                       "hourly_budget_reserve": {"oneOf": [{"type": "integer", "minimum": 0},
+                                                           {"type": "string", "pattern": "^ *[0-9]{1,2} *% *$"}]}}),
 ]}
 
 VAULT_AUTH = {"oneOf": [

@@ -249,9 +249,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub detailed_exitcode: bool,
 
-    /// Slots worked on at once (default from the inventory, else 16).
-    #[arg(long)]
-    pub concurrency: Option<usize>,
+    /// Slots worked on at once: a number, or `auto` to find it while the run goes (grows while
+    /// the platforms answer quickly, halves on 429, 5xx or rising latency; see docs/src/scale.md).
+    /// Default from the inventory, else 16.
+    #[arg(long, value_name = "N|auto")]
+    pub concurrency: Option<crate::engine::concurrency::Concurrency>,
 
     /// Only this shard's slots: those whose name hashes to INDEX modulo COUNT (see
     /// docs/src/deploy.md, "Sharding"). Default: JOB_COMPLETION_INDEX / REKEY_SHARD_COUNT when both are set.

@@ -46,6 +46,10 @@ pub struct SlotRecord {
     /// rotates), so the restored credential is not replaced at once by the next run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_until: Option<DateTime<Utc>>,
+    /// Set only on a provider's hourly-budget entry (src/provider/budget.rs), which is never a
+    /// slot: what every rekey process took of the platform's hourly budget in the last hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetLedger>,
 }
 
 impl SlotRecord {
@@ -66,6 +70,7 @@ impl SlotRecord {
             retiring: None,
             mirror_of: None,
             hold_until: None,
+            budget: None,
         }
     }
 
@@ -206,6 +211,26 @@ pub struct LastResult {
     pub ok: bool,
     /// What happened, for humans; never contains a secret.
     pub message: String,
+}
+
+/// The requests rekey processes took of a platform's hourly budget, kept in the state store so
+/// that shards, and runs started every few minutes, share one budget (docs/src/scale.md).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetLedger {
+    /// Requests rekey may send per rolling hour, all processes together (for `status` readers;
+    /// each process applies its own configured figure).
+    pub allowed: u32,
+    /// What was taken, oldest first; grants older than an hour are dropped on each write.
+    pub grants: Vec<BudgetGrant>,
+}
+
+/// One reservation of `requests` from the hourly budget, made at `at`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetGrant {
+    pub at: DateTime<Utc>,
+    pub requests: u32,
 }
 
 /// A record and the backend's version of it, the token for the next compare-and-set.

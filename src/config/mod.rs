@@ -72,6 +72,11 @@ pub struct Settings {
     pub max_retire_percent: u32,
     /// Slots worked on at once (default 16; `--concurrency` overrides).
     pub concurrency: usize,
+    /// `concurrency = "auto"`: found while the run goes, within `concurrency_min` and
+    /// `concurrency_max` (None: the engine's defaults; src/engine/concurrency.rs).
+    pub concurrency_auto: bool,
+    pub concurrency_min: Option<usize>,
+    pub concurrency_max: Option<usize>,
     /// How long a run's claim on a slot lasts without being renewed (default 10m).
     pub lease_ttl: Duration,
     /// Token exchanges tried with a new pair before giving up for this run (default 5), spaced
@@ -97,6 +102,9 @@ impl Default for Settings {
             max_retire: 5,
             max_retire_percent: 50,
             concurrency: 16,
+            concurrency_auto: false,
+            concurrency_min: None,
+            concurrency_max: None,
             lease_ttl: Duration::from_secs(600),
             verify_attempts: 5,
             verify_delay: Duration::from_secs(2),

@@ -237,12 +237,44 @@ impl Checker {
 }
 
 impl ProviderConfig {
+    /// This provider as one of `count` shards runs it: the plain 1/`count` part of its
+    /// `rate_limit` and of its hourly budget, whatever share of the slots the shard holds
+    /// (docs/src/scale.md, "Shards share the limits"). Logged at info, since a shard's rate is
+    /// not what the inventory says.
+    pub fn for_shard(&self, shard: crate::shard::Shard) -> ProviderConfig {
+        let mut cfg = self.clone();
+        let n = shard.count.max(1);
+        cfg.rate_limit = self.rate_limit / n as f64;
+        let mut budget = String::new();
+        if let ProviderKind::Cisco(c) = &mut cfg.kind {
+            c.shards = u32::try_from(n).unwrap_or(u32::MAX);
+            budget = format!(
+                ", hourly budget {} of {} (org budget {} less the reserve; the whole is shared through the state store)",
+                c.shard_hourly_budget(),
+                c.rekey_hourly_budget(),
+                c.org_hourly_budget
+            );
+        }
+        tracing::info!(
+            shard = %shard,
+            provider = %self.name,
+            "shard {shard}: provider {} ({}) rate limit {} req/s of {}{budget}",
+            self.name,
+            self.kind.type_name(),
+            cfg.rate_limit,
+            self.rate_limit
+        );
+        cfg
+    }
+
     /// Builds the provider this entry describes, bare: the engine wraps it in the layer stack
     /// (src/layer/mod.rs). The inventory opens what it parsed, so it is the one place that names
-    /// every platform; the provider modules never import it.
+    /// every platform; the provider modules never import it. `state`: the backend that keeps
+    /// the provider's hourly budget across processes (Cisco), if the engine has one for it.
     pub fn open(
         &self,
         bootstrap: crate::provider::Bootstrap,
+        state: Option<crate::provider::budget::BudgetStore>,
     ) -> crate::error::Result<std::sync::Arc<dyn crate::provider::Provider>> {
         let http = crate::http::client_with_ca(self.ca_cert.as_deref())
             .map_err(|e| e.context(format!("provider {}", self.name)))?;
@@ -257,10 +289,20 @@ impl ProviderConfig {
                 )?
                 .with_http_client(http),
             ),
-            ProviderKind::Cisco(c) => std::sync::Arc::new(
-                cisco::CiscoProvider::new(&self.name, c, bootstrap, self.rate_limit, self.timeout)?
-                    .with_http_client(http),
-            ),
+            ProviderKind::Cisco(c) => {
+                let p = cisco::CiscoProvider::new(
+                    &self.name,
+                    c,
+                    bootstrap,
+                    self.rate_limit,
+                    self.timeout,
+                )?
+                .with_http_client(http);
+                std::sync::Arc::new(match state {
+                    Some(store) => p.share_budget_through(store, c),
+                    None => p,
+                })
+            }
         };
         Ok(provider)
     }

@@ -1,7 +1,7 @@
 //! `[settings]`: run-wide knobs, each checked against its bounds.
 
 use super::{MAX_INSTANCE_LEN, Settings, is_valid_instance};
-use crate::check::tree::Table;
+use crate::check::tree::{Kind, Table};
 use crate::check::*;
 use std::time::Duration;
 
@@ -18,6 +18,8 @@ impl Checker {
                 "max_retire",
                 "max_retire_percent",
                 "concurrency",
+                "concurrency_min",
+                "concurrency_max",
                 "lease_ttl",
                 "verify_attempts",
                 "verify_delay",
@@ -59,9 +61,7 @@ impl Checker {
         if let Some(n) = self.integer(t, p, "max_retire_percent", 0, 100) {
             s.max_retire_percent = n as u32;
         }
-        if let Some(n) = self.integer(t, p, "concurrency", 1, 100_000) {
-            s.concurrency = n as usize;
-        }
+        self.concurrency(t, &mut s);
         if let Some((d, _)) = self.duration_at_most(t, p, "lease_ttl", false, MAX_LEASE_TTL) {
             s.lease_ttl = d;
         }
@@ -94,6 +94,58 @@ impl Checker {
             s.jitter = d;
         }
         s
+    }
+
+    /// `concurrency`: a number, or `"auto"` with its optional bounds `concurrency_min` and
+    /// `concurrency_max` (which mean nothing with a fixed number, and say so).
+    fn concurrency(&mut self, t: &Table, s: &mut Settings) {
+        let p = "settings";
+        if let Some(e) = t.get("concurrency") {
+            match &e.value.kind {
+                Kind::Str(v) if v.trim().eq_ignore_ascii_case("auto") => s.concurrency_auto = true,
+                Kind::Str(v) => self.err(
+                    e.line,
+                    "settings.concurrency",
+                    format!(
+                        "\"{v}\" is not a concurrency: give a number of slots at once, or \"auto\""
+                    ),
+                ),
+                _ => {
+                    if let Some(n) = self.integer(t, p, "concurrency", 1, 100_000) {
+                        s.concurrency = n as usize;
+                    }
+                }
+            }
+        }
+        s.concurrency_min = self
+            .integer(t, p, "concurrency_min", 1, 100_000)
+            .map(|n| n as usize);
+        s.concurrency_max = self
+            .integer(t, p, "concurrency_max", 1, 100_000)
+            .map(|n| n as usize);
+        for key in ["concurrency_min", "concurrency_max"] {
+            if let Some(e) = t.get(key)
+                && !s.concurrency_auto
+            {
+                self.err(
+                    e.line,
+                    join(p, key),
+                    "is a bound of concurrency = \"auto\"; with a fixed concurrency it means nothing (remove it, or set concurrency = \"auto\")",
+                );
+            }
+        }
+        if let (Some(lo), Some(hi), Some(e)) = (
+            s.concurrency_min,
+            s.concurrency_max,
+            t.get("concurrency_max"),
+        ) && lo > hi
+        {
+            self.err(
+                e.line,
+                "settings.concurrency_max",
+                format!("must be at least concurrency_min ({lo}), found {hi}"),
+            );
+        }
     }
 
     /// A `[settings]` string that must follow `rule`: `None` (reported) when it does not.

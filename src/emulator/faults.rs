@@ -220,6 +220,9 @@ pub struct Stats {
     pub faults_injected: BTreeMap<String, u64>,
     /// Connections closed without an answer (drop_after_commit).
     pub connections_dropped: u64,
+    /// Cisco requests counted against each org's hourly budget (admitted, not answered 429),
+    /// since the emulator started: what the org's budget was charged.
+    pub cisco_org_requests: BTreeMap<String, u64>,
 }
 
 impl Stats {

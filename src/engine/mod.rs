@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use uuid::Uuid;
 
+pub mod concurrency;
 mod drain;
 mod fence;
 mod issue;
@@ -61,8 +62,8 @@ pub struct Options {
     pub force: bool,
     /// Slot selectors (exact names or `*` globs); empty = all.
     pub only: Vec<String>,
-    /// Overrides `settings.concurrency`.
-    pub concurrency: Option<usize>,
+    /// Overrides `settings.concurrency` (a number, or auto).
+    pub concurrency: Option<concurrency::Concurrency>,
     /// Only slots (and orphans) of this shard (`--shard`).
     pub shard: Option<crate::shard::Shard>,
     /// `--allow-mass-retire`: start retiring more slots than `max_retire` / `max_retire_percent`.
@@ -138,6 +139,17 @@ impl Engine {
             let backend = crate::layer::stack_backend(cfg.open()?);
             backends.insert(name.clone(), backend);
         }
+        if let Some(s) = inventory
+            .slots
+            .iter()
+            .find(|s| crate::provider::budget::is_budget_entry(&s.name))
+        {
+            return Err(Error::config(format!(
+                "slot {}: names starting with {} are kept for the providers' hourly budgets (docs/src/scale.md); rename the slot",
+                s.name,
+                crate::provider::budget::ENTRY_PREFIX
+            )));
+        }
         let mut providers = BTreeMap::new();
         for (name, cfg) in &inventory.providers {
             let (bootstrap, bootstrap_slot) = match &cfg.bootstrap {
@@ -169,8 +181,18 @@ impl Engine {
                     }
                 }
             };
+            let cfg = match options.shard {
+                Some(shard) => cfg.for_shard(shard),
+                None => cfg.clone(),
+            };
+            let state = state_backend(&inventory, name, &backends).map(|backend| {
+                crate::provider::budget::BudgetStore {
+                    backend,
+                    clock: Arc::clone(&clock),
+                }
+            });
             let provider = crate::layer::stack_provider(
-                cfg.open(bootstrap.clone())?,
+                cfg.open(bootstrap.clone(), state)?,
                 name,
                 crate::layer::RetryPolicy::default(),
             );
@@ -357,7 +379,16 @@ impl Engine {
             .tenant
             .clone()
             .unwrap_or_default();
-        entry.provider.verify(&tenant, &pair).await.map_err(|e| {
+        let checked = entry.provider.verify(&tenant, &pair).await;
+        if let Err(e) = &checked
+            && slot::is_deferred(e)
+        {
+            // A spent hourly budget is no broken credential: the provider's slots are deferred
+            // one by one, each without sending anything (slot.rs).
+            tracing::warn!(provider = name, error = %e, "the bootstrap credential was not checked: its slots are deferred");
+            return Ok(());
+        }
+        checked.map_err(|e| {
             let kind = if e.is_temporary() {
                 e.kind()
             } else {
@@ -373,12 +404,30 @@ impl Engine {
         })
     }
 
-    /// Slots worked on at once: `--concurrency`, else `settings.concurrency`.
+    /// Slots worked on at once: `--concurrency`, else `settings.concurrency`. In auto mode, the
+    /// reads of `plan` and the preflight checks use the fixed `settings.concurrency`; only
+    /// apply's slots are paced by the controller.
     fn concurrency(&self) -> usize {
-        self.options
-            .concurrency
-            .unwrap_or(self.inventory.settings.concurrency)
-            .max(1)
+        match self.options.concurrency {
+            Some(concurrency::Concurrency::Fixed(n)) => n,
+            _ => self.inventory.settings.concurrency,
+        }
+        .max(1)
+    }
+
+    /// The controller of apply's slots in flight, when the concurrency is auto.
+    fn auto_concurrency(&self) -> Option<concurrency::Aimd> {
+        let s = &self.inventory.settings;
+        let auto = match self.options.concurrency {
+            Some(c) => c == concurrency::Concurrency::Auto,
+            None => s.concurrency_auto,
+        };
+        auto.then(|| {
+            concurrency::Aimd::new(
+                s.concurrency_min.unwrap_or(concurrency::DEFAULT_MIN),
+                s.concurrency_max.unwrap_or(concurrency::DEFAULT_MAX),
+            )
+        })
     }
 
     /// Runs the plan: ordinary slots concurrently (bounded), then each provider's bootstrap slot,
@@ -399,32 +448,51 @@ impl Engine {
         // At most `concurrency` slot tasks exist at once, started in slot order as others end:
         // each task holds its whole slot future, so spawning every slot up front (waiting on a
         // semaphore) made apply's memory grow with the inventory (docs/src/benchmarks.md).
-        let limit = self.concurrency();
+        // With `--concurrency auto` the limit moves with what the platforms answer
+        // (src/engine/concurrency.rs); tasks above a lowered limit finish, none is cancelled.
+        let mut auto = self.auto_concurrency();
+        let mut limit = auto.as_ref().map_or(self.concurrency(), |a| a.current());
+        let mut load = crate::provider::load::snapshot();
+        let mut last_took = None;
         let mut set = tokio::task::JoinSet::new();
         let mut tasks = std::collections::HashMap::new();
         let mut outcomes = Vec::with_capacity(first.len());
         let mut waiting = first.into_iter().enumerate();
         loop {
+            if let Some(a) = auto.as_mut()
+                && let Some(took) = last_took.take()
+            {
+                let now = crate::provider::load::snapshot();
+                if let Some(n) = a.completed(now - load, took) {
+                    tracing::debug!(
+                        concurrency = n,
+                        "auto concurrency: {limit} -> {n} slots at once"
+                    );
+                    limit = n;
+                }
+                load = now;
+            }
             while set.len() < limit
                 && let Some((i, target)) = waiting.next()
             {
                 let engine = Arc::clone(self);
                 let t = target.clone();
+                let started = std::time::Instant::now();
                 let handle = set.spawn(async move { (i, engine.reconcile(target).await) });
-                tasks.insert(handle.id(), (i, t));
+                tasks.insert(handle.id(), (i, t, started));
             }
             let Some(joined) = set.join_next_with_id().await else {
                 break;
             };
             match joined {
                 Ok((id, pair)) => {
-                    tasks.remove(&id);
+                    last_took = tasks.remove(&id).map(|(_, _, started)| started.elapsed());
                     outcomes.push(pair);
                 }
                 // `reconcile` catches panics of the slot's work; one that escapes it (from the
                 // report itself) still fails only its slot, never the run.
                 Err(e) => {
-                    let Some((i, t)) = tasks.remove(&e.id()) else {
+                    let Some((i, t, _)) = tasks.remove(&e.id()) else {
                         return Err(Error::internal(format!("a slot task failed: {e}")));
                     };
                     tracing::error!(slot = %t.name, error = %e, "the slot's task panicked");
@@ -448,6 +516,17 @@ impl Engine {
                 }
             }
         }
+        if let Some(a) = &auto {
+            tracing::info!(
+                low = a.low,
+                high = a.high,
+                last = a.current(),
+                "auto concurrency: {} to {} slots at once (ended at {})",
+                a.low,
+                a.high,
+                a.current()
+            );
+        }
         outcomes.sort_by_key(|(i, _)| *i);
         let mut outcomes: Vec<SlotOutcome> = outcomes.into_iter().map(|(_, o)| o).collect();
         for target in last {
@@ -464,6 +543,24 @@ pub fn describe(t: &Target, record: Option<&SlotRecord>) -> (String, String) {
         (None, Some(r)) => (r.provider.clone(), r.tenant.clone()),
         (None, None) => (String::new(), String::new()),
     }
+}
+
+/// The backend that keeps `provider`'s shared state beside its slot records (Cisco's hourly
+/// budget): the backend of its bootstrap slot, else of its first slot in the inventory. Chosen
+/// from the whole inventory, not the shard's part, so every shard picks the same one.
+fn state_backend(
+    inventory: &Inventory,
+    provider: &str,
+    backends: &BTreeMap<String, Arc<dyn Backend>>,
+) -> Option<Arc<dyn Backend>> {
+    let bootstrap = match &inventory.providers[provider].bootstrap {
+        BootstrapConfig::Slot { slot, .. } => inventory.slots.iter().find(|s| &s.name == slot),
+        BootstrapConfig::Static(_) => None,
+    };
+    bootstrap
+        .or_else(|| inventory.slots.iter().find(|s| s.provider == provider))
+        .and_then(|s| backends.get(&s.backend))
+        .cloned()
 }
 
 fn resolve_pair(pair: &crate::config::PairRef, provider: &str) -> Bootstrap {

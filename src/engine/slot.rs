@@ -450,8 +450,15 @@ impl<'a> SlotRun<'a> {
 
     /// Releases the lease and turns the run's result into the slot's outcome.
     pub(super) async fn finish(mut self, result: Result<()>) -> SlotOutcome {
-        if let Err(e) = &result {
-            tracing::error!(slot = self.slot(), kind = %e.kind(), error = %crate::error::chain(e), "slot failed");
+        let deferred = result.as_ref().err().is_some_and(is_deferred);
+        match &result {
+            Err(e) if deferred => {
+                tracing::warn!(slot = self.slot(), error = %crate::error::chain(e), "slot deferred to the next run")
+            }
+            Err(e) => {
+                tracing::error!(slot = self.slot(), kind = %e.kind(), error = %crate::error::chain(e), "slot failed")
+            }
+            Ok(()) => {}
         }
         if let Some(v) = &self.stored
             && v.record
@@ -462,6 +469,7 @@ impl<'a> SlotRun<'a> {
             let mut rec = v.record.clone();
             rec.lease = None;
             if let Err(e) = &result
+                && !deferred
                 && rec.last.as_ref().is_none_or(|l| l.ok)
             {
                 rec.last = Some(LastResult {
@@ -478,6 +486,10 @@ impl<'a> SlotRun<'a> {
         let (provider, tenant) = describe(self.target, record);
         let current = record.and_then(|r| r.current.as_ref());
         let (kind, detail) = match &result {
+            Err(e) if deferred => (
+                OutcomeKind::Skipped,
+                format!("deferred to the next run: {}", crate::error::chain(e)),
+            ),
             Err(e) => (OutcomeKind::Failed, crate::error::chain(e)),
             Ok(()) if self.skipped => (OutcomeKind::Skipped, self.detail.clone()),
             Ok(()) => (OutcomeKind::Ok, self.detail.clone()),
@@ -518,6 +530,19 @@ impl<'a> SlotRun<'a> {
         }
     }
 }
+
+/// An error that defers the slot to the next run instead of failing it: a rate limit that
+/// sent nothing and frees up only after [`DEFER_AFTER`] (an hourly budget spent, yours or the
+/// platform's), which waiting in this run would not fix and no one should be paged for. Whatever
+/// the slot had done stays recorded, and the next run resumes it.
+pub(super) fn is_deferred(e: &crate::error::Error) -> bool {
+    e.kind() == ErrorKind::RateLimited
+        && !e.maybe_applied()
+        && e.retry_after().is_some_and(|w| w >= DEFER_AFTER)
+}
+
+/// How long a rate limit must last before the slot is deferred rather than failed.
+const DEFER_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(super) fn ignore_not_found(r: Result<()>) -> Result<()> {
     match r {

@@ -57,7 +57,11 @@ impl Engine {
                 stored.extend(listed.iter().cloned());
             }
             for name in listed {
-                if known.contains(&name) || !self.selected(&name) {
+                // A provider's hourly-budget entry lives beside the slots and is not one.
+                if known.contains(&name)
+                    || crate::provider::budget::is_budget_entry(&name)
+                    || !self.selected(&name)
+                {
                     continue;
                 }
                 // A mirror's copy of a slot whose primary lives elsewhere is not an orphan.

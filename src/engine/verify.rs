@@ -140,7 +140,12 @@ impl<'a> SlotRun<'a> {
                 "g{} could not be verified (a temporary error, not counted as a failure): {err}",
                 op.generation
             );
-            return self.save_failure(rec, now, err.kind(), msg).await;
+            // Its wait stays with it: a spent hourly budget defers the slot (slot.rs).
+            let wait = err.retry_after();
+            return self
+                .save_failure(rec, now, err.kind(), msg)
+                .await
+                .map_err(|e| e.with_retry_after(wait));
         }
         let failures = op.verify_failures + 1;
         let max = self.settings().max_verify_failures;

@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, RwLock};
 
+pub mod budget;
 pub mod cisco;
+pub mod load;
 pub mod session;
 pub mod taegis;
 pub mod token;

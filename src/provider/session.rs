@@ -85,6 +85,11 @@ impl<P: Platform> Session<P> {
         self
     }
 
+    /// The platform's part, to set up after construction (Cisco's shared budget).
+    pub fn platform_mut(&mut self) -> &mut P {
+        &mut self.platform
+    }
+
     /// The inventory's name for the provider.
     pub fn name(&self) -> &str {
         &self.name
@@ -144,14 +149,21 @@ impl<P: Platform> Session<P> {
                 .get(&boot, || self.fetch_token(&boot))
                 .await
                 .map_err(|e| e.context(format!("provider {}: bootstrap credential", self.name)))?;
+            let queued = std::time::Instant::now();
             self.pace(what).await?;
+            let sent = std::time::Instant::now();
             let resp = request(&self.http)
                 .bearer_auth(token.expose())
                 .header(reqwest::header::ACCEPT, "application/json")
                 .timeout(self.timeout)
                 .send()
-                .await
-                .map_err(|e| classify_transport(e, what))?;
+                .await;
+            // What the answer says about load, for `--concurrency auto` (src/provider/load.rs).
+            let throttled = resp.as_ref().map_or(true, |r| {
+                r.status() == StatusCode::TOO_MANY_REQUESTS || r.status().is_server_error()
+            });
+            crate::provider::load::record(sent.elapsed(), sent - queued, throttled);
+            let resp = resp.map_err(|e| classify_transport(e, what))?;
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 tracing::debug!(provider = %self.name, "token refused; fetching a new one");

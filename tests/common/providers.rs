@@ -24,7 +24,7 @@ pub fn provider_from_inventory(w: &World, text: &str, name: &str) -> Arc<dyn Pro
         client_id: pair.client_id.resolve().unwrap().expose().to_string(),
         secret: pair.client_secret.resolve().unwrap(),
     });
-    cfg.open(bootstrap).unwrap()
+    cfg.open(bootstrap, None).unwrap()
 }
 
 /// `inner` wrapped in retries that give up within seconds (the tests inject their faults).

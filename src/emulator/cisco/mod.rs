@@ -138,6 +138,12 @@ fn charge(api: &Api, org: &str) -> Result<(), Response> {
         return Err(resp);
     }
     q.push_back(now);
+    drop(windows);
+    *api.shared
+        .stats()
+        .cisco_org_requests
+        .entry(org.to_string())
+        .or_default() += 1;
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 //! no network, so the fuzz targets can feed them any answer.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::provider::budget::SharedBudget;
+use crate::provider::cisco::CiscoSettings;
 use crate::provider::session::{DecodeToken, Platform, status_error};
 use crate::provider::token::Token;
 use crate::provider::{ClientInfo, IssuedClient, Usage};
@@ -21,22 +23,19 @@ use zeroize::Zeroizing;
 /// The JWT claim that names the client a token was issued to.
 pub const CLIENT_ID_CLAIM: &str = "https://schemas.cisco.com/iroh/identity/claims/oauth/client/id";
 pub const TOKEN_PATH: &str = "/iroh/oauth2/token";
-/// Share of the org budget rekey allows itself; the rest is left to the org's other clients.
-const BUDGET_SHARE: f64 = 0.9;
 /// Longest rekey waits for its own hourly budget before reporting the slot as rate limited.
 const MAX_BUDGET_WAIT: Duration = Duration::from_secs(30);
 pub(super) const PER_PAGE: usize = 100;
 
 /// Hourly limiters shared by every provider instance talking to one API base, like
 /// [`crate::http::limiter_for`] for the per-second rate.
-fn hourly_limiter_for(base_url: &str, budget: u32) -> Arc<DefaultDirectRateLimiter> {
+fn hourly_limiter_for(base_url: &str, allowed: u32) -> Arc<DefaultDirectRateLimiter> {
     static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>> =
         OnceLock::new();
     let map = LIMITERS.get_or_init(Default::default);
     let mut map = map.lock().expect("limiter map poisoned");
-    map.entry(format!("{base_url}#{budget}"))
+    map.entry(format!("{base_url}#{allowed}"))
         .or_insert_with(|| {
-            let allowed = ((budget as f64 * BUDGET_SHARE) as u32).max(1);
             let quota = Quota::per_hour(NonZeroU32::new(allowed).unwrap_or(NonZeroU32::MIN));
             Arc::new(RateLimiter::direct(quota))
         })
@@ -44,18 +43,30 @@ fn hourly_limiter_for(base_url: &str, budget: u32) -> Arc<DefaultDirectRateLimit
 }
 
 /// What Cisco adds to the shared session: its token endpoint, how to read its answer, and the
-/// org's hourly request budget, paced beside the per-second rate.
+/// org's hourly request budget, paced beside the per-second rate: in this process at this
+/// shard's part of rekey's budget, and across processes by the [`SharedBudget`] in the state
+/// store when the engine gave one.
 pub(crate) struct CiscoApi {
     org_budget: Arc<DefaultDirectRateLimiter>,
+    /// This process's part: (budget − reserve) / shards.
+    own_part: u32,
     org_budget_size: u32,
+    shared: Option<SharedBudget>,
 }
 
 impl CiscoApi {
-    pub(super) fn new(base_url: &str, org_hourly_budget: u32) -> Self {
+    pub(super) fn new(base_url: &str, settings: &CiscoSettings) -> Self {
+        let own_part = settings.shard_hourly_budget();
         CiscoApi {
-            org_budget: hourly_limiter_for(base_url, org_hourly_budget),
-            org_budget_size: org_hourly_budget,
+            org_budget: hourly_limiter_for(base_url, own_part),
+            own_part,
+            org_budget_size: settings.org_hourly_budget,
+            shared: None,
         }
+    }
+
+    pub(super) fn share_through(&mut self, shared: SharedBudget) {
+        self.shared = Some(shared);
     }
 }
 
@@ -67,14 +78,19 @@ impl Platform for CiscoApi {
     /// [`MAX_BUDGET_WAIT`], the call fails as rate limited (nothing was sent) instead of holding
     /// the run for up to an hour.
     async fn pace(&self, what: &str) -> Result<()> {
+        // Kept in the state store: the shared ledger holds both the whole and this shard's part
+        // (its rolling hour, like Cisco's; the in-memory limiter below refills evenly instead).
+        if let Some(shared) = &self.shared {
+            return shared.take(what).await;
+        }
         if let Err(not_until) = self.org_budget.check() {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             if wait > MAX_BUDGET_WAIT {
                 return Err(Error::new(
                     ErrorKind::RateLimited,
                     format!(
-                        "{what}: rekey's share of the org's hourly request budget ({}% of {}) is spent; next request in {}s",
-                        (BUDGET_SHARE * 100.0) as u32,
+                        "{what}: Cisco hourly budget spent in this process: its part ({} of the org's {}) is used; next request in {}s",
+                        self.own_part,
                         self.org_budget_size,
                         wait.as_secs()
                     ),

@@ -7,7 +7,10 @@
 //! re-creates where Taegis would rotate a secret in place.
 //!
 //! Requests are paced twice: per second (`rate_limit`) and per hour against the organisation's
-//! shared budget (`org_hourly_budget`, 8,000 by default, of which rekey uses 90%).
+//! shared budget (`org_hourly_budget`, 8,000 by default, of which rekey leaves
+//! `hourly_budget_reserve`, 10% by default, to the org's other integrations). The hourly budget
+//! is kept in the state store when the engine gives one ([`CiscoProvider::share_budget_through`]),
+//! so shards and successive runs share it (docs/src/scale.md).
 //!
 //! [`settings`] reads the inventory's keys, [`api`] reads the answers and keeps the hourly
 //! budget, and the shared [`Session`] carries the token, the 401 refresh and the rate limit.
@@ -20,7 +23,7 @@ pub(crate) use api::{classify, client_info, decode_created, decode_list, decode_
 pub use settings::SLOT_RULES;
 pub use settings::{
     CISCO_OAUTH_SCOPE, CISCO_REGIONS, CiscoSettings, DEFAULT_CLIENT_PATH, DEFAULT_CLIENTS_PATH,
-    DEFAULT_ORG_HOURLY_BUDGET,
+    DEFAULT_ORG_HOURLY_BUDGET, DEFAULT_RESERVE_PERCENT, Reserve,
 };
 pub(crate) use settings::{SETTINGS_KEYS, parse_settings};
 
@@ -62,7 +65,7 @@ impl CiscoProvider {
                 bootstrap,
                 rate_limit,
                 timeout,
-                |base_url| CiscoApi::new(base_url, settings.org_hourly_budget),
+                |base_url| CiscoApi::new(base_url, settings),
             )?,
             clients_path: settings.clients_path.clone(),
             client_path: settings.client_path.clone(),
@@ -73,6 +76,24 @@ impl CiscoProvider {
     /// Uses `http` instead of the process-wide client (a provider with its own `ca_cert`).
     pub fn with_http_client(mut self, http: reqwest::Client) -> Self {
         self.session = self.session.with_http_client(http);
+        self
+    }
+
+    /// Reserves the org's hourly budget in `store` (an entry beside the slot records) before
+    /// every request, so every process with the same inventory shares one budget.
+    pub fn share_budget_through(
+        mut self,
+        store: crate::provider::budget::BudgetStore,
+        settings: &CiscoSettings,
+    ) -> Self {
+        let shared = crate::provider::budget::SharedBudget::new(
+            store,
+            self.session.name(),
+            "Cisco",
+            settings.rekey_hourly_budget(),
+            settings.shards,
+        );
+        self.session.platform_mut().share_through(shared);
         self
     }
 

@@ -12,6 +12,9 @@ pub const DEFAULT_CLIENTS_PATH: &str = "/iroh/oauth2-clients/clients";
 pub const DEFAULT_CLIENT_PATH: &str = "/iroh/oauth2-clients/clients/{id}";
 /// Cisco's documented limit: requests per rolling hour per organisation.
 pub const DEFAULT_ORG_HOURLY_BUDGET: u32 = 8000;
+/// Share of the org budget left to the org's other integrations unless `hourly_budget_reserve`
+/// says otherwise.
+pub const DEFAULT_RESERVE_PERCENT: u32 = 10;
 
 /// Cisco regions: (name, API base). See docs/src/platforms/cisco.md.
 pub const CISCO_REGIONS: &[(&str, &str)] = &[
@@ -31,8 +34,39 @@ pub struct CiscoSettings {
     pub client_path: String,
     /// `availability` of created clients (default `org`).
     pub availability: String,
-    /// The org's hourly request budget (default 8000); rekey uses 90% of it.
+    /// The org's hourly request budget (default 8000).
     pub org_hourly_budget: u32,
+    /// What rekey leaves of that budget to the org's other integrations (default 10%).
+    pub hourly_budget_reserve: Reserve,
+    /// The shards (`--shard I/N`) this process shares the budget with: its own pace is
+    /// 1/`shards` of rekey's part (docs/src/scale.md).
+    pub shards: u32,
+}
+
+/// `hourly_budget_reserve`: a count of requests, or a percent of `org_hourly_budget`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reserve {
+    Requests(u32),
+    Percent(u32),
+}
+
+impl CiscoSettings {
+    /// Requests per rolling hour rekey may send to the org in all (every process and shard
+    /// together): the budget minus the reserve, at least 1.
+    pub fn rekey_hourly_budget(&self) -> u32 {
+        let reserve = match self.hourly_budget_reserve {
+            Reserve::Requests(n) => n,
+            Reserve::Percent(p) => {
+                (u64::from(self.org_hourly_budget) * u64::from(p)).div_ceil(100) as u32
+            }
+        };
+        self.org_hourly_budget.saturating_sub(reserve).max(1)
+    }
+
+    /// This process's even part of [`Self::rekey_hourly_budget`] (the plain 1/N split).
+    pub fn shard_hourly_budget(&self) -> u32 {
+        (self.rekey_hourly_budget() / self.shards.max(1)).max(1)
+    }
 }
 
 impl CiscoSettings {
@@ -45,6 +79,8 @@ impl CiscoSettings {
             client_path: DEFAULT_CLIENT_PATH.into(),
             availability: "org".into(),
             org_hourly_budget: DEFAULT_ORG_HOURLY_BUDGET,
+            hourly_budget_reserve: Reserve::Percent(DEFAULT_RESERVE_PERCENT),
+            shards: 1,
         }
     }
 }
@@ -72,6 +108,7 @@ pub(crate) const SETTINGS_KEYS: &[&str] = &[
     "paths",
     "availability",
     "org_hourly_budget",
+    "hourly_budget_reserve",
 ];
 
 /// Parses the Cisco-specific keys of `[providers.NAME]`, recording every problem in `c`.
@@ -159,5 +196,46 @@ pub(crate) fn parse_settings(c: &mut Checker, t: &Table, path: &str) -> CiscoSet
     if let Some(n) = c.integer(t, path, "org_hourly_budget", 10, 10_000_000) {
         s.org_hourly_budget = n as u32;
     }
+    if let Some(r) = reserve(c, t, path, s.org_hourly_budget) {
+        s.hourly_budget_reserve = r;
+    }
     s
+}
+
+/// `hourly_budget_reserve`: a whole number of requests below `org_hourly_budget`, or a string
+/// `"N%"` with N from 0 to 99, so rekey always keeps some of the budget and never all of it.
+fn reserve(c: &mut Checker, t: &Table, path: &str, budget: u32) -> Option<Reserve> {
+    use crate::check::tree::Kind;
+    let e = t.get("hourly_budget_reserve")?;
+    let key = join(path, "hourly_budget_reserve");
+    match &e.value.kind {
+        Kind::Int(n) if (0..i64::from(budget)).contains(n) => Some(Reserve::Requests(*n as u32)),
+        Kind::Int(n) => {
+            c.err(
+                e.line,
+                key,
+                format!(
+                    "must be at least 0 and below org_hourly_budget ({budget}), found {n}: rekey needs some of the budget"
+                ),
+            );
+            None
+        }
+        Kind::Str(v) => match v.trim().strip_suffix('%').map(|p| p.trim().parse::<u32>()) {
+            Some(Ok(p)) if p < 100 => Some(Reserve::Percent(p)),
+            _ => {
+                c.err(
+                    e.line,
+                    key,
+                    format!(
+                        "\"{v}\" is not a share of the budget: write a percent from 0 to 99 such as \"10%\", or a number of requests"
+                    ),
+                );
+                None
+            }
+        },
+        _ => {
+            c.wrong_type(e, path, "a number of requests or a percent such as \"10%\"");
+            None
+        }
+    }
 }
