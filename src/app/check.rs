@@ -81,8 +81,11 @@ async fn provider_probe(engine: &Engine, name: &str) -> Result<()> {
     let entry = &engine.providers[name];
     let pair = entry.bootstrap.get()?;
     let cfg = &engine.inventory.providers[name];
-    let provider =
-        crate::layer::stack_provider(cfg.open(entry.bootstrap.clone())?, name, CHECK_RETRY);
+    let provider = crate::layer::stack_provider(
+        cfg.open(entry.bootstrap.clone(), engine.budget_store(name))?,
+        name,
+        CHECK_RETRY,
+    );
     let tenant = cfg.tenant.clone().unwrap_or_default();
     provider.verify(&tenant, &pair).await
 }

@@ -548,6 +548,19 @@ pub fn describe(t: &Target, record: Option<&SlotRecord>) -> (String, String) {
 /// The backend that keeps `provider`'s shared state beside its slot records (Cisco's hourly
 /// budget): the backend of its bootstrap slot, else of its first slot in the inventory. Chosen
 /// from the whole inventory, not the shard's part, so every shard picks the same one.
+impl Engine {
+    /// The store that keeps provider `name`'s hourly budget across processes, if it has one: for
+    /// a command that opens the provider anew (`check`), so its requests are charged too.
+    pub fn budget_store(&self, name: &str) -> Option<crate::provider::budget::BudgetStore> {
+        state_backend(&self.inventory, name, &self.backends).map(|backend| {
+            crate::provider::budget::BudgetStore {
+                backend,
+                clock: Arc::clone(&self.clock),
+            }
+        })
+    }
+}
+
 fn state_backend(
     inventory: &Inventory,
     provider: &str,
