@@ -53,8 +53,16 @@ class FileReader:
             if p.returncode != 0:
                 raise RuntimeError(f"age could not decrypt {name} (exit {p.returncode})")
             record = json.loads(p.stdout)["record"]
+            if is_budget_ledger(record):
+                continue
             out[record["slot"]] = (record, None)  # consumers read `current` itself
         return out
+
+
+def is_budget_ledger(record):
+    """A Cisco provider's hourly budget, shared by every process (src/provider/budget.rs): an
+    entry in the store, but no slot, with no pair to check."""
+    return record.get("budget") is not None
 
 
 class VaultReader:
@@ -82,7 +90,7 @@ class VaultReader:
         out = {}
         for slot in keys:
             record = self._read(f"{self.prefix}.rekey/{slot}")
-            if record is None:
+            if record is None or is_budget_ledger(record):
                 continue
             view = self._read(self.prefix + slot)
             out[slot] = (record, view)
@@ -110,6 +118,8 @@ class AwsReader:
                 name = s["Name"]
                 rec = json.loads(self.sm.get_secret_value(
                     SecretId=name, VersionStage="REKEY_RECORD")["SecretString"])["record"]
+                if is_budget_ledger(rec):
+                    continue
                 view = json.loads(self.sm.get_secret_value(
                     SecretId=name, VersionStage="AWSCURRENT")["SecretString"])
                 out[rec["slot"]] = (rec, view)
