@@ -602,7 +602,7 @@ pub async fn current_credential(
             slot.name
         ))
     })?;
-    Ok((slot, current))
+    Ok(((*slot).clone(), current))
 }
 
 /// `rekey get`: the one place a secret is printed, because the operator asked for it.

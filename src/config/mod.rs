@@ -48,7 +48,8 @@ pub struct Inventory {
     pub providers: BTreeMap<String, ProviderConfig>,
     pub backends: BTreeMap<String, BackendConfig>,
     /// In file order, with defaults applied.
-    pub slots: Vec<SlotConfig>,
+    /// Shared, not copied, by the run's targets (one per slot at 100,000 slots).
+    pub slots: Vec<std::sync::Arc<SlotConfig>>,
     /// `[defaults] grace` (24h unless set): the grace of a slot that left the inventory and is
     /// retired by `prune` (docs/src/protocol.md, "Retire").
     pub default_grace: Duration,
@@ -244,7 +245,7 @@ pub fn parse(text: &str, path: &Path) -> std::result::Result<Inventory, ConfigEr
         base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         errors: Vec::new(),
     };
-    let inventory = c.inventory(&root);
+    let inventory = c.inventory(root);
     if c.errors.is_empty() {
         Ok(inventory)
     } else {
@@ -278,7 +279,10 @@ fn syntax_error(text: &str, path: &Path, e: &toml::de::Error) -> ConfigError {
 }
 
 impl Checker {
-    fn inventory(&mut self, root: &Table) -> Inventory {
+    /// The inventory from the tree, which it takes: each slot's part of the tree is dropped as
+    /// soon as that slot is checked, so the tree and the slots never both hold 100,000 slots.
+    fn inventory(&mut self, mut root: Table) -> Inventory {
+        let root = &mut root;
         self.known_keys(
             root,
             "",

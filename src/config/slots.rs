@@ -9,6 +9,7 @@ use crate::check::values::Strategy;
 use crate::check::*;
 use crate::provider::SlotRules;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The slot keys a client's grants may be listed under: each platform's `SlotRules` take one or
 /// both. Read in this order.
@@ -24,13 +25,13 @@ pub(super) struct SlotLines {
 impl Checker {
     pub(super) fn slots(
         &mut self,
-        root: &Table,
+        root: &mut Table,
         defaults: &Defaults,
         providers: &BTreeMap<String, ProviderConfig>,
         facts: &BTreeMap<String, ProviderFacts>,
         backends: &BTreeMap<String, BackendConfig>,
-    ) -> (Vec<SlotConfig>, Vec<SlotLines>) {
-        let Some(e) = root.get("slots") else {
+    ) -> (Vec<Arc<SlotConfig>>, Vec<SlotLines>) {
+        let Some(e) = root.entries.iter_mut().find(|e| e.key == "slots") else {
             return (Vec::new(), Vec::new());
         };
         let n = match &e.value.kind {
@@ -39,7 +40,7 @@ impl Checker {
         };
         let mut slots = Vec::with_capacity(n);
         let mut lines = Vec::with_capacity(n);
-        let Kind::Array(items) = &e.value.kind else {
+        let Kind::Array(items) = &mut e.value.kind else {
             self.err(
                 e.line,
                 "slots",
@@ -58,7 +59,8 @@ impl Checker {
             );
         }
         let mut seen: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-        for (i, node) in items.iter().enumerate() {
+        // Taken out of the tree: each slot's nodes go once it is checked.
+        for (i, node) in std::mem::take(items).into_iter().enumerate() {
             let path = format!("slots[{i}]");
             let Kind::Table(t) = &node.kind else {
                 self.err(
@@ -84,7 +86,7 @@ impl Checker {
                     seen.insert(slot.name.clone(), (i, t.line));
                 }
             }
-            slots.push(slot);
+            slots.push(Arc::new(slot));
             lines.push(l);
         }
         (slots, lines)
@@ -358,7 +360,7 @@ impl Checker {
     pub(super) fn bootstrap_slots(
         &mut self,
         facts: &BTreeMap<String, ProviderFacts>,
-        slots: &[SlotConfig],
+        slots: &[Arc<SlotConfig>],
         lines: &[SlotLines],
     ) {
         for (pname, f) in facts {

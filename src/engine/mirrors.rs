@@ -12,7 +12,7 @@ impl<'a> SlotRun<'a> {
     /// mirrors are written, never read for decisions. A failed mirror fails the slot (no silent
     /// split brain); the next run finds the difference and writes again.
     pub(super) async fn sync_mirrors(&mut self) -> Result<()> {
-        let Some(cfg) = self.target.config.as_ref() else {
+        let Some(cfg) = self.target.config.as_deref() else {
             return Ok(());
         };
         let mut failures = Vec::new();

@@ -52,7 +52,7 @@ pub struct ProviderEntry {
 #[derive(Clone, Debug)]
 pub struct Target {
     pub name: String,
-    pub config: Option<SlotConfig>,
+    pub config: Option<Arc<SlotConfig>>,
     pub backend: String,
 }
 
@@ -300,7 +300,7 @@ impl Engine {
             let stored = stored.map_err(|e| e.context(format!("slot {}", t.name)))?;
             let record = stored.as_ref().map(|v| &v.record);
             let decision = plan::decide(
-                t.config.as_ref(),
+                t.config.as_deref(),
                 record,
                 self.inventory.settings.prune,
                 &self.context(&alive),
@@ -357,7 +357,7 @@ impl Engine {
         }
         let providers: BTreeSet<&str> = targets
             .iter()
-            .filter_map(|t| t.config.as_ref())
+            .filter_map(|t| t.config.as_deref())
             .map(|c| c.provider.as_str())
             .collect();
         // All providers at once (bounded), not one round trip after another: with one provider

@@ -182,7 +182,7 @@ impl<'a> SlotRun<'a> {
     pub(super) fn config(&self) -> Result<&'a SlotConfig> {
         self.target
             .config
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| Error::internal("slot not in the inventory"))
     }
 
@@ -265,7 +265,7 @@ impl<'a> SlotRun<'a> {
         let alive = move |l: &Lease| lease_holder_alive(l, &host);
         for _ in 0..MAX_STEPS {
             let decision = plan::decide(
-                self.target.config.as_ref(),
+                self.target.config.as_deref(),
                 self.stored.as_ref().map(|v| &v.record),
                 self.settings().prune,
                 &self.engine.context(&alive),
@@ -420,7 +420,7 @@ impl<'a> SlotRun<'a> {
         let host = self.engine.host.clone();
         let alive = move |l: &Lease| lease_holder_alive(l, &host);
         let next = plan::decide(
-            self.target.config.as_ref(),
+            self.target.config.as_deref(),
             Some(rec),
             self.settings().prune,
             &self.engine.context(&alive),

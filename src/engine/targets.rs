@@ -117,7 +117,7 @@ impl Engine {
                 .map_err(|e| e.context(format!("slot {}", t.name)))?;
             let Some(v) = stored else { continue };
             let decision = plan::decide(
-                t.config.as_ref(),
+                t.config.as_deref(),
                 Some(&v.record),
                 settings.prune,
                 &self.context(&alive),
