@@ -63,7 +63,7 @@ pub(crate) fn document(text: &str, lines: &Lines) -> Option<Table> {
 /// value. `None` unless every header from the first `[[slots]]` on is exactly `[[slots]]`.
 fn layout(text: &str) -> Option<Layout> {
     let source = toml_parser::Source::new(text);
-    let mut tokens = source.lex().peekable();
+    let mut tokens = source.lex();
     // Brackets and braces open inside a value (an array or inline table after `=`).
     let mut depth: usize = 0;
     let mut line_start = true;

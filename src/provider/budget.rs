@@ -152,7 +152,9 @@ impl SharedBudget {
             let chunk = match grant(&mut mine, now, self.own_part, self.chunk) {
                 Ok(n) => n,
                 Err(until) => {
-                    return Err(self.spent(now, until, "this shard's part").context(what));
+                    return Err(self
+                        .spent(now, until, self.own_part, "this shard's part")
+                        .context(what));
                 }
             };
             let n = self.reserve(chunk).await.map_err(|e| e.context(what))?;
@@ -182,7 +184,7 @@ impl SharedBudget {
             let mut ledger = record.budget.take().unwrap_or_default();
             let n = match grant(&mut ledger, now, self.allowed, chunk) {
                 Ok(n) => n,
-                Err(until) => return Err(self.spent(now, until, "all processes")),
+                Err(until) => return Err(self.spent(now, until, self.allowed, "all processes")),
             };
             record.budget = Some(ledger);
             match self.backend.write(&self.entry, &record, version).await {
@@ -209,13 +211,9 @@ impl SharedBudget {
         .not_applied())
     }
 
-    fn spent(&self, now: DateTime<Utc>, until: DateTime<Utc>, whose: &str) -> Error {
+    /// The budget `of` requests (whose: this shard's part, or all processes') is spent.
+    fn spent(&self, now: DateTime<Utc>, until: DateTime<Utc>, of: u32, whose: &str) -> Error {
         let wait = (until - now).to_std().unwrap_or_default();
-        let of = if whose == "all processes" {
-            self.allowed
-        } else {
-            self.own_part
-        };
         Error::new(
             ErrorKind::RateLimited,
             format!(

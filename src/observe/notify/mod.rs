@@ -99,6 +99,31 @@ pub struct Notice {
     pub draining_client_ids: Vec<String>,
 }
 
+/// A notice about a slot's end of run: the slot, its place and its current credential.
+fn slot_notice(
+    e: &SlotFinished,
+    event: &'static str,
+    error_kind: Option<String>,
+    detail: String,
+    action: String,
+) -> Notice {
+    Notice {
+        event,
+        time: e.time,
+        run_id: e.run_id,
+        slot: e.slot.clone(),
+        provider: e.provider.clone(),
+        tenant: e.tenant.clone(),
+        error_kind,
+        detail,
+        action,
+        host: host(),
+        generation: e.generation,
+        fingerprint: e.fingerprint.clone(),
+        ..Notice::none()
+    }
+}
+
 impl Notice {
     /// A notice with no event and nothing in it, for `..Notice::none()`.
     pub fn none() -> Notice {
@@ -224,66 +249,42 @@ impl Notifier {
 
     pub fn slot_finished(&self, e: &SlotFinished) {
         if !e.held.is_empty() {
-            self.queue(Notice {
-                event: "draining_in_use",
-                time: e.time,
-                run_id: e.run_id,
-                slot: e.slot.clone(),
-                provider: e.provider.clone(),
-                tenant: e.tenant.clone(),
-                error_kind: None,
-                detail: e.held.join("; "),
-                action: format!(
+            self.queue(slot_notice(
+                e,
+                "draining_in_use",
+                None,
+                e.held.join("; "),
+                format!(
                     "A consumer still uses slot {}'s previous client after its grace, so rekey keeps it. Find the consumers that have not reloaded (pods that read the pair once, CI jobs, cron hosts) and restart them so they read the current pair; the next run deletes the old client once the platform shows it quiet for drain_quiet. See the runbook, RekeyDrainingInUse (docs/src/runbook.md).",
                     e.slot
                 ),
-                host: host(),
-                generation: e.generation,
-                fingerprint: e.fingerprint.clone(),
-                ..Notice::none()
-            });
+            ));
         }
         if e.result != "failed" {
             return;
         }
         if e.error_kind.as_deref() == Some("tampered") {
-            return self.queue(Notice {
-                event: "slot_tampered",
-                time: e.time,
-                run_id: e.run_id,
-                slot: e.slot.clone(),
-                provider: e.provider.clone(),
-                tenant: e.tenant.clone(),
-                error_kind: e.error_kind.clone(),
-                detail: e.detail.clone(),
-                action: format!(
+            return self.queue(slot_notice(
+                e,
+                "slot_tampered",
+                e.error_kind.clone(),
+                e.detail.clone(),
+                format!(
                     "The stored record of slot {} was not written by rekey's key (forged, altered, or from a version before records were authenticated); rekey will not act on it. Find out who can write the store directory, then restore the record from a backup, or review it with `rekey store upgrade -c INVENTORY` if it predates the upgrade.",
                     e.slot
                 ),
-                host: host(),
-                generation: e.generation,
-                fingerprint: e.fingerprint.clone(),
-                ..Notice::none()
-            });
+            ));
         }
-        self.queue(Notice {
-            event: "slot_failed",
-            time: e.time,
-            run_id: e.run_id,
-            slot: e.slot.clone(),
-            provider: e.provider.clone(),
-            tenant: e.tenant.clone(),
-            error_kind: e.error_kind.clone(),
-            detail: e.detail.clone(),
-            action: format!(
+        self.queue(slot_notice(
+            e,
+            "slot_failed",
+            e.error_kind.clone(),
+            e.detail.clone(),
+            format!(
                 "Run `rekey status -c INVENTORY --only {}` and read the detail; fix the cause (credentials, permissions, reachability) and run `rekey apply --only {}`. The slot resumes where it stopped; no credential is lost.",
                 e.slot, e.slot
             ),
-            host: host(),
-            generation: e.generation,
-            fingerprint: e.fingerprint.clone(),
-            ..Notice::none()
-        });
+        ));
     }
 
     /// Queues `n` if its kind is among this webhook's events, with its id.

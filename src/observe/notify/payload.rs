@@ -54,17 +54,17 @@ fn cloudevent(source: &str, n: &Notice) -> serde_json::Value {
     v
 }
 
+/// Every byte but RFC 3986's unreserved characters (letters, digits, `-`, `.`, `_`, `~`).
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `s` as one segment of a URI-reference (the CloudEvents `source` must be one): unreserved
 /// characters kept, every other byte percent-encoded (an instance name may hold anything).
 pub fn uri_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
 fn slack(n: &Notice) -> serde_json::Value {
