@@ -23,10 +23,12 @@ What one run does, all on 127.0.0.1, everything it starts dying with it:
    K slots and extrapolates its loop time per slot (its process start is counted once).
 6. Before the timed run, probes the backend's own cost: --concurrency threads repeat one
    rotation's backend requests (OpenBao: 2 reads and 5 writes on a scratch path; file: a read
-   and 3 locked, fsynced writes in a scratch directory) for 1.5 s. Prints the provider floor,
-   calls/slot x slots / min(rate limit, concurrency / latency), the backend floor, slots / the
-   probe's rotations per second, and the floor, the larger of the two, with rekey's wall as a
-   multiple of it.
+   and 3 locked, fsynced writes in a scratch directory) for 1.5 s, then one thread alone for
+   0.5 s. Prints the provider floor, calls/slot x slots / min(rate limit, concurrency /
+   latency), the backend floor, slots / the probe's rotations per second, the in-flight floor,
+   slots x (a rotation's calls x latency + its backend time alone) / concurrency (a slot waits
+   for both, one after another), and the floor, the largest of the three, with rekey's wall as
+   a multiple of it.
 
 --plan-only skips the emulator and times `rekey plan` over the inventory (no records yet:
 every slot plans a create); --plan also times `rekey plan` after the forced apply (every slot
@@ -263,7 +265,11 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     if a.rate_limit:
         faults["rate_limit_per_sec"] = a.rate_limit
     # The backend's own cost, before the timed run (and before its CPU and audit marks).
-    probe = backend_probe(a, work, vault_addr if a.backend == "vault" else None, root_token if a.backend == "vault" else None)
+    # Twice: C threads at once (the backend's throughput), then one alone (a rotation's
+    # requests with nothing else in the way).
+    probe_args = (a, work, vault_addr, root_token) if a.backend == "vault" else (a, work, None, None)
+    probe = backend_probe(*probe_args, threads=a.concurrency, seconds=PROBE_SECONDS, name="probe")
+    alone = backend_probe(*probe_args, threads=1, seconds=SOLO_PROBE_SECONDS, name="probe-alone")
     http("PUT", url + "/_emulator/faults", faults)
     c0, r0 = emulator_calls(url)
     s0 = servers_cpu(procs)
@@ -272,7 +278,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     forced_cmd = apply + ["--force"] + (["--metrics-file", metrics] if a.breakdown else [])
     # --shards N: N processes at once, each with --shard i/N, as an Indexed Job runs them; the
     # wall is the last one's end, CPU the sum, RSS the largest (scripts/bench_limits.py).
-    forced_env = dict(env, RUST_LOG="warn,rekey::engine=info") if a.auto else env
+    forced_env = dict(env, RUST_LOG=os.environ.get("BENCH_AUTO_LOG", "warn,rekey::engine=info")) if a.auto else env
     forced = bench_limits.measured_shards(Measured, forced_cmd, a.shards, work, forced_env)
     c1, r1 = emulator_calls(url)
     s1 = servers_cpu(procs)
@@ -293,7 +299,15 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     # The backend floor: every slot's backend requests at the rate the probe got from the
     # backend at the same concurrency. The honest floor is the larger of the two.
     backend_floor = a.slots / probe["rotations_per_s"]
-    honest = max(floor, backend_floor)
+    # The in-flight floor: each slot in flight waits for its provider calls and its backend
+    # requests one after another (the protocol orders them: docs/src/protocol.md), so C slots
+    # at once finish at most C per (calls x latency + one rotation's backend time alone). With
+    # auto there is no fixed C: no such floor. The calls are a rotation's own: each provider's
+    # token is fetched once, at start-up, for all providers at once (docs/src/benchmarks.md).
+    rotation_calls = max(calls - a.tenants, 0) / a.slots
+    chain_s = rotation_calls * a.latency_ms / 1000 + alone["rotation_ms"] / 1000
+    chain_floor = 0.0 if a.auto else a.slots * chain_s / a.concurrency
+    honest = max(floor, backend_floor, chain_floor)
 
     audited = None
     if a.audit:
@@ -336,10 +350,17 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
           f"min(rate limit {lim_s}, concurrency {a.conc_label} / latency {a.latency_ms} ms = {conc_s})")
     print(f"  backend probe         {probe['median_ms']:9.2f} ms  median per request ({probe['what']}; "
           f"{probe['rotations']} rotations' worth, {a.concurrency} at once: {probe['rotations_per_s']:.1f}/s)")
+    print(f"  backend alone         {alone['rotation_ms']:9.2f} ms  per rotation's requests, one rotation at a time "
+          f"({alone['rotations']} rotations, median request {alone['median_ms']:.2f} ms)")
     print(f"  backend floor         {backend_floor:9.2f} s   = {a.slots} slots / {probe['rotations_per_s']:.1f} rotations/s")
-    print(f"  floor                 {honest:9.2f} s   (the larger of the provider and backend floors)")
+    if not a.auto:
+        print(f"  in-flight floor       {chain_floor:9.2f} s   = {a.slots} slots x ({rotation_calls:.2f} calls x {a.latency_ms} ms"
+              f" + backend alone {alone['rotation_ms']:.2f} ms) / concurrency {a.concurrency}")
+    print(f"  floor                 {honest:9.2f} s   (the largest of the provider, backend and in-flight floors)")
     if honest > 0:
         print(f"  wall / floor          {forced.wall / honest:9.2f}")
+        if max(floor, backend_floor) > 0:
+            print(f"  wall / larger of provider and backend floors {forced.wall / max(floor, backend_floor):.2f}")
     if audited:
         for what, counts in zip(("during apply --force", "during an apply with nothing to do"), audited):
             total = sum(counts.values())
@@ -376,18 +397,20 @@ AUDIT_LOG = "openbao-audit.log"
 # a temp file written and fsynced, a rename and a directory fsync.
 VAULT_ROTATION = ("read", "write", "write", "write", "read", "write", "write")
 PROBE_SECONDS = 1.5
+SOLO_PROBE_SECONDS = 0.5
 
 
-def backend_probe(a, work, vault_addr, token):
-    """The backend's own cost, measured from outside rekey: `--concurrency` threads each repeat
-    one rotation's backend requests (VAULT_ROTATION against OpenBao on a scratch path, or the
-    file backend's write cycle in a scratch directory beside the store) for about
-    PROBE_SECONDS. Returns the median request time and the rotations per second."""
+def backend_probe(a, work, vault_addr, token, threads, seconds, name):
+    """The backend's own cost, measured from outside rekey: `threads` threads each repeat one
+    rotation's backend requests (VAULT_ROTATION against OpenBao on a scratch path, or the file
+    backend's write cycle in a scratch directory beside the store) for about `seconds`. Returns
+    the median request time, the rotations per second, and the mean time of one rotation's
+    requests in one thread."""
     import http.client
     import threading
     times, counts = [], []
     lock = threading.Lock()
-    deadline = time.monotonic() + PROBE_SECONDS
+    deadline = time.monotonic() + seconds
     if vault_addr:
         host, port = vault_addr.rsplit("/", 1)[1].split(":")
         what = "OpenBao KV v2, 2 reads + 5 writes per rotation"
@@ -403,7 +426,7 @@ def backend_probe(a, work, vault_addr, token):
 
         def worker(k):
             conn = http.client.HTTPConnection(host, int(port), timeout=10)
-            path, mine, n = f"rekey-bench-probe/{k}", [], 0
+            path, mine, n = f"rekey-bench-{name}/{k}", [], 0
             one(conn, path, "write")  # the entry exists before the first read
             while time.monotonic() < deadline:
                 for op in VAULT_ROTATION:
@@ -417,7 +440,7 @@ def backend_probe(a, work, vault_addr, token):
                 counts.append(n)
     else:
         what = "file: 1 read + 3 locked, fsynced writes per rotation"
-        probe_dir = os.path.join(work, "probe")
+        probe_dir = os.path.join(work, name)
         os.mkdir(probe_dir, 0o700)
         payload = os.urandom(1500)
 
@@ -453,16 +476,16 @@ def backend_probe(a, work, vault_addr, token):
                 counts.append(n)
 
     t0 = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(a.concurrency)]
-    for t in threads:
+    workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join()
     elapsed = time.monotonic() - t0
     times.sort()
     rotations = sum(counts)
     return {"what": what, "median_ms": 1000 * times[len(times) // 2], "rotations": rotations,
-            "rotations_per_s": rotations / elapsed}
+            "rotations_per_s": rotations / elapsed, "rotation_ms": 1000 * elapsed * threads / rotations}
 
 
 def audit_requests(work, since=None):

@@ -63,7 +63,7 @@ pub fn stop_point(name: &'static str) {
         use std::sync::atomic::{AtomicBool, Ordering};
         static DONE: AtomicBool = AtomicBool::new(false);
         if !DONE.swap(true, Ordering::SeqCst) {
-            eprintln!("rekey: test stop point reached: {name}");
+            crate::errln!("rekey: test stop point reached: {name}");
             // SAFETY: raise only sends a signal to this process.
             unsafe {
                 libc::raise(libc::SIGSTOP);
@@ -90,7 +90,7 @@ pub fn point(name: &'static str) {
             Some(_) => false,
         };
         if hit {
-            eprintln!("rekey: test crash point reached: {name}");
+            crate::errln!("rekey: test crash point reached: {name}");
             std::process::abort();
         }
     }

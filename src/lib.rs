@@ -2,6 +2,10 @@
 //!
 //! The binary is a thin shell around this library; see docs/src/architecture.md for the architecture.
 
+// `print!` and `eprintln!` panic when their stream fails (a reader gone, a full disk): output
+// goes through src/app/output.rs instead.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod app;
 pub mod backend;
 /// The inventory's building blocks, below the parser and every module it calls.

@@ -1,6 +1,8 @@
 //! The `rekey` binary: parse, set up logging, run, and print the one error (with its cause
 //! chain) before mapping it to a documented exit code.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use clap::{CommandFactory, FromArgMatches};
 use rekey::app::commands as app;
 use rekey::cli::{Cli, Command};
@@ -16,11 +18,11 @@ fn main() -> ExitCode {
     rekey::logging::init(cli.log_format, verbosity);
     rekey::harden::log_core_dumps(core_dumps);
     if let Err(why) = rekey::cli::refuse_unused(&matches) {
-        eprintln!("rekey: {why}");
+        rekey::errln!("rekey: {why}");
         return ExitCode::from(rekey::error::exit::USAGE);
     }
     if let Err(err) = rekey::harden::check_not_root(cli.allow_root) {
-        eprintln!(
+        rekey::errln!(
             "rekey: {}",
             rekey::terminal::escape_paragraph(&rekey::error::chain(&err))
         );
@@ -33,14 +35,14 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("rekey: cannot start the async runtime: {e}");
+            rekey::errln!("rekey: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!(
+            rekey::errln!(
                 "rekey: {}",
                 rekey::terminal::escape_paragraph(&rekey::error::chain(&err))
             );
@@ -69,7 +71,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Keygen(args) => {
             let recipient = rekey::backend::file::generate_identity(&args.output)?;
-            eprintln!(
+            rekey::errln!(
                 "wrote a new age identity to {} (mode 0600)",
                 args.output.display()
             );

@@ -85,6 +85,89 @@ async fn a_reader_that_goes_away_ends_no_command_with_a_panic() {
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+/// A JSON report is serialized straight to stdout, in pieces (src/app/output.rs): a reader that
+/// leaves after its first bytes, or a disk that fills after the first piece, is handled as when
+/// the report was written at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_cut_off_midway_is_handled_like_one_written_at_once() {
+    use tokio::io::AsyncReadExt;
+    let w = World::new(1).await;
+    // About 200 KB of JSON: several of the writer's 64 KiB pieces.
+    let names: Vec<String> = (0..2000).map(|i| format!("app-{i:04}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    w.inventory(&common::plain_slots(&names));
+    let args = ["plan", "-c", "inventory.toml", "--output", "json"];
+
+    // `| head -c 300`: the reader takes the first bytes and goes; exit 0 as if read whole.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rekey"))
+        .args(args)
+        .current_dir(w.path())
+        .env("REKEY_LOG_FORMAT", "human")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = vec![0u8; 300];
+    stdout.read_exact(&mut first).await.unwrap();
+    assert!(
+        first.starts_with(b"{\"format_version\":1,\"command\":\"plan\""),
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    drop(stdout);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("rekey finished in time")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+
+    // `> /dev/full`: exit 1, and it says the output is incomplete.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let (code, stderr) = run_with_stdout(&w, &args, Stdio::from(full), false).await;
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(code, Some(1), "a documented failure, not 0: {stderr}");
+    assert!(
+        stderr.contains("cannot write to stdout: No space left on device")
+            && stderr.contains("the output is incomplete"),
+        "{stderr}"
+    );
+}
+
+/// `rekey plan 2>&1 | head -1` with a bad inventory, or any stderr whose reader went away: the
+/// final error cannot be told, and the exit code still says what happened (it was 101, a
+/// panic in `eprintln!`).
+#[test]
+fn an_error_told_to_a_stderr_nobody_reads_still_ends_with_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[[slots]]\nname = 7\n").unwrap();
+    for (args, want) in [
+        (&["plan", "-c", "missing.toml"][..], 2),
+        (&["plan", "-c", "bad.toml"][..], 2),
+        (&["plan", "-c", "bad.toml", "--no-such-flag"][..], 2),
+    ] {
+        // The reading end is closed before rekey starts: its first write to stderr is EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_rekey"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("REKEY_LOG_FORMAT", "human")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(writer))
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(want), "{args:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn get_into_a_full_disk_fails_and_does_not_quote_the_secret() {
     let w = World::new(1).await;

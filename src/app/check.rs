@@ -151,10 +151,7 @@ pub async fn run(args: &CheckArgs) -> Result<u8> {
         OutputFormat::Json => {
             let failed = rows.iter().filter(|r| !r.ok).count();
             let summary = report::Summary::of_failures(rows.len(), failed);
-            crate::out!(
-                "{}",
-                report::document("check", engine.run_id, started, summary, &rows)
-            )?
+            report::print_document("check", engine.run_id, started, summary, &rows)?
         }
     }
     let unreachable = rows.iter().any(|r| {

@@ -83,10 +83,9 @@ pub async fn plan(args: &RunArgs) -> Result<u8> {
         OutputFormat::Table => {
             crate::out!("{}", crate::terminal::paint(&report::plan_table(&rows)))?
         }
-        OutputFormat::Json => crate::out!(
-            "{}",
-            report::document("plan", engine.run_id, started, summary, &rows)
-        )?,
+        OutputFormat::Json => {
+            report::print_document("plan", engine.run_id, started, summary, &rows)?
+        }
     }
     Ok(match summary.changed {
         Some(n) if n > 0 && args.detailed_exitcode => exit::PENDING,
@@ -105,15 +104,12 @@ pub async fn apply(args: &RunArgs) -> Result<u8> {
             "{}",
             crate::terminal::paint(&report::apply_table(&outcomes))
         )?,
-        OutputFormat::Json => crate::out!(
-            "{}",
-            report::document(
-                "apply",
-                run_id,
-                started,
-                report::Summary::of_outcomes(&outcomes),
-                &outcomes
-            )
+        OutputFormat::Json => report::print_document(
+            "apply",
+            run_id,
+            started,
+            report::Summary::of_outcomes(&outcomes),
+            &outcomes,
         )?,
     }
     Ok(apply_exit_code(&outcomes))
@@ -390,10 +386,7 @@ pub async fn status(args: &RunArgs) -> Result<u8> {
                 attention: Some(rows.iter().filter(|r| r.attention).count()),
                 ..Default::default()
             };
-            crate::out!(
-                "{}",
-                report::document("status", engine.run_id, started, summary, &rows)
-            )?
+            report::print_document("status", engine.run_id, started, summary, &rows)?
         }
     }
     Ok(if rows.iter().any(|r| r.attention) {
@@ -543,10 +536,7 @@ pub async fn verify(args: &RunArgs) -> Result<u8> {
         OutputFormat::Json => {
             let failed = rows.iter().filter(|r| !r.ok).count();
             let summary = report::Summary::of_failures(rows.len(), failed);
-            crate::out!(
-                "{}",
-                report::document("verify", engine.run_id, started, summary, &rows)
-            )?
+            report::print_document("verify", engine.run_id, started, summary, &rows)?
         }
     }
     Ok(if rows.iter().all(|r| r.ok) {
@@ -567,15 +557,12 @@ pub async fn rollback(args: &crate::cli::RollbackArgs) -> Result<u8> {
     let outcomes = vec![outcome];
     match args.output {
         OutputFormat::Table => crate::out!("{}", report::apply_table(&outcomes))?,
-        OutputFormat::Json => crate::out!(
-            "{}",
-            report::document(
-                "rollback",
-                engine.run_id,
-                started,
-                report::Summary::of_outcomes(&outcomes),
-                &outcomes
-            )
+        OutputFormat::Json => report::print_document(
+            "rollback",
+            engine.run_id,
+            started,
+            report::Summary::of_outcomes(&outcomes),
+            &outcomes,
         )?,
     }
     Ok(apply_exit_code(&outcomes))

@@ -13,6 +13,9 @@
 //!
 //! Each write is flushed at once, so a failure is seen here and not in the buffer flushed at
 //! exit, whose errors nobody sees.
+//!
+//! The final error and the few other lines on stderr that are not logs go through
+//! [`error_line`] (the [`errln!`](crate::errln) macro), never `eprintln!`, which panics too.
 
 use crate::error::{Error, Result};
 use std::io::Write;
@@ -31,6 +34,43 @@ pub fn write(text: &str) -> Result<()> {
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush());
     outcome(written)
+}
+
+/// Writes `value` to stdout as one line of JSON, serialized straight into a buffered stdout (a
+/// `plan` of 100,000 slots is a 10 MB document: never held whole in memory, docs/src/benchmarks.md)
+/// and flushed; the same rules as [`write`].
+pub fn write_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    if READER_GONE.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let written = serde_json::to_writer(&mut stdout, value)
+        // serde_json gives back the writer's own error for a failed write; anything else is a
+        // value that cannot be JSON, which no report is.
+        .map_err(std::io::Error::from)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    outcome(written)
+}
+
+/// Writes one line to stderr: the final error, and the few messages that are not logs. Any
+/// failure is ignored: stderr is where failures are told, so there is nowhere left to tell
+/// this one, and `eprintln!` would panic instead (`rekey plan 2>&1 | head -1` with a bad
+/// inventory exited 101, not 2).
+pub fn error_line(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr
+        .write_all(text.as_bytes())
+        .and_then(|()| stderr.write_all(b"\n"))
+        .and_then(|()| stderr.flush());
+}
+
+/// `eprintln!` through [`error_line`]: never panics.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::app::output::error_line(&format!($($arg)*))
+    };
 }
 
 /// What a write's result means for the command: [`write`]'s rules, apart so they can be

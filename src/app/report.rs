@@ -62,10 +62,10 @@ pub fn plan_table(rows: &[PlanRow]) -> String {
     for r in rows {
         t.row(vec![
             r.slot.clone(),
-            r.provider.clone(),
-            r.tenant.clone(),
-            r.action.clone(),
-            r.reason.clone(),
+            r.provider.to_string(),
+            r.tenant.to_string(),
+            r.action.to_string(),
+            r.reason().to_string(),
         ]);
     }
     let acting = rows.iter().filter(|r| r.action != "nothing").count();
@@ -141,11 +141,6 @@ fn result_word(k: OutcomeKind) -> &'static str {
 
 pub fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-/// One value as one line of JSON (log shippers read a line at a time).
-pub fn json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("reports serialize") + "\n"
 }
 
 /// The version of the `--output json` document (docs/src/operating.md, "Machine-readable
@@ -226,15 +221,15 @@ impl Summary {
     }
 }
 
-/// Prints `rows` as the command's JSON document.
-pub fn document<T: Serialize>(
+/// Prints `rows` as the command's JSON document, on stdout ([`crate::app::output::write_json`]).
+pub fn print_document<T: Serialize>(
     command: &'static str,
     run_id: uuid::Uuid,
     started_at: chrono::DateTime<chrono::Utc>,
     summary: Summary,
     rows: &[T],
-) -> String {
-    json(&Document {
+) -> crate::error::Result<()> {
+    crate::app::output::write_json(&Document {
         format_version: FORMAT_VERSION,
         command,
         run_id,

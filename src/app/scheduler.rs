@@ -110,15 +110,12 @@ async fn cycle(
                     crate::cli::OutputFormat::Table => {
                         crate::out!("{}", crate::app::report::apply_table(&outcomes))?
                     }
-                    crate::cli::OutputFormat::Json => crate::out!(
-                        "{}",
-                        crate::app::report::document(
-                            "run",
-                            run_id,
-                            cycle_started,
-                            crate::app::report::Summary::of_outcomes(&outcomes),
-                            &outcomes
-                        )
+                    crate::cli::OutputFormat::Json => crate::app::report::print_document(
+                        "run",
+                        run_id,
+                        cycle_started,
+                        crate::app::report::Summary::of_outcomes(&outcomes),
+                        &outcomes,
                     )?,
                 }
             }

@@ -104,7 +104,7 @@ pub async fn upgrade(args: &StoreUpgradeArgs) -> Result<u8> {
 
     for (name, _, review) in &stores {
         for (slot, why) in &review.tampered {
-            eprintln!(
+            crate::errln!(
                 "backend {name}: slot {slot} is tampered and will not be adopted: {}",
                 shown(why)
             );

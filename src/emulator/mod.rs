@@ -356,7 +356,7 @@ pub async fn start(config: EmulatorConfig, listen: SocketAddr) -> Result<Emulato
 pub async fn run(args: EmulatorArgs) -> Result<()> {
     let config = EmulatorConfig::from_args(&args)?;
     let handle = start(config, args.listen).await?;
-    eprintln!("listening on {}", handle.url());
+    crate::errln!("listening on {}", handle.url());
     wait_for_signal().await?;
     tracing::info!("stopping the emulator");
     handle.shutdown().await;

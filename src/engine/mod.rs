@@ -113,16 +113,31 @@ pub struct SlotOutcome {
 /// notices without observe importing the engine.
 pub use crate::observe::Outcome as OutcomeKind;
 
-/// A slot's plan line.
+/// A slot's plan line. Small, since `plan` holds one per slot (100,000 of them in
+/// docs/src/benchmarks.md): provider and tenant names are shared between the rows, and the
+/// reason is the decision's own.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlanRow {
     pub slot: String,
-    pub provider: String,
-    pub tenant: String,
-    pub action: String,
-    pub reason: String,
-    #[serde(skip)]
+    pub provider: Arc<str>,
+    pub tenant: Arc<str>,
+    pub action: &'static str,
+    #[serde(rename = "reason", serialize_with = "serialize_reason")]
     pub decision: Decision,
+}
+
+impl PlanRow {
+    /// Why, in words for the operator.
+    pub fn reason(&self) -> &str {
+        &self.decision.reason
+    }
+}
+
+fn serialize_reason<S: serde::Serializer>(
+    d: &Decision,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&d.reason)
 }
 
 impl Engine {
@@ -278,6 +293,16 @@ impl Engine {
         // measured").
         let targets = self.targets().await?;
         let listed = self.listed_names(&targets).await?;
+        // Provider and tenant names, one allocation each however many rows name them.
+        let mut names: BTreeSet<Arc<str>> = BTreeSet::new();
+        let mut shared = |name: String| -> Arc<str> {
+            if let Some(known) = names.get(name.as_str()) {
+                return Arc::clone(known);
+            }
+            let new: Arc<str> = Arc::from(name);
+            names.insert(Arc::clone(&new));
+            new
+        };
         let reads = futures_util::stream::iter(targets)
             .map(|t| {
                 // A name its backend's listing does not show has no record: nothing to read.
@@ -307,21 +332,16 @@ impl Engine {
             );
             let (provider, tenant) = describe(&t, record);
             let action = if decision.locked {
-                "locked".to_string()
+                "locked"
             } else {
-                decision
-                    .step
-                    .as_ref()
-                    .map(|s| s.name().to_string())
-                    .unwrap_or_else(|| "nothing".into())
+                decision.step.as_ref().map_or("nothing", |s| s.name())
             };
             self.events.slot_planned(&t.name);
             rows.push(PlanRow {
                 slot: t.name,
-                provider,
-                tenant,
+                provider: shared(provider),
+                tenant: shared(tenant),
                 action,
-                reason: decision.reason.clone(),
                 decision,
             });
         }
@@ -453,17 +473,17 @@ impl Engine {
         let mut auto = self.auto_concurrency();
         let mut limit = auto.as_ref().map_or(self.concurrency(), |a| a.current());
         let mut load = crate::provider::load::snapshot();
-        let mut last_took = None;
+        let mut last_done = None;
         let mut set = tokio::task::JoinSet::new();
         let mut tasks = std::collections::HashMap::new();
         let mut outcomes = Vec::with_capacity(first.len());
         let mut waiting = first.into_iter().enumerate();
         loop {
             if let Some(a) = auto.as_mut()
-                && let Some(took) = last_took.take()
+                && let Some(started) = last_done.take()
             {
                 let now = crate::provider::load::snapshot();
-                if let Some(n) = a.completed(now - load, took) {
+                if let Some(n) = a.completed(now - load, started, std::time::Instant::now()) {
                     tracing::debug!(
                         concurrency = n,
                         "auto concurrency: {limit} -> {n} slots at once"
@@ -486,7 +506,7 @@ impl Engine {
             };
             match joined {
                 Ok((id, pair)) => {
-                    last_took = tasks.remove(&id).map(|(_, _, started)| started.elapsed());
+                    last_done = tasks.remove(&id).map(|(_, _, started)| started);
                     outcomes.push(pair);
                 }
                 // `reconcile` catches panics of the slot's work; one that escapes it (from the
