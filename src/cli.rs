@@ -250,7 +250,8 @@ pub struct RunArgs {
     pub detailed_exitcode: bool,
 
     /// Slots worked on at once: a number, or `auto` to find it while the run goes (grows while
-    /// the platforms answer quickly, halves on 429, 5xx or rising latency; see docs/src/scale.md).
+    /// slots stay quick or more of them finish, halves on 429 or 5xx, backs off as slots slow
+    /// down with no gain; see docs/src/scale.md).
     /// Default from the inventory, else 16.
     #[arg(long, value_name = "N|auto")]
     pub concurrency: Option<crate::engine::concurrency::Concurrency>,
