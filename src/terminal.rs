@@ -5,7 +5,8 @@
 //! log lines): text from servers, plugins and the inventory may carry terminal escapes (ANSI
 //! CSI, OSC title or clipboard sequences) or line breaks that would forge output. The error
 //! paragraph of `main` goes through [`escape_paragraph`], which keeps its line breaks (one
-//! inventory problem per line) but indents every line after the first. JSON output needs none of it: serde escapes control characters.
+//! inventory problem per line) but indents every line after the first, and is written by
+//! [`error_line`], which never panics. JSON output needs none of it: serde escapes control characters.
 
 use std::borrow::Cow;
 use std::io::IsTerminal;
@@ -125,6 +126,27 @@ pub fn paint(report: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Writes one line to stderr: the final error, and the few messages that are not logs. Any
+/// failure is ignored: stderr is where failures are told, so there is nowhere left to tell
+/// this one, and `eprintln!` would panic instead (`rekey plan 2>&1 | head -1` with a bad
+/// inventory exited 101, not 2).
+pub fn error_line(text: &str) {
+    use std::io::Write;
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr
+        .write_all(text.as_bytes())
+        .and_then(|()| stderr.write_all(b"\n"))
+        .and_then(|()| stderr.flush());
+}
+
+/// `eprintln!` through [`error_line`]: never panics.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::terminal::error_line(&format!($($arg)*))
+    };
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //! exit, whose errors nobody sees.
 //!
 //! The final error and the few other lines on stderr that are not logs go through
-//! [`error_line`] (the [`errln!`](crate::errln) macro), never `eprintln!`, which panics too.
+//! [`crate::terminal::error_line`] (the [`errln!`](crate::errln) macro), never `eprintln!`,
+//! which panics too.
 
 use crate::error::{Error, Result};
 use std::io::Write;
@@ -51,26 +52,6 @@ pub fn write_json<T: serde::Serialize>(value: &T) -> Result<()> {
         .and_then(|()| stdout.write_all(b"\n"))
         .and_then(|()| stdout.flush());
     outcome(written)
-}
-
-/// Writes one line to stderr: the final error, and the few messages that are not logs. Any
-/// failure is ignored: stderr is where failures are told, so there is nowhere left to tell
-/// this one, and `eprintln!` would panic instead (`rekey plan 2>&1 | head -1` with a bad
-/// inventory exited 101, not 2).
-pub fn error_line(text: &str) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = stderr
-        .write_all(text.as_bytes())
-        .and_then(|()| stderr.write_all(b"\n"))
-        .and_then(|()| stderr.flush());
-}
-
-/// `eprintln!` through [`error_line`]: never panics.
-#[macro_export]
-macro_rules! errln {
-    ($($arg:tt)*) => {
-        $crate::app::output::error_line(&format!($($arg)*))
-    };
 }
 
 /// What a write's result means for the command: [`write`]'s rules, apart so they can be
