@@ -99,6 +99,9 @@ def test_invalid_mode_refused_by_the_schema():
 
 def test_run_refuses_what_it_cannot_do():
     fails({"mode": "run", "shards": 3}, "shards > 1 needs mode: cronjob")
+    # Pushed and scraped, every run would be counted twice (and alert twice).
+    fails({"mode": "run", "metrics": {"pushgateway": {"url": "http://pgw.monitoring.svc:9091"}}},
+          "metrics.pushgateway.url is for mode: cronjob")
     fails({"mode": "run", "run": {"port": 0}}, "port")
     fails({"mode": "run", "run": {"probes": {}}}, "probes")
 
