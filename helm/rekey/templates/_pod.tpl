@@ -84,6 +84,19 @@ spec:
         - name: REKEY_METRICS_INSTANCE
           value: {{ .Values.metrics.instance | default (include "rekey.fullname" .) | quote }}
         {{- end }}
+        {{- with .Values.webhook }}
+        {{- if .existingSecret }}
+        # Events to a webhook (docs/src/notifications.md); the URL stays in its Secret.
+        - name: REKEY_WEBHOOK_URL
+          valueFrom: {secretKeyRef: {name: {{ .existingSecret | quote }}, key: {{ .key | quote }}}}
+        - name: REKEY_WEBHOOK_FORMAT
+          value: {{ .format | quote }}
+        {{- with .events }}
+        - name: REKEY_WEBHOOK_EVENTS
+          value: {{ join "," . | quote }}
+        {{- end }}
+        {{- end }}
+        {{- end }}
         {{- if .Values.persistence.auditLog.enabled }}
         - name: REKEY_AUDIT_LOG
           value: {{ printf "%s/%s" (trimSuffix "/" .Values.persistence.mountPath) .Values.persistence.auditLog.file | quote }}
