@@ -128,6 +128,12 @@ def emulator_calls(url):
     return sum(s["requests"].values()), s.get("rate_limited", 0)
 
 
+def emulator_queue(url):
+    """Requests that waited for one of the emulator's workers (--capacity), and their waits in ms."""
+    s = http("GET", url + "/_emulator/stats")
+    return s.get("queued", 0), s.get("queued_ms", 0)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--slots", type=int, default=1000)
@@ -135,6 +141,9 @@ def main():
     ap.add_argument("--latency-ms", type=int, default=20, help="emulator delay on every request")
     ap.add_argument("--rate-limit", type=float, default=None,
                     help="emulator limit, requests/s over all requests (429 with Retry-After beyond it); default none")
+    ap.add_argument("--capacity", type=int, default=None,
+                    help="emulator works on at most N requests at once, the rest wait their turn "
+                         "(answers slow down under load, no 429); default none")
     ap.add_argument("--rekey-rate-limit", type=float, default=None,
                     help="rekey's own per-environment rate_limit (default: --rate-limit, else 10000)")
     ap.add_argument("--concurrency", default="16",
@@ -264,6 +273,8 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     faults = {"latency_ms": a.latency_ms}
     if a.rate_limit:
         faults["rate_limit_per_sec"] = a.rate_limit
+    if a.capacity:
+        faults["capacity"] = a.capacity
     # The backend's own cost, before the timed run (and before its CPU and audit marks).
     # Twice: C threads at once (the backend's throughput), then one alone (a rotation's
     # requests with nothing else in the way).
@@ -272,6 +283,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     alone = backend_probe(*probe_args, threads=1, seconds=SOLO_PROBE_SECONDS, name="probe-alone")
     http("PUT", url + "/_emulator/faults", faults)
     c0, r0 = emulator_calls(url)
+    q0 = emulator_queue(url)
     s0 = servers_cpu(procs)
     metrics = os.path.join(work, "forced.prom")
     audit_mark = audit_requests(work) if a.audit else None
@@ -281,6 +293,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     forced_env = dict(env, RUST_LOG=os.environ.get("BENCH_AUTO_LOG", "warn,rekey::engine=info")) if a.auto else env
     forced = bench_limits.measured_shards(Measured, forced_cmd, a.shards, work, forced_env)
     c1, r1 = emulator_calls(url)
+    q1 = emulator_queue(url)
     s1 = servers_cpu(procs)
     if forced.code not in (0, 1):
         sys.exit(f"bench: apply --force failed (exit {forced.code}):\n{forced.stderr[-3000:]}")
@@ -294,7 +307,9 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     per_slot = calls / a.slots
     limit = a.rate_limit or math.inf
     by_concurrency = a.concurrency / (a.latency_ms / 1000) if a.latency_ms > 0 and not a.auto else math.inf
-    ceiling = min(limit, by_concurrency)
+    # The emulator's workers (--capacity) serve at most capacity / latency requests a second.
+    by_capacity = a.capacity / (a.latency_ms / 1000) if a.capacity and a.latency_ms > 0 else math.inf
+    ceiling = min(limit, by_concurrency, by_capacity)
     floor = calls / ceiling if ceiling < math.inf else 0.0
     # The backend floor: every slot's backend requests at the rate the probe got from the
     # backend at the same concurrency. The honest floor is the larger of the two.
@@ -327,6 +342,8 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
         base = baseline(a, venv_bin, work, url, vault_addr if a.backend == "vault" else None, tenants, outcomes)
 
     lim = f"{a.rate_limit:g} req/s" if a.rate_limit else "none"
+    if a.capacity:
+        lim += f", capacity {a.capacity} requests at once"
     print(f"rekey benchmark: {a.slots} slots over {a.tenants} tenants, {a.backend} backend, {a.strategy}, "
           f"latency {a.latency_ms} ms, emulator rate limit {lim}, rekey --concurrency {a.conc_label}, "
           f"rekey rate_limit {rekey_limit:g} req/s" + (f", {a.shards} shards at once" if a.shards > 1 else ""))
@@ -338,6 +355,10 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
           f"{limited} more answered 429 and retried)")
     if a.rate_limit:
         print(f"  throughput / limit    {calls / forced.wall / a.rate_limit:9.1%}")
+    if a.capacity:
+        queued, queued_ms = q1[0] - q0[0], q1[1] - q0[1]
+        print(f"  waited for capacity   {queued:9d}   requests of {calls} ({queued_ms / max(calls, 1):.1f} ms a request on average; "
+              f"emulator capacity {a.capacity} at once)")
     bench_limits.print_shards_and_auto(a, forced)
     print(f"  CPU (user+sys)        {forced.cpu:9.2f} s")
     print(f"  peak RSS              {forced.rss_mib:9.1f} MiB   ({forced.rss_mib * 1024 / a.slots:.1f} KiB/slot)")
@@ -347,7 +368,8 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     lim_s = f"{a.rate_limit:g}/s" if a.rate_limit else "inf"
     conc_s = f"{by_concurrency:g}/s" if by_concurrency < math.inf else "inf"
     print(f"  provider floor        {floor:9.2f} s   = {per_slot:.2f} calls/slot x {a.slots} slots / "
-          f"min(rate limit {lim_s}, concurrency {a.conc_label} / latency {a.latency_ms} ms = {conc_s})")
+          f"min(rate limit {lim_s}, concurrency {a.conc_label} / latency {a.latency_ms} ms = {conc_s}"
+          + (f", capacity {a.capacity} / latency = {by_capacity:g}/s" if a.capacity else "") + ")")
     print(f"  backend probe         {probe['median_ms']:9.2f} ms  median per request ({probe['what']}; "
           f"{probe['rotations']} rotations' worth, {a.concurrency} at once: {probe['rotations_per_s']:.1f}/s)")
     print(f"  backend alone         {alone['rotation_ms']:9.2f} ms  per rotation's requests, one rotation at a time "

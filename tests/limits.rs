@@ -257,6 +257,68 @@ async fn auto_concurrency_rotates_every_slot() {
     w.assert_consistent(&refs).await;
 }
 
+/// The numbers in `auto concurrency: LOW to HIGH slots at once (ended at END)`.
+fn auto_range(stderr: &str) -> (usize, usize, usize) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("auto concurrency: ") && l.contains("ended at"))
+        .unwrap_or_else(|| panic!("the range is logged at the end: {stderr}"));
+    let numbers: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let at = numbers.len() - 3;
+    (numbers[at], numbers[at + 1], numbers[at + 2])
+}
+
+/// A platform that slows down under load and never answers 429 (the emulator's `capacity`: 4
+/// requests worked on at once, 20 ms each; the rest wait). Auto must read the slower slots as
+/// the limit and come back down, not grow to its maximum of 256 because nothing was refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_concurrency_backs_off_from_a_platform_that_slows_under_load() {
+    let w = World::new(2).await;
+    let names: Vec<String> = (0..300).map(|i| format!("svc-{i:03}")).collect();
+    let slots: String = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("[[slots]]\nname = \"{n}\"\nprovider = \"p{}\"\n\n", i % 2))
+        .collect();
+    w.inventory(&slots);
+    w.apply(&["--concurrency", "32"]).await.expect_code(0);
+    w.set_faults(Faults {
+        latency_ms: 20,
+        capacity: Some(4),
+        ..Default::default()
+    })
+    .await;
+    let before = w.emu.stats().await;
+
+    let forced = w
+        .apply(&["--output", "json", "--force", "--concurrency", "auto"])
+        .await;
+    forced.expect_code(0);
+    for o in forced.outcomes() {
+        assert_eq!(o["result"], "ok", "{o}");
+    }
+    let after = w.emu.stats().await;
+    assert_eq!(after.rate_limited, before.rate_limited, "no 429 said stop");
+    assert!(
+        after.queued > before.queued,
+        "requests did wait for the platform's workers"
+    );
+    let (low, high, end) = auto_range(&forced.stderr);
+    assert!(
+        high <= 64,
+        "slow start stopped once slots slowed for no gain, far below 256: {low} to {high}, ended at {end}"
+    );
+    assert!(
+        end < high && end <= 24,
+        "and came back down towards what 4 workers take: {low} to {high}, ended at {end}"
+    );
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    w.assert_consistent(&refs).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_shard_logs_its_part_of_the_rate_limit() {
     let w = World::new_with(1, 1).await;

@@ -39,6 +39,10 @@ pub struct Faults {
     /// Client listings leave out when each client was last used (Cisco's `last-used-at`), as
     /// a platform that reports no usage would.
     pub omit_last_used: bool,
+    /// Requests the platform works on at once (each for the latency above); more wait their
+    /// turn, first come first served. So the answer time grows with the load, as a real
+    /// server's does when its workers are busy, with no 429 to say so. None: no such limit.
+    pub capacity: Option<u32>,
 }
 
 /// A fault for the next `count` requests of one operation (or of any, when `operation` is
@@ -200,6 +204,9 @@ impl Faults {
         {
             return Err(format!("rate_limit_per_sec must be positive, not {r}"));
         }
+        if self.capacity == Some(0) {
+            return Err("capacity must be at least 1".to_string());
+        }
         Ok(())
     }
 }
@@ -223,6 +230,9 @@ pub struct Stats {
     /// Cisco requests counted against each org's hourly budget (admitted, not answered 429),
     /// since the emulator started: what the org's budget was charged.
     pub cisco_org_requests: BTreeMap<String, u64>,
+    /// Requests that waited for a free worker (the `capacity` fault), and their waits in all.
+    pub queued: u64,
+    pub queued_ms: u64,
 }
 
 impl Stats {

@@ -13,8 +13,8 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
-use tokio::sync::Notify;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{Notify, Semaphore};
 
 /// Largest request body the emulator reads (token and GraphQL requests are tiny).
 const MAX_BODY: usize = 1 << 20;
@@ -26,6 +26,8 @@ pub type Classify = fn(&Method, &str, &[u8]) -> Operation;
 /// quoted, and the classifier the platforms provide.
 pub struct Injector {
     engine: Mutex<FaultEngine>,
+    /// The `capacity` fault's workers: a request holds one while it is worked on.
+    workers: Mutex<Option<Arc<Semaphore>>>,
     stats: Mutex<Stats>,
     /// Secrets the `echo_secret` fault quoted (in-process tests only; never served).
     echoed: Mutex<Vec<String>>,
@@ -35,6 +37,7 @@ pub struct Injector {
 impl Injector {
     pub fn new(faults: Faults, classify: Classify) -> Self {
         Injector {
+            workers: Mutex::new(workers(&faults)),
             engine: Mutex::new(FaultEngine::new(faults)),
             stats: Mutex::new(Stats::default()),
             echoed: Mutex::new(Vec::new()),
@@ -58,8 +61,21 @@ impl Injector {
 
     /// Replaces the faults (and so the random source and the token bucket).
     pub fn set_faults(&self, f: Faults) {
+        *self.workers.lock().unwrap_or_else(|e| e.into_inner()) = workers(&f);
         *self.engine() = FaultEngine::new(f);
     }
+
+    fn workers(&self) -> Option<Arc<Semaphore>> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn workers(f: &Faults) -> Option<Arc<Semaphore>> {
+    f.capacity
+        .map(|n| Arc::new(Semaphore::new(n.max(1) as usize)))
 }
 
 /// Lets a handler close its own connection: the accept loop puts one in every request's
@@ -99,6 +115,22 @@ pub async fn fault_layer(
         shared.engine().decide(&op, &mut stats)
     };
     tracing::debug!(operation = %op.name, ?decision, "request");
+    // A worker for the whole of the request's work (its latency and its handler); held until
+    // the answer is made.
+    let _worker = match shared.workers() {
+        Some(workers) => {
+            let waiting = Instant::now();
+            let permit = workers.acquire_owned().await.ok();
+            let waited = waiting.elapsed();
+            if waited >= Duration::from_millis(1) {
+                let mut stats = shared.stats();
+                stats.queued += 1;
+                stats.queued_ms += waited.as_millis() as u64;
+            }
+            permit
+        }
+        None => None,
+    };
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }

@@ -129,6 +129,11 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "RPS")]
     pub rate_limit: Option<f64>,
 
+    /// Fault: work on at most N requests at once; more wait their turn, so answers slow down
+    /// under load (with no 429).
+    #[arg(long, value_name = "N")]
+    pub capacity: Option<u32>,
+
     /// Fault: send 429s with Retry-After as an HTTP date instead of seconds.
     #[arg(long)]
     pub retry_after_http_date: bool,
@@ -221,6 +226,7 @@ impl EmulatorConfig {
             fault_seed: args.fault_seed,
             cisco_hourly_budget: None,
             omit_last_used: false,
+            capacity: args.capacity,
         };
         faults.validate().map_err(Error::config)?;
         if args.token_ttl == 0 {
