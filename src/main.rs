@@ -57,8 +57,8 @@ async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Plan(args) => app::plan(&args).await,
         Command::Apply(args) => app::apply(&args).await,
-        Command::Status(args) => app::status(&args).await,
-        Command::Verify(args) => app::verify(&args).await,
+        Command::Status(args) => rekey::app::status::run(&args).await,
+        Command::Verify(args) => rekey::app::verify::run(&args).await,
         Command::Check(args) => rekey::app::check::run(&args).await,
         Command::Run(args) => rekey::app::scheduler::run(&args).await,
         Command::Rollback(args) => app::rollback(&args).await,

@@ -9,11 +9,12 @@
 //! - The whole check ends by [`CHECK_DEADLINE`]: whatever has not answered by then is reported
 //!   as a timeout (exit 4), named like every other row.
 
-use crate::app::commands::{clock, exit};
 use crate::app::report::{self, Table};
+use crate::app::setup::clock;
 use crate::cli::{CheckArgs, OutputFormat};
 use crate::config;
 use crate::engine::{Engine, Options};
+use crate::error::exit;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layer::RetryPolicy;
 use futures_util::StreamExt;

@@ -150,7 +150,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
         obs: Default::default(),
         shard: WHOLE,
     };
-    let pre = app::engine(&quiet, Arc::new(crate::clock::SystemClock))
+    let pre = crate::app::setup::engine(&quiet, Arc::new(crate::clock::SystemClock))
         .await?
         .apply()
         .await?;
@@ -226,8 +226,8 @@ pub async fn run(args: &DemoArgs) -> Result<u8> {
         "4. rekey verify -c inventory.toml   (a token exchange with every pair consumers read)",
     )?;
     let engine = demo.engine(vec![], false).await?;
-    let rows = app::verify_rows(&engine).await?;
-    crate::out!("{}", app::verify_table(&rows))?;
+    let rows = crate::app::verify::verify_rows(&engine).await?;
+    crate::out!("{}", crate::app::verify::verify_table(&rows))?;
     if rows.iter().any(|r| !r.ok) {
         failures.push("verify found a pair that does not work".into());
     }
@@ -376,7 +376,7 @@ impl Demo<'_> {
             obs: Default::default(),
             shard: WHOLE,
         };
-        app::engine(&args, self.clock.clone()).await
+        crate::app::setup::engine(&args, self.clock.clone()).await
     }
 
     async fn apply(
@@ -393,8 +393,11 @@ impl Demo<'_> {
     }
 
     async fn status(&self, failures: &mut Vec<String>, expect_held: bool) -> Result<()> {
-        let rows = app::status_rows(&*self.engine(vec![], false).await?).await?;
-        crate::out!("{}", crate::terminal::paint(&app::status_table(&rows)))?;
+        let rows = crate::app::status::status_rows(&*self.engine(vec![], false).await?).await?;
+        crate::out!(
+            "{}",
+            crate::terminal::paint(&crate::app::status::status_table(&rows))
+        )?;
         if rows.iter().any(|r| r.attention) {
             failures.push("status found a slot that needs attention".into());
         }
