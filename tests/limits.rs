@@ -271,13 +271,16 @@ fn auto_range(stderr: &str) -> (usize, usize, usize) {
     (numbers[at], numbers[at + 1], numbers[at + 2])
 }
 
-/// A platform that slows down under load and never answers 429 (the emulator's `capacity`: 4
-/// requests worked on at once, 20 ms each; the rest wait). Auto must read the slower slots as
+/// A platform that slows down under load and never answers 429 (the emulator's `capacity`: 2
+/// requests worked on at once, 50 ms each; the rest wait). Auto must read the slower slots as
 /// the limit and come back down, not grow to its maximum of 256 because nothing was refused.
+/// The platform is slow enough (20 slots a second) that its queue, not this machine's CPU
+/// (other tests run beside this one), is what the slot times show. Checked that it fails when
+/// auto ignores slot times: it grew to 128.
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_concurrency_backs_off_from_a_platform_that_slows_under_load() {
     let w = World::new(2).await;
-    let names: Vec<String> = (0..300).map(|i| format!("svc-{i:03}")).collect();
+    let names: Vec<String> = (0..200).map(|i| format!("svc-{i:03}")).collect();
     let slots: String = names
         .iter()
         .enumerate()
@@ -286,8 +289,8 @@ async fn auto_concurrency_backs_off_from_a_platform_that_slows_under_load() {
     w.inventory(&slots);
     w.apply(&["--concurrency", "32"]).await.expect_code(0);
     w.set_faults(Faults {
-        latency_ms: 20,
-        capacity: Some(4),
+        latency_ms: 50,
+        capacity: Some(2),
         ..Default::default()
     })
     .await;
@@ -311,9 +314,11 @@ async fn auto_concurrency_backs_off_from_a_platform_that_slows_under_load() {
         high <= 64,
         "slow start stopped once slots slowed for no gain, far below 256: {low} to {high}, ended at {end}"
     );
+    // Over 24 at any time (slow start overshoots), it must have come back: a busy machine may
+    // keep it lower from the start, which is no failure.
     assert!(
-        end < high && end <= 24,
-        "and came back down towards what 4 workers take: {low} to {high}, ended at {end}"
+        end <= 24,
+        "and ended near what 2 workers take: {low} to {high}, ended at {end}"
     );
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     w.assert_consistent(&refs).await;
