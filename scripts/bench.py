@@ -306,22 +306,26 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     calls = sent - limited
     per_slot = calls / a.slots
     limit = a.rate_limit or math.inf
-    by_concurrency = a.concurrency / (a.latency_ms / 1000) if a.latency_ms > 0 and not a.auto else math.inf
+    # Slots in flight over all processes: each shard works on --concurrency of its own.
+    in_flight = a.concurrency * a.shards
+    in_flight_s = f"{a.conc_label}" + (f" x {a.shards} shards" if a.shards > 1 else "")
+    by_concurrency = in_flight / (a.latency_ms / 1000) if a.latency_ms > 0 and not a.auto else math.inf
     # The emulator's workers (--capacity) serve at most capacity / latency requests a second.
     by_capacity = a.capacity / (a.latency_ms / 1000) if a.capacity and a.latency_ms > 0 else math.inf
     ceiling = min(limit, by_concurrency, by_capacity)
     floor = calls / ceiling if ceiling < math.inf else 0.0
     # The backend floor: every slot's backend requests at the rate the probe got from the
-    # backend at the same concurrency. The honest floor is the larger of the two.
+    # backend at the same concurrency.
     backend_floor = a.slots / probe["rotations_per_s"]
     # The in-flight floor: each slot in flight waits for its provider calls and its backend
     # requests one after another (the protocol orders them: docs/src/protocol.md), so C slots
     # at once finish at most C per (calls x latency + one rotation's backend time alone). With
     # auto there is no fixed C: no such floor. The calls are a rotation's own: each provider's
-    # token is fetched once, at start-up, for all providers at once (docs/src/benchmarks.md).
-    rotation_calls = max(calls - a.tenants, 0) / a.slots
+    # token is fetched once per process, at start-up, for all providers at once
+    # (docs/src/benchmarks.md); counting one per provider and shard keeps the floor a lower bound.
+    rotation_calls = max(calls - a.tenants * a.shards, 0) / a.slots
     chain_s = rotation_calls * a.latency_ms / 1000 + alone["rotation_ms"] / 1000
-    chain_floor = 0.0 if a.auto else a.slots * chain_s / a.concurrency
+    chain_floor = 0.0 if a.auto else a.slots * chain_s / in_flight
     honest = max(floor, backend_floor, chain_floor)
 
     audited = None
@@ -368,7 +372,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     lim_s = f"{a.rate_limit:g}/s" if a.rate_limit else "inf"
     conc_s = f"{by_concurrency:g}/s" if by_concurrency < math.inf else "inf"
     print(f"  provider floor        {floor:9.2f} s   = {per_slot:.2f} calls/slot x {a.slots} slots / "
-          f"min(rate limit {lim_s}, concurrency {a.conc_label} / latency {a.latency_ms} ms = {conc_s}"
+          f"min(rate limit {lim_s}, concurrency {in_flight_s} / latency {a.latency_ms} ms = {conc_s}"
           + (f", capacity {a.capacity} / latency = {by_capacity:g}/s" if a.capacity else "") + ")")
     print(f"  backend probe         {probe['median_ms']:9.2f} ms  median per request ({probe['what']}; "
           f"{probe['rotations']} rotations' worth, {a.concurrency} at once: {probe['rotations_per_s']:.1f}/s)")
@@ -377,7 +381,7 @@ def run(a, binary, venv_bin, work, rekey_limit, procs):
     print(f"  backend floor         {backend_floor:9.2f} s   = {a.slots} slots / {probe['rotations_per_s']:.1f} rotations/s")
     if not a.auto:
         print(f"  in-flight floor       {chain_floor:9.2f} s   = {a.slots} slots x ({rotation_calls:.2f} calls x {a.latency_ms} ms"
-              f" + backend alone {alone['rotation_ms']:.2f} ms) / concurrency {a.concurrency}")
+              f" + backend alone {alone['rotation_ms']:.2f} ms) / concurrency {in_flight_s}")
     print(f"  floor                 {honest:9.2f} s   (the largest of the provider, backend and in-flight floors)")
     if honest > 0:
         print(f"  wall / floor          {forced.wall / honest:9.2f}")

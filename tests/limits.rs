@@ -204,15 +204,22 @@ async fn bad_concurrency_settings_are_config_errors() {
     assert!(run.stderr.contains("or auto"), "{}", run.stderr);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn auto_concurrency_rotates_every_slot() {
-    let w = World::new(2).await;
-    let names: Vec<String> = (0..40).map(|i| format!("svc-{i:02}")).collect();
-    let slots: String = names
+/// `n` slots `svc-000`, `svc-001`, ... taking turns between providers `p0` and `p1`: their names,
+/// and their `[[slots]]` sections.
+fn slots_over_two_providers(n: usize) -> (Vec<String>, String) {
+    let names: Vec<String> = (0..n).map(|i| format!("svc-{i:03}")).collect();
+    let slots = names
         .iter()
         .enumerate()
         .map(|(i, n)| format!("[[slots]]\nname = \"{n}\"\nprovider = \"p{}\"\n\n", i % 2))
         .collect();
+    (names, slots)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_concurrency_rotates_every_slot() {
+    let w = World::new(2).await;
+    let (names, slots) = slots_over_two_providers(40);
     w.inventory(&slots);
     let first = w
         .apply(&["--output", "json", "--concurrency", "auto"])
@@ -280,12 +287,7 @@ fn auto_range(stderr: &str) -> (usize, usize, usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_concurrency_backs_off_from_a_platform_that_slows_under_load() {
     let w = World::new(2).await;
-    let names: Vec<String> = (0..200).map(|i| format!("svc-{i:03}")).collect();
-    let slots: String = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| format!("[[slots]]\nname = \"{n}\"\nprovider = \"p{}\"\n\n", i % 2))
-        .collect();
+    let (names, slots) = slots_over_two_providers(200);
     w.inventory(&slots);
     w.apply(&["--concurrency", "32"]).await.expect_code(0);
     w.set_faults(Faults {

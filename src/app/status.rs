@@ -29,8 +29,8 @@ pub async fn status_rows(engine: &Engine) -> Result<Vec<StatusRow>> {
                 let (provider, tenant) = crate::engine::describe(&t, None);
                 rows.push(StatusRow {
                     slot: t.name.clone(),
-                    provider,
-                    tenant,
+                    provider: provider.to_string(),
+                    tenant: tenant.to_string(),
                     state: "tampered".into(),
                     generation: None,
                     age_seconds: None,
@@ -85,8 +85,8 @@ pub async fn status_rows(engine: &Engine) -> Result<Vec<StatusRow>> {
             matches!(state, "overdue" | "missing" | "interrupted" | "failed") || drain_overdue;
         rows.push(StatusRow {
             slot: t.name.clone(),
-            provider,
-            tenant,
+            provider: provider.to_string(),
+            tenant: tenant.to_string(),
             state: state.to_string(),
             generation: current.map(|c| c.generation),
             age_seconds: age.map(|a| a.num_seconds()),

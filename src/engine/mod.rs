@@ -295,8 +295,8 @@ impl Engine {
         let listed = self.listed_names(&targets).await?;
         // Provider and tenant names, one allocation each however many rows name them.
         let mut names: BTreeSet<Arc<str>> = BTreeSet::new();
-        let mut shared = |name: String| -> Arc<str> {
-            if let Some(known) = names.get(name.as_str()) {
+        let mut shared = |name: &str| -> Arc<str> {
+            if let Some(known) = names.get(name) {
                 return Arc::clone(known);
             }
             let new: Arc<str> = Arc::from(name);
@@ -331,6 +331,7 @@ impl Engine {
                 &self.context(&alive),
             );
             let (provider, tenant) = describe(&t, record);
+            let (provider, tenant) = (shared(provider), shared(tenant));
             let action = if decision.locked {
                 "locked"
             } else {
@@ -339,8 +340,8 @@ impl Engine {
             self.events.slot_planned(&t.name);
             rows.push(PlanRow {
                 slot: t.name,
-                provider: shared(provider),
-                tenant: shared(tenant),
+                provider,
+                tenant,
                 action,
                 decision,
             });
@@ -521,8 +522,8 @@ impl Engine {
                         i,
                         SlotOutcome {
                             slot: t.name.clone(),
-                            provider,
-                            tenant,
+                            provider: provider.to_string(),
+                            tenant: tenant.to_string(),
                             result: OutcomeKind::Failed,
                             steps: Vec::new(),
                             actions: Vec::new(),
@@ -557,11 +558,12 @@ impl Engine {
 }
 
 /// The provider and tenant of a target: from the inventory, else from its stored record.
-pub fn describe(t: &Target, record: Option<&SlotRecord>) -> (String, String) {
-    match (&t.config, record) {
-        (Some(c), _) => (c.provider.clone(), c.tenant.clone()),
-        (None, Some(r)) => (r.provider.clone(), r.tenant.clone()),
-        (None, None) => (String::new(), String::new()),
+/// Borrowed: `plan` shares them between its rows rather than copying them per slot.
+pub fn describe<'a>(t: &'a Target, record: Option<&'a SlotRecord>) -> (&'a str, &'a str) {
+    match (t.config.as_deref(), record) {
+        (Some(c), _) => (&c.provider, &c.tenant),
+        (None, Some(r)) => (&r.provider, &r.tenant),
+        (None, None) => ("", ""),
     }
 }
 

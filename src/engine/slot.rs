@@ -484,6 +484,7 @@ impl<'a> SlotRun<'a> {
         }
         let record = self.stored.as_ref().map(|v| &v.record);
         let (provider, tenant) = describe(self.target, record);
+        let (provider, tenant) = (provider.to_string(), tenant.to_string());
         let current = record.and_then(|r| r.current.as_ref());
         let (kind, detail) = match &result {
             Err(e) if deferred => (
